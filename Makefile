@@ -1,0 +1,29 @@
+# LLM Policy Engine: one vocabulary for people, hooks and CI.
+.DEFAULT_GOAL := help
+UV ?= uv
+PYTEST_ARGS ?=
+
+.PHONY: help install run test lint typecheck bench proto
+
+help: ## Show this help
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-10s %s\n", $$1, $$2}'
+
+install: ## Install the workspace (all packages and dev tools) into .venv
+	$(UV) sync --frozen
+
+run: install ## Run the main job on the embedded default
+	$(UV) run --frozen python -m policy_core examples/policies examples/contexts
+
+test: install ## Run every test (needs PostgreSQL and Redis for the adapter tests)
+	$(UV) run --frozen pytest $(PYTEST_ARGS)
+
+lint: install ## ruff and the import-linter architecture contracts
+	$(UV) run --frozen ruff check .
+	$(UV) run --frozen ruff format --check .
+	$(UV) run --frozen lint-imports
+
+typecheck: install ## mypy --strict over every package
+	$(UV) run --frozen mypy packages/*/src
+
+bench: install ## Run the benchmarks and print their figures (see docs/benchmarks.md)
+	$(UV) run --frozen python bench/bench_engine.py

@@ -1,0 +1,3 @@
+"""HTTP clients for Shield, CostOps, Governance and Edge integrations."""
+
+__all__: list[str] = []

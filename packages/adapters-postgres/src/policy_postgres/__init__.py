@@ -1,0 +1,3 @@
+"""PostgreSQL adapters: policy store, decision log, API keys."""
+
+__all__: list[str] = []

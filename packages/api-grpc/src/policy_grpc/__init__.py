@@ -1,0 +1,3 @@
+"""grpclib gRPC API (betterproto2 messages) for the policy engine."""
+
+__all__: list[str] = []

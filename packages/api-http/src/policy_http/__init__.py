@@ -1,0 +1,3 @@
+"""Litestar HTTP API for the policy engine."""
+
+__all__: list[str] = []

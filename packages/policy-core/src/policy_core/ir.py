@@ -1,0 +1,99 @@
+"""The condition IR: what expressions and condition trees both compile to.
+
+Nodes are frozen msgspec Structs, compared by value, so that "print then
+parse gives the same IR" is a plain `==`. Literal lists and maps are
+`ListExpr`/`MapExpr` of `Lit`s: `Lit` only ever holds a scalar.
+Unary minus applied to a numeric literal is folded into the literal.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeAlias
+
+import msgspec
+
+__all__ = [
+    "BINARY_OPS",
+    "Binary",
+    "Call",
+    "Expr",
+    "Index",
+    "Lit",
+    "ListExpr",
+    "MapExpr",
+    "Method",
+    "Neg",
+    "Not",
+    "Path",
+]
+
+
+class _Node(msgspec.Struct, frozen=True, tag_field="node", array_like=False):
+    pass
+
+
+class Lit(_Node, tag="lit"):
+    """A scalar literal: None, bool, int, float or str."""
+
+    value: Any
+
+
+class Path(_Node, tag="path"):
+    """A static path: `root` followed by member names (str) and list indexes (int)."""
+
+    root: str
+    segments: tuple[str | int, ...] = ()
+
+
+class Index(_Node, tag="index"):
+    """`target[index]` where the target is not a static path or the index is computed."""
+
+    target: Expr
+    index: Expr
+
+
+class Call(_Node, tag="call"):
+    """A global function (`size`, `has`, ...) or a fact function (`rate_limit.count`, ...)."""
+
+    name: str
+    args: tuple[Expr, ...] = ()
+
+
+class Method(_Node, tag="method"):
+    """`target.name(args)`: string/list/map methods and subject helpers."""
+
+    target: Expr
+    name: str
+    args: tuple[Expr, ...] = ()
+
+
+class Not(_Node, tag="not"):
+    operand: Expr
+
+
+class Neg(_Node, tag="neg"):
+    operand: Expr
+
+
+class Binary(_Node, tag="binary"):
+    """`op` is one of BINARY_OPS; `and`/`or` short-circuit."""
+
+    op: str
+    left: Expr
+    right: Expr
+
+
+class ListExpr(_Node, tag="list"):
+    items: tuple[Expr, ...] = ()
+
+
+class MapExpr(_Node, tag="map"):
+    keys: tuple[str, ...] = ()
+    values: tuple[Expr, ...] = ()
+
+
+Expr: TypeAlias = Lit | Path | Index | Call | Method | Not | Neg | Binary | ListExpr | MapExpr
+
+BINARY_OPS = frozenset(
+    {"or", "and", "==", "!=", "<", "<=", ">", ">=", "in", "not in", "+", "-", "*", "/", "%"}
+)

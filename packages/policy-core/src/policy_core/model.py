@@ -1,0 +1,228 @@
+"""Domain types of the policy language (spec: shared/design/policy-language.md).
+
+Every type is a frozen msgspec Struct; the same types serialise to JSON/YAML.
+Documents keep the *source* form of conditions (expression text or condition
+tree) next to the parsed IR, so that a stored policy round-trips exactly as
+it was written.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Any, Literal, TypeAlias
+
+import msgspec
+
+from policy_core.ir import Expr
+
+__all__ = [
+    "Action",
+    "AuditObligation",
+    "Decision",
+    "DecisionKind",
+    "EvaluationError",
+    "LogObligation",
+    "Obligation",
+    "Policy",
+    "PolicyConfig",
+    "PolicyException",
+    "PolicyMetadata",
+    "PolicyStatus",
+    "RedactObligation",
+    "RequireApprovalObligation",
+    "Rule",
+    "RuleTrace",
+    "SuggestAlternativeObligation",
+    "ThrottleObligation",
+]
+
+
+class PolicyStatus(str, Enum):
+    ACTIVE = "active"
+    DRAFT = "draft"
+    DEPRECATED = "deprecated"
+
+
+class DecisionKind(str, Enum):
+    """Outcome of an evaluation; ordered by strength: deny > modify > warn > allow."""
+
+    ALLOW = "allow"
+    WARN = "warn"
+    MODIFY = "modify"
+    DENY = "deny"
+
+
+DECISION_STRENGTH: dict[str, int] = {"allow": 0, "warn": 1, "modify": 2, "deny": 3}
+
+AuditMode: TypeAlias = Literal["all", "decisions_other_than_allow", "none"]
+
+
+class _Frozen(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    pass
+
+
+# --- obligations (spec 5.5) -------------------------------------------------
+
+
+class _ObligationBase(
+    msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, tag_field="type"
+):
+    # Filled in by the compiler with "<policy>/<rule>" when the obligation is emitted.
+    rule: str | None = None
+
+
+class RedactObligation(_ObligationBase, tag="redact"):
+    fields: tuple[str, ...] = ("llm.prompt",)
+    pattern: str = "pii"
+
+
+class AuditObligation(_ObligationBase, tag="audit"):
+    severity: Literal["info", "low", "medium", "high", "critical"] = "info"
+    alert: bool = False
+
+
+class LogObligation(_ObligationBase, tag="log"):
+    level: Literal["debug", "info", "warning", "error", "critical"] = "info"
+
+
+class ThrottleObligation(_ObligationBase, tag="throttle"):
+    delay_ms: int = 0
+    max_retries: int = 0
+
+
+class SuggestAlternativeObligation(_ObligationBase, tag="suggest_alternative"):
+    models: tuple[str, ...] | None = None
+    model: str | None = None
+    message: str | None = None
+
+
+class RequireApprovalObligation(_ObligationBase, tag="require_approval"):
+    approvers: tuple[str, ...] = ()
+    timeout: str | int | None = None
+
+
+Obligation: TypeAlias = (
+    RedactObligation
+    | AuditObligation
+    | LogObligation
+    | ThrottleObligation
+    | SuggestAlternativeObligation
+    | RequireApprovalObligation
+)
+
+# --- documents (spec 1) -----------------------------------------------------
+
+
+class Action(_Frozen):
+    decision: Literal["allow", "deny", "warn", "modify"]
+    reason: str | None = None
+    modifications: dict[str, Any] = {}
+    metadata: dict[str, Any] = {}
+
+
+class Rule(_Frozen):
+    id: str
+    name: str
+    description: str | None = None
+    priority: int = 0
+    enabled: bool = True
+    # Source form (expression text or condition tree) and its parsed IR.
+    condition: str | dict[str, Any] | None = None
+    condition_ir: Expr | None = None
+    action: Action
+    obligations: tuple[Obligation, ...] = ()
+
+
+class PolicyException(_Frozen):
+    id: str
+    name: str
+    description: str | None = None
+    enabled: bool = True
+    condition: str | dict[str, Any] | None = None
+    condition_ir: Expr | None = None
+    reason: str | None = None
+
+
+class PolicyMetadata(_Frozen):
+    id: str
+    name: str
+    namespace: str = "default"
+    version: str | None = None
+    description: str | None = None
+    tags: tuple[str, ...] = ()
+    priority: int = 0
+    owner: str | None = None
+
+
+class PolicyConfig(_Frozen):
+    default_decision: Literal["none", "allow", "deny"] = "none"
+    fail_open: bool = False
+    cache_ttl_seconds: int = 300
+    audit: AuditMode = "all"
+
+
+class Policy(_Frozen):
+    """One loaded policy document.
+
+    `source` is the document as written (a JSON-compatible mapping, without
+    the parsed IR); `digest` is the sha256 of its canonical JSON and identifies
+    the revision in `Decision.policy_set`.
+    """
+
+    version: str = "1"
+    status: PolicyStatus = PolicyStatus.ACTIVE
+    metadata: PolicyMetadata
+    config: PolicyConfig = PolicyConfig()
+    scope: str | dict[str, Any] | None = None
+    scope_ir: Expr | None = None
+    rules: tuple[Rule, ...] = ()
+    exceptions: tuple[PolicyException, ...] = ()
+    source: dict[str, Any] = {}
+    digest: str = ""
+    file: str | None = None
+
+    @property
+    def id(self) -> str:
+        return self.metadata.id
+
+    @property
+    def namespace(self) -> str:
+        return self.metadata.namespace
+
+
+# --- decisions (spec 5.7) ---------------------------------------------------
+
+
+class EvaluationError(_Frozen):
+    policy: str
+    rule: str
+    message: str
+
+
+class RuleTrace(_Frozen):
+    """One evaluated rule (or scope/exception) in a trace."""
+
+    policy: str
+    rule: str
+    kind: Literal["scope", "exception", "rule", "default"] = "rule"
+    result: Literal["matched", "not_matched", "error", "skipped"]
+    failed: str | None = None  # first failing sub-expression, in expression form
+    error: str | None = None
+
+
+class Decision(msgspec.Struct, frozen=True, kw_only=True):
+    decision: Literal["allow", "deny", "warn", "modify"]
+    allowed: bool
+    reason: str | None = None
+    matched_policies: tuple[str, ...] = ()
+    matched_rules: tuple[str, ...] = ()
+    matched_exceptions: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+    modifications: dict[str, Any] = {}
+    obligations: tuple[Obligation, ...] = ()
+    metadata: dict[str, Any] = {}
+    errors: tuple[EvaluationError, ...] = ()
+    shadow: Decision | None = None
+    policy_set: str = ""
+    evaluation_time_ms: float = 0.0
+    trace: tuple[RuleTrace, ...] | None = None
