@@ -1,0 +1,94 @@
+"""The error vocabulary of the core, with stable codes that each API maps to a status."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import msgspec
+
+__all__ = [
+    "Issue",
+    "PolicyAlreadyExists",
+    "PolicyEngineError",
+    "PolicyLoadError",
+    "PolicyNotFound",
+    "RevisionConflict",
+    "RevisionNotFound",
+    "StoreUnavailable",
+]
+
+
+class Issue(msgspec.Struct, frozen=True, kw_only=True, order=False):
+    """One problem (or warning) found while loading policies; positions are 1-based."""
+
+    file: str
+    line: int
+    column: int
+    message: str
+    severity: str = "error"  # error | warning
+    path: str = ""  # the document path, e.g. "rules[2].condition"
+
+    def sort_key(self) -> tuple[str, int, int, str]:
+        return (self.file, self.line, self.column, self.message)
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.column}: {self.message}"
+
+
+class PolicyEngineError(Exception):
+    """Base of every error the core raises on purpose."""
+
+    code = "error"
+
+
+class PolicyLoadError(PolicyEngineError):
+    """Every problem found in one load, sorted by file, line and column."""
+
+    code = "invalid_policy"
+
+    def __init__(self, issues: Iterable[Issue]) -> None:
+        self.issues: list[Issue] = sorted(issues, key=Issue.sort_key)
+        super().__init__("\n".join(str(i) for i in self.issues) or "invalid policy")
+
+
+class PolicyNotFound(PolicyEngineError):
+    code = "policy_not_found"
+
+    def __init__(self, policy_id: str) -> None:
+        self.policy_id = policy_id
+        super().__init__(f"policy {policy_id!r} does not exist; list the policies to see their ids")
+
+
+class PolicyAlreadyExists(PolicyEngineError):
+    code = "policy_exists"
+
+    def __init__(self, policy_id: str) -> None:
+        self.policy_id = policy_id
+        super().__init__(
+            f"policy {policy_id!r} already exists; update it with its current revision instead"
+        )
+
+
+class RevisionConflict(PolicyEngineError):
+    code = "revision_conflict"
+
+    def __init__(self, policy_id: str, expected: int, actual: int) -> None:
+        self.policy_id, self.expected, self.actual = policy_id, expected, actual
+        super().__init__(
+            f"policy {policy_id!r} is at revision {actual}, not {expected}; "
+            "read it again and reapply your change"
+        )
+
+
+class RevisionNotFound(PolicyEngineError):
+    code = "revision_not_found"
+
+    def __init__(self, policy_id: str, revision: int) -> None:
+        self.policy_id, self.revision = policy_id, revision
+        super().__init__(f"policy {policy_id!r} has no revision {revision}")
+
+
+class StoreUnavailable(PolicyEngineError):
+    """A backing store could not be reached; adapters translate driver errors to this."""
+
+    code = "store_unavailable"
