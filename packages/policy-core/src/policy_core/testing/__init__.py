@@ -1,0 +1,1 @@
+"""Test support shipped with the core: contract suites for port adapters, language case files."""
