@@ -27,3 +27,18 @@ typecheck: install ## mypy --strict over every package
 
 bench: install ## Run the benchmarks and print their figures (see docs/benchmarks.md)
 	$(UV) run --frozen python bench/bench_engine.py
+
+GRPC_OUT := packages/api-grpc/src/policy_grpc/_generated
+INTEROP_OUT := tests/grpc_interop
+
+proto: install ## Regenerate the gRPC code (betterproto2 for policy_grpc, stock grpcio stubs for the interop tests)
+	rm -rf $(GRPC_OUT)/google $(GRPC_OUT)/llm_policy $(INTEROP_OUT)/llm_policy
+	mkdir -p $(GRPC_OUT) $(INTEROP_OUT)
+	$(UV) run --frozen python -m grpc_tools.protoc -Iproto \
+		--python_betterproto2_out=$(GRPC_OUT) \
+		--python_betterproto2_opt=client_generation=async,server_generation=async \
+		--descriptor_set_out=$(GRPC_OUT)/policy.binpb --include_imports \
+		proto/llm_policy/v1/policy.proto
+	$(UV) run --frozen python -m grpc_tools.protoc -Iproto \
+		--python_out=$(INTEROP_OUT) --grpc_python_out=$(INTEROP_OUT) \
+		proto/llm_policy/v1/policy.proto
