@@ -1,0 +1,449 @@
+"""The ports of the core: what the services need from the outside world.
+
+Every port is a `typing.Protocol`, split by capability (a reader is not a
+writer); adapters conform structurally. The records that cross the ports are
+frozen msgspec Structs defined here so that adapters import one module.
+Edge semantics (missing keys, ordering, idempotency) are stated in each
+docstring; `policy_core.testing` holds the contract suites that check them.
+
+Times are timezone-aware UTC `datetime`s. Cursors are opaque strings that an
+adapter produces and accepts back; a caller must not build them.
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
+from typing import Any, Generic, Literal, Protocol, TypeAlias, TypeVar, runtime_checkable
+
+import msgspec
+
+from policy_core.model import Decision
+
+__all__ = [
+    "ApiKeyRecord",
+    "ApiKeyStore",
+    "ChangeFeed",
+    "Clock",
+    "CostOracle",
+    "DecisionCache",
+    "DecisionLog",
+    "DecisionRecord",
+    "DecisionStats",
+    "EdgePublisher",
+    "FactRequest",
+    "GovernanceSink",
+    "HistoryQuery",
+    "NewRevision",
+    "Page",
+    "PolicyChange",
+    "PolicyReader",
+    "PolicyRecord",
+    "PolicyStore",
+    "PolicyWriter",
+    "RevisionInfo",
+    "ShieldScanner",
+    "Unsubscribe",
+    "UsageStore",
+]
+
+T = TypeVar("T")
+
+#: A stateful or integration fact, as `PolicyEngine.fact_requests` returns it:
+#: ("rate_limit.count", key, window) | ("budget.spent", key, period) |
+#: ("shield.scan", text) | ("costops.estimate", provider, model, prompt_tokens, max_tokens)
+FactRequest: TypeAlias = tuple[Any, ...]
+
+PolicyStatusName: TypeAlias = Literal["active", "draft", "deprecated"]
+
+
+# --- records ------------------------------------------------------------------
+
+
+class Page(msgspec.Struct, Generic[T], frozen=True, kw_only=True):
+    """One page of a listing; `next_cursor` is None on the last page."""
+
+    items: tuple[T, ...]
+    next_cursor: str | None = None
+
+
+class PolicyRecord(msgspec.Struct, frozen=True, kw_only=True):
+    """One revision of a stored policy (the current one unless asked otherwise).
+
+    `document` is the policy as JSON (what the loader read), `text` the
+    document exactly as submitted (YAML or JSON). `created_at` is when the id
+    was first created, `updated_at` when this revision was written.
+    """
+
+    id: str
+    namespace: str
+    revision: int
+    status: PolicyStatusName
+    document: dict[str, Any]
+    text: str
+    hash: str
+    author: str | None = None
+    tags: tuple[str, ...] = ()
+    created_at: datetime
+    updated_at: datetime
+    deleted: bool = False
+
+
+class RevisionInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """An entry of a policy's history: who wrote which revision when, and what changed."""
+
+    revision: int
+    author: str | None
+    created_at: datetime
+    hash: str
+    summary: str
+
+
+class NewRevision(msgspec.Struct, frozen=True, kw_only=True):
+    """What a writer stores as the next revision of a policy (already validated)."""
+
+    id: str
+    namespace: str
+    status: PolicyStatusName
+    document: dict[str, Any]
+    text: str
+    hash: str
+    tags: tuple[str, ...] = ()
+    author: str | None = None
+    summary: str = ""
+
+
+class DecisionRecord(msgspec.Struct, frozen=True, kw_only=True):
+    """One audit record of the decision log.
+
+    `context` has the decision's `redact` obligations already applied;
+    `context_digest` is "sha256:<hex>" of the canonical JSON of the context
+    as received (before redaction), so a caller can prove which context it sent.
+    `detail` is the full decision (shadow and obligations included).
+    """
+
+    request_id: str
+    policy_set: str
+    decision: str
+    matched_policies: tuple[str, ...] = ()
+    matched_rules: tuple[str, ...] = ()
+    reason: str | None = None
+    context_digest: str
+    context: dict[str, Any]
+    detail: Decision
+    latency_ms: float
+    created_at: datetime
+
+
+class HistoryQuery(msgspec.Struct, frozen=True, kw_only=True):
+    """Filters of `DecisionLog.history`; every given filter must hold.
+
+    `policy_id` selects decisions in which that policy matched; `since` is
+    inclusive and `until` exclusive.
+    """
+
+    request_id: str | None = None
+    policy_id: str | None = None
+    decision: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+class DecisionStats(msgspec.Struct, frozen=True, kw_only=True):
+    """Aggregates over a time window of the decision log.
+
+    `latency_ms` holds the percentiles "p50", "p95" and "p99" (absent when
+    the window is empty); counts are by decision, matched policy and rule.
+    """
+
+    total: int
+    by_decision: dict[str, int]
+    by_policy: dict[str, int]
+    by_rule: dict[str, int]
+    latency_ms: dict[str, float]
+    since: datetime
+    until: datetime
+
+
+class ApiKeyRecord(msgspec.Struct, frozen=True, kw_only=True):
+    """A service API key as stored: never the key itself, only its prefix and hash."""
+
+    id: str
+    name: str
+    prefix: str
+    key_hash: str
+    roles: tuple[str, ...]
+    created_at: datetime
+    revoked_at: datetime | None = None
+
+
+class PolicyChange(msgspec.Struct, frozen=True, kw_only=True):
+    """A notification that a policy changed; `origin` names the instance that wrote it."""
+
+    policy_id: str
+    revision: int
+    kind: Literal["created", "updated", "status", "deleted", "rollback"]
+    origin: str = ""
+
+
+# --- policy store ---------------------------------------------------------------
+
+
+@runtime_checkable
+class PolicyReader(Protocol):
+    """Reads stored policies and their history."""
+
+    async def get(self, policy_id: str, revision: int | None = None) -> PolicyRecord:
+        """The current revision, or revision `revision`.
+
+        Raises PolicyNotFound when the id never existed or is deleted (a
+        specific `revision` of a deleted policy is still returned: revisions
+        are kept for audit), RevisionNotFound when that revision does not exist.
+        """
+        ...
+
+    async def list(
+        self,
+        *,
+        namespace: str | None = None,
+        status: str | None = None,
+        tag: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> Page[PolicyRecord]:
+        """Current revisions of live (not deleted) policies, ordered by id.
+
+        Filters combine with AND; `tag` matches one of `metadata.tags`. A
+        cursor stays valid when policies are added or removed meanwhile.
+        """
+        ...
+
+    async def load_all(self) -> builtins.list[PolicyRecord]:
+        """Every live policy's current revision, every status, ordered by id (for compiling)."""
+        ...
+
+    async def revisions(
+        self, policy_id: str, *, limit: int = 50, cursor: str | None = None
+    ) -> Page[RevisionInfo]:
+        """The history of an id, oldest first, deleted policies included.
+
+        Raises PolicyNotFound when the id has no revision at all.
+        """
+        ...
+
+
+@runtime_checkable
+class PolicyWriter(Protocol):
+    """Writes immutable revisions. Revision numbers of an id are 1, 2, 3... with no gap."""
+
+    async def create(self, revision: NewRevision) -> PolicyRecord:
+        """Store the first revision of a new id.
+
+        Raises PolicyAlreadyExists when a live policy has that id. A deleted id
+        may be created again: its revision numbers continue after the last one.
+        """
+        ...
+
+    async def update(self, revision: NewRevision, expected_revision: int) -> PolicyRecord:
+        """Store the next revision if the current one is `expected_revision`.
+
+        Atomic compare-and-set: of concurrent updates with the same expected
+        revision exactly one succeeds; the others raise RevisionConflict.
+        Raises PolicyNotFound for an unknown or deleted id.
+        """
+        ...
+
+    async def delete(
+        self, policy_id: str, *, author: str | None = None, expected_revision: int | None = None
+    ) -> None:
+        """Soft-delete: the policy leaves listings and reads, its revisions stay.
+
+        Raises PolicyNotFound when no live policy has that id (so a second
+        delete reports it), RevisionConflict when `expected_revision` is stale.
+        """
+        ...
+
+
+class PolicyStore(PolicyReader, PolicyWriter, Protocol):
+    """A store that both reads and writes policies (what adapters usually provide)."""
+
+
+# --- decisions --------------------------------------------------------------------
+
+
+@runtime_checkable
+class DecisionLog(Protocol):
+    """The audit trail of decisions."""
+
+    def append(self, record: DecisionRecord) -> None:
+        """Queue one record; never blocks on storage and never raises for a storage fault.
+
+        Appending a request_id already stored is a no-op (replays are idempotent).
+        """
+        ...
+
+    async def flush(self) -> None:
+        """Return once every record appended before the call is durable (stored or spooled)."""
+        ...
+
+    async def history(
+        self, query: HistoryQuery, *, limit: int = 50, cursor: str | None = None
+    ) -> Page[DecisionRecord]:
+        """Stored records matching `query`, newest first (ties by request_id)."""
+        ...
+
+    async def stats(self, since: datetime, until: datetime) -> DecisionStats:
+        """Counts and latency percentiles of the records in [since, until)."""
+        ...
+
+
+@runtime_checkable
+class DecisionCache(Protocol):
+    """Caches decisions by key (the key already includes the policy set)."""
+
+    async def get(self, key: str) -> Decision | None:
+        """The cached decision, or None when absent or expired."""
+        ...
+
+    async def set(self, key: str, decision: Decision, ttl_seconds: int) -> None:
+        """Cache for `ttl_seconds` (> 0), replacing any previous value; may evict others."""
+        ...
+
+    async def clear(self) -> None:
+        """Drop every entry."""
+        ...
+
+
+# --- usage ----------------------------------------------------------------------
+
+
+@runtime_checkable
+class UsageStore(Protocol):
+    """Counters behind the stateful facts `rate_limit.count` and `budget.spent`."""
+
+    async def fetch(
+        self, requests: Sequence[FactRequest], *, count: bool = True
+    ) -> dict[FactRequest, Any]:
+        """Values of the given facts, in one round trip.
+
+        `("rate_limit.count", key, window)` is the number of requests for `key`
+        in the sliding window ('1s', '1m', '1h', '1d'), this one included: with
+        `count=True` the request is recorded once per distinct key (even when
+        several windows or references ask for it); with `count=False` (dry-run)
+        nothing is recorded and the value still includes this request.
+        `("budget.spent", key, period)` is USD spent in the current UTC 'day' or
+        'month'. Unknown kinds are left out of the result.
+        """
+        ...
+
+    async def record_spend(self, key: str, usd: float, at: datetime | None = None) -> None:
+        """Add spend for `key` at time `at` (now when None); `usd` must be >= 0."""
+        ...
+
+
+# --- API keys -------------------------------------------------------------------
+
+
+@runtime_checkable
+class ApiKeyStore(Protocol):
+    """Stored service API keys (hashed)."""
+
+    async def create(self, record: ApiKeyRecord) -> None:
+        """Store a new key. Raises ValueError when its id or prefix is taken."""
+        ...
+
+    async def get_by_prefix(self, prefix: str) -> ApiKeyRecord | None:
+        """The key with this prefix (revoked ones included), or None."""
+        ...
+
+    async def list(self, *, include_revoked: bool = False) -> builtins.list[ApiKeyRecord]:
+        """Keys ordered by creation time."""
+        ...
+
+    async def revoke(self, key_id: str, at: datetime) -> bool:
+        """Mark revoked; False when the id is unknown (revoking twice keeps the first time)."""
+        ...
+
+
+# --- change feed ----------------------------------------------------------------
+
+Unsubscribe: TypeAlias = Callable[[], Awaitable[None]]
+
+
+@runtime_checkable
+class ChangeFeed(Protocol):
+    """Tells every instance that policies changed, so that it reloads."""
+
+    async def publish(self, change: PolicyChange) -> None:
+        """Deliver to every current subscriber (the publisher's own ones included)."""
+        ...
+
+    async def subscribe(self, handler: Callable[[PolicyChange], Awaitable[None]]) -> Unsubscribe:
+        """Call `handler` for each change published from now on; returns an unsubscribe.
+
+        Delivery is at most once and in publish order per publisher; a handler
+        that raises does not stop later deliveries.
+        """
+        ...
+
+
+# --- integrations ---------------------------------------------------------------
+
+
+@runtime_checkable
+class ShieldScanner(Protocol):
+    """Prompt-security scanner behind the `shield.scan(text)` fact."""
+
+    async def scan(self, text: str) -> dict[str, Any]:
+        """`{passed: bool, score: float, threats: list}`; raises when unavailable."""
+        ...
+
+
+@runtime_checkable
+class CostOracle(Protocol):
+    """Cost estimator behind `costops.estimate(provider, model, prompt_tokens, max_tokens)`."""
+
+    async def estimate(
+        self, provider: str, model: str, prompt_tokens: int, max_tokens: int
+    ) -> dict[str, Any]:
+        """`{cost: float, currency: str}`; raises when unavailable."""
+        ...
+
+
+@runtime_checkable
+class GovernanceSink(Protocol):
+    """Receives decision records for an external governance system (fire and forget)."""
+
+    def submit(self, record: DecisionRecord) -> None:
+        """Queue a record; never blocks, never raises (drops are counted by the adapter)."""
+        ...
+
+
+@runtime_checkable
+class EdgePublisher(Protocol):
+    """Pushes the active policy set to edge enforcement points."""
+
+    async def publish(self, policy_set: str, policies: Sequence[PolicyRecord]) -> None:
+        """Publish the full set; raises when the edge cannot be reached."""
+        ...
+
+
+# --- time -----------------------------------------------------------------------
+
+
+@runtime_checkable
+class Clock(Protocol):
+    """Time source; tests substitute a manual clock."""
+
+    def now(self) -> datetime:
+        """The current time, timezone-aware UTC."""
+        ...
+
+    def time(self) -> float:
+        """Epoch seconds (what the engine's `now` takes)."""
+        ...
+
+    def monotonic(self) -> float:
+        """Seconds from an arbitrary origin that never goes back (for durations)."""
+        ...
