@@ -1,0 +1,32 @@
+"""In-memory implementations of every port: tests, embedding, and the single-node default."""
+
+from policy_core.memory.api_keys import MemoryApiKeyStore
+from policy_core.memory.cache import MemoryDecisionCache
+from policy_core.memory.clock import ManualClock, SystemClock
+from policy_core.memory.decision_log import MemoryDecisionLog
+from policy_core.memory.feed import MemoryChangeFeed
+from policy_core.memory.integrations import (
+    MemoryEdgePublisher,
+    MemoryGovernanceSink,
+    StaticCostOracle,
+    StaticShieldScanner,
+)
+from policy_core.memory.store import MemoryPolicyStore
+from policy_core.memory.usage import MemoryUsageStore, period_start, window_seconds
+
+__all__ = [
+    "ManualClock",
+    "MemoryApiKeyStore",
+    "MemoryChangeFeed",
+    "MemoryDecisionCache",
+    "MemoryDecisionLog",
+    "MemoryEdgePublisher",
+    "MemoryGovernanceSink",
+    "MemoryPolicyStore",
+    "MemoryUsageStore",
+    "StaticCostOracle",
+    "StaticShieldScanner",
+    "SystemClock",
+    "period_start",
+    "window_seconds",
+]
