@@ -1,0 +1,285 @@
+"""One typed settings object, read from `LLM_POLICY_*` variables and command-line flags.
+
+Nothing here runs at import time: `load_settings(environ, overrides)` is called
+by the CLI when a command starts, and returns every problem it found at once,
+one clear line each, so that a bad deployment fails before it opens anything.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import msgspec
+
+__all__ = [
+    "DEV_JWT_SECRET",
+    "ENV_PREFIX",
+    "SECRET_FIELDS",
+    "Settings",
+    "SettingsError",
+    "check_settings",
+    "env_name",
+    "load_settings",
+    "masked",
+]
+
+ENV_PREFIX = "LLM_POLICY_"
+
+# Only ever used when LLM_POLICY_ENV=development and no secret is configured, so
+# that `make run` and the README work without setup. A production run refuses to
+# start without its own secret (see `check_settings`), so this value never guards data.
+DEV_JWT_SECRET = "llm-policy-development-secret-not-for-production"  # noqa: S105
+
+# Variables that belong to the test suites, not to a deployment.
+_IGNORED_PREFIXES = ("LLM_POLICY_TEST_",)
+
+Environment = Literal["development", "production"]
+Deployment = Literal["memory", "single", "cluster"]
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The effective configuration of one run; each field is `LLM_POLICY_<FIELD>`."""
+
+    env: Environment = "production"
+    deployment: Deployment = "single"
+    data_dir: str = ".llm-policy"
+    database_url: str | None = None
+    redis_url: str | None = None
+    seed_policies: str | None = None
+    default_decision: Literal["allow", "deny"] = "allow"
+    # HTTP server
+    host: str = "127.0.0.1"
+    port: int = 8080
+    workers: int = 1
+    max_body_bytes: int = 1_048_576
+    max_context_depth: int = 32
+    max_context_items: int = 10_000
+    max_batch: int = 1000
+    rate_limits: str | None = None  # e.g. "evaluate=5000/second;admin=20/second"
+    rate_limit_strategy: Literal["fixed-window", "moving-window", "sliding-window"] = "fixed-window"
+    api_key_cache_seconds: float = 5.0
+    cors_origins: str | None = None  # comma separated
+    access_log: bool = False
+    otlp_endpoint: str | None = None
+    metrics_dir: str | None = None  # Prometheus multiprocess directory (several workers)
+    # gRPC server
+    grpc_host: str = "127.0.0.1"
+    grpc_port: int = 50051
+    # authentication
+    jwt_secret: str | None = None
+    jwks_file: str | None = None
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+    # integrations
+    shield_url: str | None = None
+    costops_url: str | None = None
+    governance_url: str | None = None
+    edge_url: str | None = None
+    integration_timeout_ms: int = 200
+    # client side: talk to a running server instead of a local store
+    server: str | None = None
+    token: str | None = None
+    api_key: str | None = None
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @property
+    def development(self) -> bool:
+        return self.env == "development"
+
+    def effective_jwt_secret(self) -> str | None:
+        """The configured secret, or the fixed development secret in development."""
+        if self.jwt_secret:
+            return self.jwt_secret
+        if self.development and not self.jwks_file:
+            return DEV_JWT_SECRET
+        return None
+
+
+SECRET_FIELDS = frozenset({"jwt_secret", "token", "api_key"})
+_URL_SCHEMES: dict[str, tuple[str, ...]] = {
+    "database_url": ("postgresql", "postgres"),
+    "redis_url": ("redis", "rediss", "unix"),
+    "server": ("http", "https"),
+    "shield_url": ("http", "https"),
+    "costops_url": ("http", "https"),
+    "governance_url": ("http", "https"),
+    "edge_url": ("http", "https"),
+    "otlp_endpoint": ("http", "https"),
+}
+_PORT_FIELDS = ("port", "grpc_port")
+_POSITIVE_FIELDS = (
+    "workers",
+    "max_body_bytes",
+    "max_context_depth",
+    "max_context_items",
+    "max_batch",
+    "integration_timeout_ms",
+)
+
+
+class SettingsError(Exception):
+    """Invalid settings: `problems` holds one human-readable line per problem."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+def env_name(field: str) -> str:
+    """`database_url` -> `LLM_POLICY_DATABASE_URL`."""
+    return ENV_PREFIX + field.upper()
+
+
+def _fields() -> dict[str, Any]:
+    return {f.name: f.type for f in msgspec.structs.fields(Settings)}
+
+
+def _read_env(environ: Mapping[str, str], problems: list[str]) -> dict[str, str]:
+    known = {env_name(name): name for name in _fields()}
+    raw: dict[str, str] = {}
+    for key, value in sorted(environ.items()):
+        if not key.startswith(ENV_PREFIX) or key.startswith(_IGNORED_PREFIXES):
+            continue
+        if key in known:
+            if value != "":  # an empty variable means "unset", as in most shells' habits
+                raw[known[key]] = value
+            continue
+        close = difflib.get_close_matches(key, list(known), n=1)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        problems.append(
+            f"{key}: unknown setting{hint} (`llm-policy config show` lists the settings)"
+        )
+    return raw
+
+
+def _convert(
+    values: Mapping[str, Any], sources: Mapping[str, str], problems: list[str]
+) -> dict[str, Any]:
+    types = _fields()
+    out: dict[str, Any] = {}
+    for name, value in values.items():
+        try:
+            out[name] = msgspec.convert(value, types[name], strict=False)
+        except msgspec.ValidationError:
+            expected = _describe(types[name])
+            problems.append(f"{sources[name]}: {value!r} is not valid; expected {expected}")
+    return out
+
+
+def _describe(tp: Any) -> str:
+    args = getattr(tp, "__args__", None)
+    if getattr(tp, "__origin__", None) is Literal and args:
+        return "one of " + ", ".join(str(a) for a in args)
+    if tp is int:
+        return "an integer"
+    if tp is float:
+        return "a number"
+    if tp is bool:
+        return "true or false"
+    return "a string"
+
+
+def _check_url(source: str, value: str, schemes: tuple[str, ...]) -> str | None:
+    try:
+        parts = urlsplit(value)
+        if parts.port is not None and not 0 < parts.port < 65536:
+            raise ValueError
+    except ValueError:
+        return f"{source}: {value!r} is not a valid URL (bad port)"
+    if parts.scheme not in schemes:
+        return (
+            f"{source}: {_redact_url(value)!r} is not a valid URL; "
+            f"expected {schemes[0]}://host[:port]/..."
+        )
+    if parts.scheme != "unix" and not parts.hostname:
+        return f"{source}: {_redact_url(value)!r} is not a valid URL: it names no host"
+    return None
+
+
+def _redact_url(value: str) -> str:
+    """Hide a password embedded in a URL (`scheme://user:pw@host`)."""
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        return value
+    if parts.password:
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+        return parts._replace(netloc=netloc).geturl()
+    return value
+
+
+def check_settings(settings: Settings, *, serving: bool, sources: Mapping[str, str]) -> list[str]:
+    """Semantic problems of a complete settings object (one line each)."""
+    found = [
+        issue
+        for name, schemes in _URL_SCHEMES.items()
+        if (value := getattr(settings, name)) is not None
+        and (issue := _check_url(sources[name], value, schemes))
+    ]
+    found += [
+        f"{sources[name]}: {getattr(settings, name)} is not a port (1-65535)"
+        for name in _PORT_FIELDS
+        if not 0 < getattr(settings, name) < 65536
+    ]
+    found += [
+        f"{sources[name]}: must be a positive number"
+        for name in _POSITIVE_FIELDS
+        if getattr(settings, name) <= 0
+    ]
+    if settings.deployment == "cluster":
+        found += [
+            f"{env_name(name)}: a cluster deployment needs it; set it, "
+            f"or use {env_name('deployment')}=single"
+            for name in ("database_url", "redis_url")
+            if getattr(settings, name) is None
+        ]
+    if serving and not settings.development and not (settings.jwt_secret or settings.jwks_file):
+        found.append(
+            f"{env_name('jwt_secret')}: not set, and a non-development server needs it "
+            f"(or {env_name('jwks_file')}); set it, or {env_name('env')}=development for a trial"
+        )
+    return found
+
+
+def load_settings(
+    environ: Mapping[str, str],
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    serving: bool = False,
+) -> Settings:
+    """Build the settings from the environment, then flags (flags win).
+
+    `serving` adds the checks a server needs (a JWT secret outside development).
+    Raises SettingsError listing every problem found.
+    """
+    found: list[str] = []
+    raw = _read_env(environ, found)
+    sources = {name: env_name(name) for name in _fields()}
+    flags = {k: v for k, v in (overrides or {}).items() if v is not None}
+    for name in flags:
+        sources[name] = "--" + name.replace("_", "-")
+    values: dict[str, Any] = _convert(raw, sources, found)
+    values.update(_convert(flags, sources, found))
+    if found:
+        raise SettingsError(found)
+    settings = Settings(**values)
+    found = check_settings(settings, serving=serving, sources=sources)
+    if found:
+        raise SettingsError(found)
+    return settings
+
+
+def masked(settings: Settings) -> dict[str, Any]:
+    """The settings as a plain mapping, secrets replaced by `***` (for `config show`)."""
+    out: dict[str, Any] = {}
+    for name, value in msgspec.structs.asdict(settings).items():
+        if name in SECRET_FIELDS and value:
+            out[name] = "***"
+        elif isinstance(value, str) and name.endswith("_url"):
+            out[name] = _redact_url(value)
+        else:
+            out[name] = value
+    return out
