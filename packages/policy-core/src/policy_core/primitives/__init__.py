@@ -1,0 +1,15 @@
+"""Primitives behind the derived facts: token estimates, PII detection, prices."""
+
+from policy_core.primitives.tokens import (
+    MESSAGE_OVERHEAD_TOKENS,
+    estimate_messages_tokens,
+    estimate_request_tokens,
+    estimate_tokens,
+)
+
+__all__ = [
+    "MESSAGE_OVERHEAD_TOKENS",
+    "estimate_messages_tokens",
+    "estimate_request_tokens",
+    "estimate_tokens",
+]
