@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from enum import IntEnum
-from typing import IO, Any
+from typing import Any
 
 import click
 
@@ -20,21 +20,24 @@ class ExitCode(IntEnum):
     UNREACHABLE = 4
 
 
-class CliError(click.ClickException):
-    """An expected failure: each line of the message goes to stderr as `error: ...`,
-    then the hint (what to do about it), then the process exits with `code`."""
+class CliError(Exception):
+    """An expected failure, reported by `show` and ending the process with `exit_code`.
+
+    The top-level command group catches it (see `policy_cli.main`).
+    """
 
     def __init__(
         self, message: str, code: ExitCode, hint: str | None = None, data: Any = None
     ) -> None:
         super().__init__(message)
+        self.message = message
         self.exit_code = int(code)
         self.hint = hint
         self.data = data  # structured detail (e.g. a server's problem document)
 
-    def show(self, file: IO[Any] | None = None) -> None:
-        err = file if file is not None else click.get_text_stream("stderr")
+    def show(self) -> None:
+        """Each line of the message on stderr as `error: ...`, then `hint: ...`."""
         for line in self.message.splitlines() or [""]:
-            click.echo(f"error: {line}", file=err)
+            click.echo(f"error: {line}", err=True)
         if self.hint:
-            click.echo(f"hint: {self.hint}", file=err)
+            click.echo(f"hint: {self.hint}", err=True)

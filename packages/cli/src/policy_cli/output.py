@@ -26,7 +26,7 @@ def to_yaml(data: Any) -> str:
 
     yaml = YAML(typ="safe", pure=True)
     yaml.default_flow_style = False
-    yaml.sort_base_mapping_type_on_output = False  # keep the field order of the source
+    yaml.representer.sort_base_mapping_type_on_output = False  # keep the fields in order
     buf = io.StringIO()
     yaml.dump(msgspec.to_builtins(data), buf)
     return buf.getvalue()
