@@ -323,14 +323,14 @@ class UsageStore(Protocol):
     """Counters behind the stateful facts `rate_limit.count` and `budget.spent`."""
 
     async def fetch(
-        self, requests: Sequence[FactRequest], *, count: bool = True
+        self, requests: Sequence[FactRequest], *, record: bool = True
     ) -> dict[FactRequest, Any]:
         """Values of the given facts, in one round trip.
 
         `("rate_limit.count", key, window)` is the number of requests for `key`
         in the sliding window ('1s', '1m', '1h', '1d'), this one included: with
-        `count=True` the request is recorded once per distinct key (even when
-        several windows or references ask for it); with `count=False` (dry-run)
+        `record=True` the request is recorded once per distinct key (even when
+        several windows or references ask for it); with `record=False` (dry-run)
         nothing is recorded and the value still includes this request.
         `("budget.spent", key, period)` is USD spent in the current UTC 'day' or
         'month'. Unknown kinds are left out of the result.

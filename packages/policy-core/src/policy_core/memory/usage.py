@@ -45,14 +45,14 @@ class MemoryUsageStore:
         self._spend: dict[str, list[tuple[float, float]]] = defaultdict(list)
 
     async def fetch(
-        self, requests: Sequence[FactRequest], *, count: bool = True
+        self, requests: Sequence[FactRequest], *, record: bool = True
     ) -> dict[FactRequest, Any]:
         now = self._clock.time()
         rate_keys = {str(r[1]) for r in requests if r and r[0] == "rate_limit.count"}
-        if count:
+        if record:
             for key in rate_keys:
                 self._record_hit(key, now)
-        extra = 0 if count else 1  # a dry run still counts itself, without recording
+        extra = 0 if record else 1  # a dry run still counts itself, without recording
         out: dict[FactRequest, Any] = {}
         for req in requests:
             try:

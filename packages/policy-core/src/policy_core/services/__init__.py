@@ -1,0 +1,27 @@
+"""The use cases, written against ports only."""
+
+from policy_core.ports import DecisionRecord, Page, PolicyRecord, RevisionInfo
+from policy_core.services.api_key_service import ApiKeyService, hash_api_key
+from policy_core.services.evaluation_service import EvaluationService, canonical_json
+from policy_core.services.holder import EngineHolder
+from policy_core.services.policy_service import PolicyService
+from policy_core.services.records import EvaluationRequest, EvaluationResult
+from policy_core.services.summary import summarize_change
+from policy_core.services.usage_service import UsageService
+
+__all__ = [
+    "ApiKeyService",
+    "DecisionRecord",
+    "EngineHolder",
+    "EvaluationRequest",
+    "EvaluationResult",
+    "EvaluationService",
+    "Page",
+    "PolicyRecord",
+    "PolicyService",
+    "RevisionInfo",
+    "UsageService",
+    "canonical_json",
+    "hash_api_key",
+    "summarize_change",
+]

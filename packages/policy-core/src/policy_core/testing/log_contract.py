@@ -1,0 +1,115 @@
+"""Contract suite of DecisionLog.
+
+Provide an async fixture `decision_log` yielding an empty, started log.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from policy_core.ports import DecisionLog, HistoryQuery
+from policy_core.testing._support import T0, decision_record
+
+__all__ = ["DecisionLogContract"]
+
+
+def _at(minutes: float) -> timedelta:
+    return timedelta(minutes=minutes)
+
+
+class DecisionLogContract:
+    """Append, idempotency, history filters and pagination, stats."""
+
+    async def test_append_flush_then_history(self, decision_log: DecisionLog) -> None:
+        record = decision_record(
+            "r1",
+            decision="deny",
+            policies=("p1",),
+            rules=("p1/a",),
+            context={"llm": {"prompt": "[REDACTED]"}, "n": [1, 2.5, None]},
+        )
+        decision_log.append(record)
+        await decision_log.flush()
+        page = await decision_log.history(HistoryQuery(request_id="r1"))
+        assert page.items == (record,)
+        assert page.next_cursor is None
+
+    async def test_same_request_id_is_stored_once(self, decision_log: DecisionLog) -> None:
+        decision_log.append(decision_record("dup", decision="allow"))
+        decision_log.append(decision_record("dup", decision="allow"))
+        await decision_log.flush()
+        decision_log.append(decision_record("dup", decision="allow"))
+        await decision_log.flush()
+        page = await decision_log.history(HistoryQuery())
+        assert [r.request_id for r in page.items] == ["dup"]
+
+    async def test_history_newest_first_with_filters(self, decision_log: DecisionLog) -> None:
+        decision_log.append(decision_record("a", decision="allow", at=T0))
+        decision_log.append(
+            decision_record("b", decision="deny", at=T0 + _at(1), policies=("p1",), rules=("p1/x",))
+        )
+        decision_log.append(
+            decision_record("c", decision="warn", at=T0 + _at(2), policies=("p1", "p2"))
+        )
+        await decision_log.flush()
+
+        async def ids(q: HistoryQuery) -> list[str]:
+            return [r.request_id for r in (await decision_log.history(q)).items]
+
+        assert await ids(HistoryQuery()) == ["c", "b", "a"]
+        assert await ids(HistoryQuery(decision="deny")) == ["b"]
+        assert await ids(HistoryQuery(policy_id="p1")) == ["c", "b"]
+        assert await ids(HistoryQuery(policy_id="p2")) == ["c"]
+        assert await ids(HistoryQuery(since=T0 + _at(1))) == ["c", "b"]
+        assert await ids(HistoryQuery(until=T0 + _at(1))) == ["a"]
+        assert await ids(HistoryQuery(since=T0, until=T0 + _at(2), policy_id="p1")) == ["b"]
+        assert await ids(HistoryQuery(request_id="zzz")) == []
+
+    async def test_history_pagination(self, decision_log: DecisionLog) -> None:
+        for i in range(7):
+            # Two records share each timestamp: ties are broken by request_id.
+            decision_log.append(decision_record(f"r{i}", at=T0 + _at(i // 2)))
+        await decision_log.flush()
+        seen: list[str] = []
+        cursor: str | None = None
+        pages = 0
+        while True:
+            page = await decision_log.history(HistoryQuery(), limit=3, cursor=cursor)
+            pages += 1
+            seen.extend(r.request_id for r in page.items)
+            cursor = page.next_cursor
+            if cursor is None:
+                break
+        assert seen == ["r6", "r5", "r4", "r3", "r2", "r1", "r0"]
+        assert pages == 3
+
+    async def test_stats_counts_and_percentiles(self, decision_log: DecisionLog) -> None:
+        for i in range(1, 101):
+            decision = "deny" if i % 4 == 0 else "allow"
+            policies = ("p1",) if decision == "deny" else ()
+            rules = ("p1/r",) if decision == "deny" else ()
+            decision_log.append(
+                decision_record(
+                    f"s{i}",
+                    decision=decision,
+                    at=T0 + timedelta(seconds=i),
+                    policies=policies,
+                    rules=rules,
+                    latency_ms=float(i),
+                )
+            )
+        # Outside the window: not counted.
+        decision_log.append(decision_record("late", at=T0 + timedelta(days=2), latency_ms=999.0))
+        await decision_log.flush()
+        stats = await decision_log.stats(T0, T0 + timedelta(days=1))
+        assert stats.total == 100
+        assert stats.by_decision == {"allow": 75, "deny": 25}
+        assert stats.by_policy == {"p1": 25}
+        assert stats.by_rule == {"p1/r": 25}
+        assert stats.latency_ms == {"p50": 50.0, "p95": 95.0, "p99": 99.0}
+
+    async def test_stats_of_empty_window(self, decision_log: DecisionLog) -> None:
+        stats = await decision_log.stats(T0, T0 + timedelta(hours=1))
+        assert stats.total == 0
+        assert stats.by_decision == {}
+        assert stats.latency_ms == {}
