@@ -1,3 +1,63 @@
-"""The policy language, compiler and decision engine (pure, no I/O)."""
+"""policy_core: the policy language, its compiler and the decision engine. Pure: no I/O.
 
-__all__: list[str] = []
+Public names are imported lazily so that `import policy_core` stays cheap.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from policy_core.engine import FactRequest, PolicyEngine
+    from policy_core.errors import (
+        Issue,
+        PolicyAlreadyExists,
+        PolicyEngineError,
+        PolicyLoadError,
+        PolicyNotFound,
+        RevisionConflict,
+        RevisionNotFound,
+        StoreUnavailable,
+    )
+    from policy_core.language import (
+        ValidationReport,
+        load_policies,
+        load_policy_text,
+        parse_expression,
+        to_expression,
+        validate_policy_text,
+    )
+    from policy_core.model import Decision, Policy
+
+_EXPORTS = {
+    "PolicyEngine": "policy_core.engine",
+    "FactRequest": "policy_core.engine",
+    "Decision": "policy_core.model",
+    "Policy": "policy_core.model",
+    "Issue": "policy_core.errors",
+    "PolicyEngineError": "policy_core.errors",
+    "PolicyLoadError": "policy_core.errors",
+    "PolicyNotFound": "policy_core.errors",
+    "PolicyAlreadyExists": "policy_core.errors",
+    "RevisionConflict": "policy_core.errors",
+    "RevisionNotFound": "policy_core.errors",
+    "StoreUnavailable": "policy_core.errors",
+    "ValidationReport": "policy_core.language",
+    "load_policies": "policy_core.language",
+    "load_policy_text": "policy_core.language",
+    "validate_policy_text": "policy_core.language",
+    "parse_expression": "policy_core.language",
+    "to_expression": "policy_core.language",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'policy_core' has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value
+    return value

@@ -71,32 +71,32 @@ class _ObligationBase(
     rule: str | None = None
 
 
-class RedactObligation(_ObligationBase, tag="redact"):
+class RedactObligation(_ObligationBase, tag="redact", kw_only=True):
     fields: tuple[str, ...] = ("llm.prompt",)
     pattern: str = "pii"
 
 
-class AuditObligation(_ObligationBase, tag="audit"):
+class AuditObligation(_ObligationBase, tag="audit", kw_only=True):
     severity: Literal["info", "low", "medium", "high", "critical"] = "info"
     alert: bool = False
 
 
-class LogObligation(_ObligationBase, tag="log"):
+class LogObligation(_ObligationBase, tag="log", kw_only=True):
     level: Literal["debug", "info", "warning", "error", "critical"] = "info"
 
 
-class ThrottleObligation(_ObligationBase, tag="throttle"):
+class ThrottleObligation(_ObligationBase, tag="throttle", kw_only=True):
     delay_ms: int = 0
     max_retries: int = 0
 
 
-class SuggestAlternativeObligation(_ObligationBase, tag="suggest_alternative"):
+class SuggestAlternativeObligation(_ObligationBase, tag="suggest_alternative", kw_only=True):
     models: tuple[str, ...] | None = None
     model: str | None = None
     message: str | None = None
 
 
-class RequireApprovalObligation(_ObligationBase, tag="require_approval"):
+class RequireApprovalObligation(_ObligationBase, tag="require_approval", kw_only=True):
     approvers: tuple[str, ...] = ()
     timeout: str | int | None = None
 
@@ -113,14 +113,14 @@ Obligation: TypeAlias = (
 # --- documents (spec 1) -----------------------------------------------------
 
 
-class Action(_Frozen):
+class Action(_Frozen, kw_only=True):
     decision: Literal["allow", "deny", "warn", "modify"]
     reason: str | None = None
     modifications: dict[str, Any] = {}
     metadata: dict[str, Any] = {}
 
 
-class Rule(_Frozen):
+class Rule(_Frozen, kw_only=True):
     id: str
     name: str
     description: str | None = None
@@ -133,7 +133,7 @@ class Rule(_Frozen):
     obligations: tuple[Obligation, ...] = ()
 
 
-class PolicyException(_Frozen):
+class PolicyException(_Frozen, kw_only=True):
     id: str
     name: str
     description: str | None = None
@@ -143,7 +143,7 @@ class PolicyException(_Frozen):
     reason: str | None = None
 
 
-class PolicyMetadata(_Frozen):
+class PolicyMetadata(_Frozen, kw_only=True):
     id: str
     name: str
     namespace: str = "default"
@@ -154,14 +154,14 @@ class PolicyMetadata(_Frozen):
     owner: str | None = None
 
 
-class PolicyConfig(_Frozen):
+class PolicyConfig(_Frozen, kw_only=True):
     default_decision: Literal["none", "allow", "deny"] = "none"
     fail_open: bool = False
     cache_ttl_seconds: int = 300
     audit: AuditMode = "all"
 
 
-class Policy(_Frozen):
+class Policy(_Frozen, kw_only=True):
     """One loaded policy document.
 
     `source` is the document as written (a JSON-compatible mapping, without
@@ -193,13 +193,13 @@ class Policy(_Frozen):
 # --- decisions (spec 5.7) ---------------------------------------------------
 
 
-class EvaluationError(_Frozen):
+class EvaluationError(_Frozen, kw_only=True):
     policy: str
     rule: str
     message: str
 
 
-class RuleTrace(_Frozen):
+class RuleTrace(_Frozen, kw_only=True):
     """One evaluated rule (or scope/exception) in a trace."""
 
     policy: str

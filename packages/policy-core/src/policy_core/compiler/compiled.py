@@ -1,0 +1,118 @@
+"""The compiled form of a policy set: plain slotted objects read on the hot path."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from policy_core.compiler.expr import FactCall, Fn
+from policy_core.compiler.templates import Renderer
+from policy_core.ir import Expr
+from policy_core.model import Obligation, Policy
+
+__all__ = ["CompiledException", "CompiledPolicy", "CompiledRule", "CompiledSet"]
+
+
+class CompiledRule:
+    __slots__ = (
+        "condition",
+        "decision",
+        "ir",
+        "metadata",
+        "modifications",
+        "obligations",
+        "policy_id",
+        "qualified",
+        "reason",
+        "rule_id",
+        "strength",
+    )
+
+    def __init__(
+        self,
+        *,
+        qualified: str,
+        rule_id: str,
+        decision: str,
+        strength: int,
+        condition: Fn | None,
+        ir: Expr | None,
+        reason: Renderer | str | None,
+        modifications: dict[str, Any],
+        metadata: dict[str, Any],
+        obligations: tuple[Obligation, ...],
+    ) -> None:
+        self.qualified = qualified
+        self.policy_id = qualified.rsplit("/", 1)[0]
+        self.rule_id = rule_id
+        self.decision = decision
+        self.strength = strength
+        self.condition = condition
+        self.ir = ir
+        self.reason = reason
+        self.modifications = modifications
+        self.metadata = metadata
+        self.obligations = obligations
+
+
+class CompiledException:
+    __slots__ = ("condition", "exception_id", "ir", "qualified")
+
+    def __init__(self, *, exception_id: str, qualified: str, condition: Fn | None, ir: Expr | None):
+        self.exception_id = exception_id
+        self.qualified = qualified
+        self.condition = condition
+        self.ir = ir
+
+
+class CompiledPolicy:
+    __slots__ = (
+        "default_match",
+        "exceptions",
+        "fact_calls",
+        "fail_open",
+        "policy",
+        "policy_id",
+        "rules",
+        "scope",
+        "scope_ir",
+    )
+
+    def __init__(
+        self,
+        *,
+        policy: Policy,
+        scope: Fn | None,
+        exceptions: tuple[CompiledException, ...],
+        rules: tuple[CompiledRule, ...],
+        default_match: CompiledRule | None,
+        fact_calls: tuple[FactCall, ...] = (),
+    ) -> None:
+        self.policy = policy
+        self.fact_calls = fact_calls
+        self.policy_id = policy.metadata.id
+        self.fail_open = policy.config.fail_open
+        self.scope = scope
+        self.scope_ir = policy.scope_ir
+        self.exceptions = exceptions
+        self.rules = rules
+        self.default_match = default_match
+
+
+class CompiledSet:
+    """Every loaded policy in evaluation order, and what the set needs at run time."""
+
+    __slots__ = ("by_id", "derived", "fact_calls", "policies", "uses_now")
+
+    def __init__(
+        self,
+        *,
+        policies: tuple[CompiledPolicy, ...],
+        derived: frozenset[str],
+        fact_calls: tuple[FactCall, ...],
+        uses_now: bool,
+    ) -> None:
+        self.policies = policies
+        self.by_id = {p.policy_id: p for p in policies}
+        self.derived = derived
+        self.fact_calls = fact_calls
+        self.uses_now = uses_now

@@ -1,0 +1,87 @@
+"""Derived facts (spec 3): computed lazily, once per evaluation, only when a policy refers to them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from policy_core.compiler.runtime import Env
+
+__all__ = ["DERIVED_FACTS", "derived_fact"]
+
+
+def _llm(env: Env) -> Mapping[str, Any]:
+    llm = env.ctx.get("llm")
+    return llm if isinstance(llm, Mapping) else {}
+
+
+def _request_text(llm: Mapping[str, Any]) -> str:
+    """The prompt and the text of every message, for PII detection."""
+    parts: list[str] = []
+    prompt = llm.get("prompt")
+    if isinstance(prompt, str):
+        parts.append(prompt)
+    messages = llm.get("messages")
+    if isinstance(messages, list):
+        for message in messages:
+            content = message.get("content") if isinstance(message, Mapping) else None
+            if isinstance(content, str):
+                parts.append(content)
+            elif isinstance(content, list):
+                parts.extend(
+                    p["text"]
+                    for p in content
+                    if isinstance(p, Mapping) and isinstance(p.get("text"), str)
+                )
+    return "\n".join(parts)
+
+
+def _tokens(env: Env) -> int:
+    from policy_core.primitives.tokens import estimate_request_tokens
+
+    return estimate_request_tokens(_llm(env))
+
+
+def _cost(env: Env) -> float | None:
+    from policy_core.primitives.costs import estimate_cost
+
+    llm = _llm(env)
+    model = llm.get("model")
+    if not isinstance(model, str):
+        return None
+    provider = llm.get("provider")
+    max_tokens = llm.get("max_tokens")
+    output = max_tokens if isinstance(max_tokens, int) and not isinstance(max_tokens, bool) else 0
+    tokens = derived_fact(env, "estimated_tokens")
+    return estimate_cost(model, tokens, output, provider if isinstance(provider, str) else None)
+
+
+def _pii_types(env: Env) -> list[str]:
+    from policy_core.primitives.pii import pii_types
+
+    return pii_types(_request_text(_llm(env)))
+
+
+def _contains_pii(env: Env) -> bool:
+    return bool(derived_fact(env, "pii_types"))
+
+
+DERIVED_FACTS: dict[str, Callable[[Env], Any]] = {
+    "estimated_tokens": _tokens,
+    "estimated_cost": _cost,
+    "pii_types": _pii_types,
+    "contains_pii": _contains_pii,
+}
+
+
+def derived_fact(env: Env, name: str) -> Any:
+    """`llm.<name>`: the caller's value when present, else computed once per evaluation."""
+    llm = env.ctx.get("llm")
+    if isinstance(llm, Mapping) and name in llm:
+        return llm[name]
+    key = ("derived", name)
+    memo = env.memo
+    if key in memo:
+        return memo[key]
+    value = memo[key] = DERIVED_FACTS[name](env)
+    return value

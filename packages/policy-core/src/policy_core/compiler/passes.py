@@ -1,0 +1,138 @@
+"""The compiler: an ordered list of small named passes from loaded policies to a CompiledSet."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from policy_core.compiler.compiled import (
+    CompiledException,
+    CompiledPolicy,
+    CompiledRule,
+    CompiledSet,
+)
+from policy_core.compiler.expr import CompileContext, compile_condition
+from policy_core.compiler.regex import RegexTable, check_regex
+from policy_core.compiler.templates import compile_template
+from policy_core.language.templates import parse_template
+from policy_core.model import DECISION_STRENGTH, Policy, PolicyStatus, Rule
+
+__all__ = ["PASSES", "compile_policies"]
+
+
+class _Build:
+    """State threaded through the passes."""
+
+    def __init__(self, policies: Iterable[Policy]) -> None:
+        self.policies: list[Policy] = list(policies)
+        self.cc = CompileContext(RegexTable())
+        self.compiled: list[CompiledPolicy] = []
+
+
+def order_policies(build: _Build) -> None:
+    """Spec 5.1: priority descending, then namespace, then id; deprecated ones never run."""
+    build.policies = sorted(
+        (p for p in build.policies if p.status is not PolicyStatus.DEPRECATED),
+        key=lambda p: (-p.metadata.priority, p.metadata.namespace, p.metadata.id),
+    )
+
+
+def compile_conditions(build: _Build) -> None:
+    """Scopes, exceptions and enabled rules (priority descending, then document order) to closures."""
+    cc = build.cc
+    for policy in build.policies:
+        pid = policy.metadata.id
+        rules = sorted(
+            (r for r in policy.rules if r.enabled), key=lambda r: -r.priority
+        )  # stable sort keeps document order within a priority
+        default = policy.config.default_decision
+        first_fact = len(cc.fact_calls)
+        build.compiled.append(
+            CompiledPolicy(
+                policy=policy,
+                scope=compile_condition(policy.scope_ir, cc) if policy.scope_ir else None,
+                exceptions=tuple(
+                    CompiledException(
+                        exception_id=e.id,
+                        qualified=f"{pid}/{e.id}",
+                        condition=compile_condition(e.condition_ir, cc) if e.condition_ir else None,
+                        ir=e.condition_ir,
+                    )
+                    for e in policy.exceptions
+                    if e.enabled
+                ),
+                rules=tuple(_rule(pid, r, cc) for r in rules),
+                default_match=None
+                if default == "none"
+                else _synthetic(pid, "default", default, f"default decision of policy {pid}"),
+            )
+        )
+        build.compiled[-1].fact_calls = tuple(cc.fact_calls[first_fact:])
+
+
+def _rule(pid: str, rule: Rule, cc: CompileContext) -> CompiledRule:
+    qualified = f"{pid}/{rule.id}"
+    action = rule.action
+    reason = (
+        compile_template(parse_template(action.reason, check_regex=check_regex), cc)
+        if action.reason is not None
+        else None
+    )
+    return CompiledRule(
+        qualified=qualified,
+        rule_id=rule.id,
+        decision=action.decision,
+        strength=DECISION_STRENGTH[action.decision],
+        condition=compile_condition(rule.condition_ir, cc) if rule.condition_ir else None,
+        ir=rule.condition_ir,
+        reason=reason,
+        modifications=dict(action.modifications),
+        metadata=dict(action.metadata),
+        obligations=tuple(_with_rule(o, qualified) for o in rule.obligations),
+    )
+
+
+def _with_rule(obligation: Any, qualified: str) -> Any:
+    import msgspec
+
+    return msgspec.structs.replace(obligation, rule=qualified)
+
+
+def _synthetic(pid: str, rid: str, decision: str, reason: str) -> CompiledRule:
+    return CompiledRule(
+        qualified=f"{pid}/{rid}",
+        rule_id=rid,
+        decision=decision,
+        strength=DECISION_STRENGTH[decision],
+        condition=None,
+        ir=None,
+        reason=reason,
+        modifications={},
+        metadata={},
+        obligations=(),
+    )
+
+
+def build_regex_sets(build: _Build) -> None:
+    """One RE2 set per path that literal `matches()` patterns apply to."""
+    build.cc.regexes.build()
+
+
+PASSES: tuple[Callable[[_Build], None], ...] = (
+    order_policies,
+    compile_conditions,
+    build_regex_sets,
+)
+
+
+def compile_policies(policies: Iterable[Policy]) -> CompiledSet:
+    build = _Build(policies)
+    for compiler_pass in PASSES:
+        compiler_pass(build)
+    cc = build.cc
+    return CompiledSet(
+        policies=tuple(build.compiled),
+        derived=frozenset(cc.derived),
+        fact_calls=tuple(cc.fact_calls),
+        uses_now=cc.uses_now,
+    )

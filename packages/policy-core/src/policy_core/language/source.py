@@ -1,0 +1,133 @@
+"""Reading YAML/JSON text with positions, and mapping offsets inside scalars back to the file.
+
+ruamel.yaml's round-trip loader keeps the line and column of every key,
+value and item; `Located` carries them next to the plain value so that the
+schema pass can report `file:line:column` for anything it rejects.
+"""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+from policy_core.errors import Issue
+
+__all__ = ["SourceText", "parse_documents", "to_plain"]
+
+
+class SourceText:
+    """The text of one file and its name, for positions."""
+
+    def __init__(self, text: str, file: str) -> None:
+        self.text = text
+        self.file = file
+        self.lines = text.split("\n")
+
+    def issue(self, line0: int, col0: int, message: str, path: str = "", *, warn: bool = False) -> Issue:
+        return Issue(
+            file=self.file,
+            line=line0 + 1,
+            column=col0 + 1,
+            message=message,
+            severity="warning" if warn else "error",
+            path=path,
+        )
+
+    def scalar_offset(self, line0: int, col0: int, offset: int) -> tuple[int, int]:
+        """0-based file position of character `offset` of the scalar that starts at (line0, col0)."""
+        if line0 >= len(self.lines) or col0 >= len(self.lines[line0]):
+            return line0, col0
+        indicator = self.lines[line0][col0]
+        if indicator in "|>":
+            return self._block_offset(line0, offset)
+        if indicator in "'\"":
+            return self._quoted_offset(line0, col0 + 1, offset, indicator)
+        return self._quoted_offset(line0, col0, offset, "")
+
+    def _block_offset(self, line0: int, offset: int) -> tuple[int, int]:
+        first = line0 + 1
+        while first < len(self.lines) and not self.lines[first].strip():
+            first += 1
+        if first >= len(self.lines):
+            return line0, 0
+        indent = len(self.lines[first]) - len(self.lines[first].lstrip(" "))
+        # Offsets count characters of the folded value; for `|` blocks lines map one to one.
+        line, col, remaining = first, indent, offset
+        while line < len(self.lines):
+            width = len(self.lines[line]) - indent
+            if remaining <= width:
+                return line, indent + remaining
+            remaining -= width + 1
+            line += 1
+        return line0, 0
+
+    def _quoted_offset(self, line: int, col: int, offset: int, quote: str) -> tuple[int, int]:
+        count = 0
+        while line < len(self.lines):
+            raw = self.lines[line]
+            while col < len(raw):
+                if count >= offset:
+                    return line, col
+                ch = raw[col]
+                if quote == "'" and raw.startswith("''", col):
+                    col += 2
+                elif quote == '"' and ch == "\\" and col + 1 < len(raw):
+                    col += {"x": 4, "u": 6, "U": 10}.get(raw[col + 1], 2)
+                else:
+                    col += 1
+                count += 1
+            if count >= offset:
+                return line, col
+            # A line break inside a flow scalar folds to one space.
+            count += 1
+            line += 1
+            col = len(self.lines[line]) - len(self.lines[line].lstrip()) if line < len(self.lines) else 0
+        return line, col
+
+
+def parse_documents(src: SourceText) -> tuple[list[Any], list[Issue]]:
+    """Every document of the text (a top-level list counts as several); syntax errors as issues."""
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import MarkedYAMLError
+
+    yaml = YAML(typ="rt", pure=True)
+    yaml.allow_duplicate_keys = False
+    try:
+        raw = list(yaml.load_all(src.text))
+    except MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line, col = (mark.line, mark.column) if mark is not None else (0, 0)
+        problem = exc.problem or exc.context or "invalid YAML"
+        return [], [src.issue(line, col, f"invalid YAML/JSON: {problem}")]
+    except RecursionError:
+        return [], [src.issue(0, 0, "document is nested too deeply")]
+    except Exception as exc:  # noqa: BLE001 - the loader must only ever raise PolicyLoadError
+        return [], [src.issue(0, 0, f"invalid YAML/JSON: {exc}")]
+    documents: list[Any] = []
+    for doc in raw:
+        if doc is None:
+            continue
+        if isinstance(doc, list):
+            documents.extend(doc)
+        else:
+            documents.append(doc)
+    return documents, []
+
+
+def to_plain(value: Any) -> Any:
+    """ruamel's round-trip types -> plain JSON values (dates become ISO strings)."""
+    if isinstance(value, dict):
+        return {str(k): to_plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [to_plain(v) for v in value]
+    if isinstance(value, bool) or value is None:
+        return bool(value) if value is not None else None
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value)
+    if isinstance(value, str):
+        return str(value)
+    if isinstance(value, datetime.date | datetime.datetime):
+        return value.isoformat()
+    return str(value)

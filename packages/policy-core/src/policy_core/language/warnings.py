@@ -1,0 +1,92 @@
+"""Validation warnings (spec 6): rules that can never match, rules shadowed by an unconditional deny."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from policy_core.errors import Issue
+from policy_core.ir import Binary, Call, Expr, Index, ListExpr, Lit, MapExpr, Method, Neg, Not, Path
+from policy_core.language.source import SourceText
+from policy_core.model import Policy, Rule
+
+__all__ = ["policy_warnings"]
+
+_UNKNOWN = object()
+
+
+def _is_constant(node: Expr) -> bool:
+    if isinstance(node, Lit):
+        return True
+    if isinstance(node, Path | Call):
+        return False  # context, clock and facts vary per request
+    if isinstance(node, Not | Neg):
+        return _is_constant(node.operand)
+    if isinstance(node, Binary):
+        return _is_constant(node.left) and _is_constant(node.right)
+    if isinstance(node, Method):
+        return _is_constant(node.target) and all(_is_constant(a) for a in node.args)
+    if isinstance(node, Index):
+        return _is_constant(node.target) and _is_constant(node.index)
+    if isinstance(node, ListExpr):
+        return all(_is_constant(i) for i in node.items)
+    assert isinstance(node, MapExpr)
+    return all(_is_constant(v) for v in node.values)
+
+
+def constant_value(node: Expr | None) -> Any:
+    """The value of a condition that does not depend on the request, else _UNKNOWN."""
+    if node is None:
+        return True
+    if not _is_constant(node):
+        return _UNKNOWN
+    from policy_core.compiler.expr import CompileContext, compile_condition
+    from policy_core.compiler.regex import RegexTable
+    from policy_core.compiler.runtime import Env, EvalError
+
+    cc = CompileContext(RegexTable())
+    fn = compile_condition(node, cc)
+    cc.regexes.build()
+    try:
+        return fn(Env({}, 0.0, None))
+    except EvalError:
+        return _UNKNOWN
+
+
+def _rule_position(doc: Any, rule: Rule) -> tuple[int, int]:
+    """Where the rule's id is written, from the document as loaded."""
+    try:
+        for item in doc["rules"]:
+            if item.get("id") == rule.id:
+                line, col = item.lc.value("id")
+                return int(line), int(col)
+    except (AttributeError, KeyError, TypeError):
+        pass
+    return 0, 0
+
+
+def policy_warnings(policy: Policy, src: SourceText, doc: Any) -> list[Issue]:
+    warnings: list[Issue] = []
+    ordered = sorted((r for r in policy.rules if r.enabled), key=lambda r: -r.priority)
+    blocker: Rule | None = None
+    for rule in ordered:
+        line, col = _rule_position(doc, rule)
+        where = f"{policy.id}/{rule.id}"
+        if blocker is not None:
+            bline, _ = _rule_position(doc, blocker)
+            warnings.append(
+                src.issue(
+                    line,
+                    col,
+                    f"rule {where} is shadowed by the earlier unconditional deny rule "
+                    f"{policy.id}/{blocker.id} (line {bline + 1}): the outcome is always deny",
+                    warn=True,
+                )
+            )
+        value = constant_value(rule.condition_ir)
+        if value is False or value is None:
+            warnings.append(
+                src.issue(line, col, f"rule {where} can never match: its condition is always false", warn=True)
+            )
+        if blocker is None and value is True and rule.action.decision == "deny":
+            blocker = rule
+    return warnings
