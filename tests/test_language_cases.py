@@ -1,0 +1,71 @@
+"""Run every language case file (tests/cases/**/*.yaml) against the library engine.
+
+The same files drive the HTTP and gRPC suites; here the target is the
+in-process PolicyEngine. Policy texts are loaded with ``file=<case id>`` so
+that issue positions are relative to the case's policy text block.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+from policy_core.testing.cases import LanguageCase, load_case_files, run_case
+
+CASES_DIR = Path(__file__).parent / "cases"
+CASES = load_case_files(CASES_DIR)
+
+
+def _evaluate(case: LanguageCase) -> Mapping[str, Any]:
+    # Imported here so that collection works (and each case reports) while the
+    # engine is still landing.
+    from policy_core import PolicyEngine, load_policy_text
+
+    policies = load_policy_text(case.policies, file=case.id)
+    engine = PolicyEngine(policies, default_decision=case.options.default_decision)
+    opts = case.options
+    decision = engine.evaluate(
+        case.context,
+        policies=list(opts.policies) if opts.policies is not None else None,
+        namespace=opts.namespace,
+        trace=opts.trace,
+        now=opts.now,
+        facts=opts.fact_map(),
+    )
+    result: dict[str, Any] = msgspec.to_builtins(decision)
+    return result
+
+
+def _load_issues(case: LanguageCase) -> Sequence[Any]:
+    from policy_core import PolicyLoadError, load_policy_text
+
+    try:
+        load_policy_text(case.policies, file=case.id)
+    except PolicyLoadError as exc:
+        return exc.issues
+    return []
+
+
+def _warnings(case: LanguageCase) -> Sequence[Any]:
+    from policy_core import validate_policy_text
+
+    report = validate_policy_text(case.policies, file=case.id)
+    return list(report.warnings)
+
+
+def _param(case: LanguageCase) -> Any:
+    marks = [pytest.mark.xfail(reason=case.xfail, strict=True)] if case.xfail else []
+    return pytest.param(case, id=case.id, marks=marks)
+
+
+def test_there_are_enough_cases() -> None:
+    assert len(CASES) >= 100
+
+
+@pytest.mark.parametrize("case", [_param(c) for c in CASES])
+def test_language_case(case: LanguageCase) -> None:
+    mismatches = run_case(case, _evaluate, load_issues=_load_issues, warnings=_warnings)
+    assert not mismatches, f"{case.id}:\n  " + "\n  ".join(mismatches)
