@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from policy_cli.settings import (
     DEV_JWT_SECRET,
     Settings,

@@ -147,8 +147,10 @@ def _read_env(environ: Mapping[str, str], problems: list[str]) -> dict[str, str]
             if value != "":  # an empty variable means "unset", as in most shells' habits
                 raw[known[key]] = value
             continue
-        close = difflib.get_close_matches(key, list(known), n=1)
-        hint = f"; did you mean {close[0]}?" if close else ""
+        # Compare without the shared prefix, else every name looks alike.
+        names = [name.upper() for name in known.values()]
+        close = difflib.get_close_matches(key.removeprefix(ENV_PREFIX), names, n=1)
+        hint = f"; did you mean {ENV_PREFIX}{close[0]}?" if close else ""
         problems.append(
             f"{key}: unknown setting{hint} (`llm-policy config show` lists the settings)"
         )

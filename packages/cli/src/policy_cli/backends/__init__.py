@@ -1,0 +1,1 @@
+"""The modes a command can run in: local files, the configured store, a server."""

@@ -1,0 +1,179 @@
+"""Store mode (the default): the services of the configured deployment, in this process."""
+
+from __future__ import annotations
+
+import getpass
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal, cast
+
+import msgspec
+from policy_core.ports import HistoryQuery, PolicyRecord
+from policy_core.services import EvaluationRequest
+
+from policy_cli.backends.base import EvaluateRequest, Json, ValidationOutcome
+from policy_cli.backends.validation import validate_text
+from policy_cli.bootstrap import Services, bootstrap
+from policy_cli.errors import CliError, ExitCode
+from policy_cli.settings import Settings
+
+__all__ = ["StoreBackend", "policy_resource", "store_backend"]
+
+_RESOURCE_FIELDS = (
+    "id",
+    "namespace",
+    "revision",
+    "status",
+    "document",
+    "hash",
+    "author",
+    "created_at",
+    "updated_at",
+)
+
+
+def policy_resource(record: PolicyRecord) -> Json:
+    """A stored revision in the API's policy resource shape."""
+    plain: Json = msgspec.to_builtins(record)
+    return {k: plain.get(k) for k in _RESOURCE_FIELDS}
+
+
+def _author() -> str:
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):  # no passwd entry (containers)
+        return "cli"
+
+
+def _time(name: str, value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise CliError(
+            f"--{name} {value!r} is not an RFC 3339 time",
+            ExitCode.USAGE,
+            hint="e.g. 2026-01-31T12:00:00Z",
+        ) from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+class StoreBackend:
+    """Every operation goes through the services (validation, revisions, audit) as the APIs do."""
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        self.mode = f"the configured store ({services.settings.deployment})"
+
+    async def evaluate(self, requests: Sequence[EvaluateRequest]) -> list[Json]:
+        core = [
+            EvaluationRequest(
+                context=r.context,
+                policies=tuple(r.policies) if r.policies is not None else None,
+                namespace=r.namespace,
+                dry_run=r.dry_run,
+                trace=r.trace,
+                request_id=r.request_id,
+            )
+            for r in requests
+        ]
+        results = await self.services.evaluation.evaluate_batch(core)
+        return [r.to_builtins() for r in results]
+
+    async def validate(self, text: str, file: str) -> ValidationOutcome:
+        return validate_text(text, file)
+
+    async def create_policy(self, text: str, content_type: str) -> Json:
+        record = await self.services.policies.create(text, author=_author(), file="<input>")
+        return policy_resource(record)
+
+    async def update_policy(
+        self, policy_id: str, text: str, content_type: str, expected_revision: int | None
+    ) -> Json:
+        if expected_revision is None:
+            expected_revision = (await self.services.policies.get(policy_id)).revision
+        record = await self.services.policies.update(
+            policy_id, text, expected_revision=expected_revision, author=_author(), file="<input>"
+        )
+        return policy_resource(record)
+
+    async def delete_policy(self, policy_id: str) -> None:
+        await self.services.policies.delete(policy_id, author=_author())
+
+    async def list_policies(
+        self,
+        *,
+        namespace: str | None,
+        status: str | None,
+        tag: str | None,
+        limit: int,
+        cursor: str | None,
+    ) -> Json:
+        page = await self.services.policies.list(
+            namespace=namespace, status=status, tag=tag, limit=limit, cursor=cursor
+        )
+        return {"items": [policy_resource(r) for r in page.items], "next_cursor": page.next_cursor}
+
+    async def get_policy(self, policy_id: str, revision: int | None) -> Json:
+        return policy_resource(await self.services.policies.get(policy_id, revision))
+
+    async def set_status(self, policy_id: str, status: str) -> Json:
+        chosen = cast(Literal["active", "draft", "deprecated"], status)
+        record = await self.services.policies.set_status(policy_id, chosen, author=_author())
+        return policy_resource(record)
+
+    async def revisions(self, policy_id: str, *, limit: int, cursor: str | None) -> Json:
+        page = await self.services.policies.revisions(policy_id, limit=limit, cursor=cursor)
+        return {"items": msgspec.to_builtins(page.items), "next_cursor": page.next_cursor}
+
+    async def rollback(self, policy_id: str, revision: int) -> Json:
+        record = await self.services.policies.rollback(policy_id, revision, author=_author())
+        return policy_resource(record)
+
+    async def history(self, filters: Json, *, limit: int, cursor: str | None) -> Json:
+        query = HistoryQuery(
+            request_id=filters.get("request_id"),
+            policy_id=filters.get("policy_id"),
+            decision=filters.get("decision"),
+            since=_time("since", filters.get("since")),
+            until=_time("until", filters.get("until")),
+        )
+        page = await self.services.decisions.history(query, limit=limit, cursor=cursor)
+        return {"items": msgspec.to_builtins(page.items), "next_cursor": page.next_cursor}
+
+    async def stats(self, days: int) -> Json:
+        until = datetime.now(UTC)
+        stats = await self.services.decisions.stats(until - timedelta(days=days), until)
+        result: Json = msgspec.to_builtins(stats)
+        return result
+
+    async def create_api_key(self, name: str, roles: Sequence[str]) -> Json:
+        key, record = await self.services.api_keys.create(name, roles)
+        return {**_key_json(record), "key": key}
+
+    async def list_api_keys(self, include_revoked: bool) -> list[Json]:
+        records = await self.services.api_keys.list(include_revoked=include_revoked)
+        return [_key_json(r) for r in records]
+
+    async def revoke_api_key(self, key_id: str) -> None:
+        if not await self.services.api_keys.revoke(key_id):
+            raise CliError(
+                f"no API key with id {key_id!r}",
+                ExitCode.USAGE,
+                hint="`llm-policy apikey list` shows the ids",
+            )
+
+
+def _key_json(record: Any) -> Json:
+    plain: Json = msgspec.to_builtins(record)
+    plain.pop("key_hash", None)  # never printed: it is what a stolen dump would attack
+    return plain
+
+
+@asynccontextmanager
+async def store_backend(settings: Settings) -> AsyncIterator[StoreBackend]:
+    """The store backend over the deployment's services, closed on the way out."""
+    async with bootstrap(settings) as services:
+        yield StoreBackend(services)

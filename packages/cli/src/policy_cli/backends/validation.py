@@ -1,0 +1,39 @@
+"""Validation of policy text in process (no store needed: the core does it all)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from policy_core.errors import PolicyLoadError
+from policy_core.language import validate_policy_text
+
+from policy_cli.backends.base import Json, ValidationOutcome
+
+__all__ = ["issue_json", "validate_text"]
+
+
+def issue_json(issue: Any) -> Json:
+    """An Issue as `{file, line, column, message, path}` (the API's error entries)."""
+    return {
+        "file": issue.file,
+        "line": issue.line,
+        "column": issue.column,
+        "message": issue.message,
+        "path": getattr(issue, "path", ""),
+    }
+
+
+def validate_text(text: str, file: str) -> ValidationOutcome:
+    """Every error (or the loaded ids) and every warning of one policy text."""
+    try:
+        report = validate_policy_text(text, file=file)
+    except PolicyLoadError as exc:
+        errors = [issue_json(i) for i in exc.issues if i.severity == "error"]
+        warnings = [issue_json(i) for i in exc.issues if i.severity != "error"]
+        return ValidationOutcome(file=file, valid=False, errors=errors, warnings=warnings)
+    return ValidationOutcome(
+        file=file,
+        valid=True,
+        policies=[p.id for p in report.policies],
+        warnings=[issue_json(i) for i in report.warnings],
+    )

@@ -1,0 +1,218 @@
+"""Composition roots: the only place that picks adapters and wires them to the services.
+
+One async context manager per deployment (architecture.md, "Composition roots"):
+
+| deployment | store | cache | usage | feed |
+|---|---|---|---|---|
+| memory (library, tests) | memory | L1 | memory | memory |
+| single (default) | PostgreSQL (LLM_POLICY_DATABASE_URL, else embedded) | L1 | memory | memory |
+| cluster | PostgreSQL | L1 + Redis | Redis | Redis pub/sub |
+
+`bootstrap(settings)` chooses one with a plain `match`. Each opens what it
+creates on an AsyncExitStack and closes it, in reverse order, on the way out.
+Nothing here runs at import time; adapter packages are imported inside the
+deployment that uses them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from policy_core.memory import (
+    MemoryApiKeyStore,
+    MemoryChangeFeed,
+    MemoryDecisionCache,
+    MemoryDecisionLog,
+    MemoryPolicyStore,
+    MemoryUsageStore,
+    SystemClock,
+)
+from policy_core.ports import (
+    ApiKeyStore,
+    ChangeFeed,
+    Clock,
+    DecisionCache,
+    DecisionLog,
+    PolicyStore,
+    UsageStore,
+)
+from policy_core.services import (
+    ApiKeyService,
+    EngineHolder,
+    EvaluationService,
+    PolicyService,
+    UsageService,
+)
+
+from policy_cli.seed import seed_if_empty
+from policy_cli.settings import Settings
+
+__all__ = ["Adapters", "Services", "bootstrap", "memory", "wire"]
+
+_log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Adapters:
+    """The port implementations one deployment chose."""
+
+    store: PolicyStore
+    log: DecisionLog
+    cache: DecisionCache
+    usage: UsageStore
+    feed: ChangeFeed
+    api_keys: ApiKeyStore
+    clock: Clock
+    # Readiness of the backing services (store, cache); the APIs add "policy set loaded".
+    checks: dict[str, Callable[[], Awaitable[bool]]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Services:
+    """What the APIs and the CLI's store mode receive: services, never adapters."""
+
+    policies: PolicyService
+    evaluation: EvaluationService
+    usage: UsageService
+    api_keys: ApiKeyService
+    decisions: DecisionLog  # read side of the audit trail (history, stats)
+    holder: EngineHolder
+    checks: dict[str, Callable[[], Awaitable[bool]]]
+    settings: Settings
+    database_url: str | None = None
+
+    async def ready(self) -> bool:
+        """True once every backing service answers and a policy set is loaded."""
+        if not self.holder.loaded:
+            return False
+        for check in self.checks.values():
+            try:
+                if not await check():
+                    return False
+            except Exception:  # a check that raises is simply not ready
+                return False
+        return True
+
+
+async def wire(
+    settings: Settings, adapters: Adapters, stack: AsyncExitStack, *, database_url: str | None
+) -> Services:
+    """Build the services over `adapters`, start them, and seed the store when asked."""
+    holder = EngineHolder()
+    policies = PolicyService(
+        reader=adapters.store,
+        writer=adapters.store,
+        holder=holder,
+        feed=adapters.feed,
+        default_decision=settings.default_decision,
+    )
+    evaluation = EvaluationService(
+        holder,
+        cache=adapters.cache,
+        usage=adapters.usage,
+        log=adapters.log,
+        clock=adapters.clock,
+        integration_timeout=settings.integration_timeout_ms / 1000,
+    )
+    await policies.start()
+    stack.push_async_callback(policies.close)
+    # Records queued by the last requests are made durable before the log closes.
+    stack.push_async_callback(adapters.log.flush)
+    if settings.seed_policies:
+        await seed_if_empty(policies, Path(settings.seed_policies))
+    return Services(
+        policies=policies,
+        evaluation=evaluation,
+        usage=UsageService(adapters.usage),
+        api_keys=ApiKeyService(adapters.api_keys, adapters.clock),
+        decisions=adapters.log,
+        holder=holder,
+        checks=adapters.checks,
+        settings=settings,
+        database_url=database_url,
+    )
+
+
+def _memory_adapters(clock: Clock) -> Adapters:
+    return Adapters(
+        store=MemoryPolicyStore(clock),
+        log=MemoryDecisionLog(max_records=100_000),
+        cache=MemoryDecisionCache(clock),
+        usage=MemoryUsageStore(clock),
+        feed=MemoryChangeFeed(),
+        api_keys=MemoryApiKeyStore(),
+        clock=clock,
+    )
+
+
+@asynccontextmanager
+async def memory(settings: Settings) -> AsyncIterator[Services]:
+    """Library and tests: every port in memory; nothing outlives the block."""
+    async with AsyncExitStack() as stack:
+        yield await wire(settings, _memory_adapters(SystemClock()), stack, database_url=None)
+
+
+@asynccontextmanager
+async def single_node(settings: Settings) -> AsyncIterator[Services]:
+    """One process: PostgreSQL (embedded in the data dir unless a URL is set), rest in memory."""
+    from policy_cli import wiring
+
+    async with AsyncExitStack() as stack:
+        url = settings.database_url or await wiring.start_embedded(settings, stack)
+        clock = SystemClock()
+        pg = await wiring.postgres(settings, url, clock, stack)
+        adapters = Adapters(
+            store=pg.store,
+            log=pg.log,
+            cache=MemoryDecisionCache(clock),
+            usage=MemoryUsageStore(clock),
+            feed=MemoryChangeFeed(),
+            api_keys=pg.api_keys,
+            clock=clock,
+            checks={"store": pg.ping},
+        )
+        yield await wire(settings, adapters, stack, database_url=url)
+
+
+@asynccontextmanager
+async def cluster(settings: Settings) -> AsyncIterator[Services]:
+    """Many stateless instances: PostgreSQL is the truth, Redis shares counters and changes."""
+    from policy_cli import wiring
+
+    # Both URLs are required for a cluster by the settings' own checks.
+    assert settings.database_url is not None
+    assert settings.redis_url is not None
+    async with AsyncExitStack() as stack:
+        clock = SystemClock()
+        pg = await wiring.postgres(settings, settings.database_url, clock, stack)
+        rd = await wiring.redis(settings, settings.redis_url, clock, stack)
+        adapters = Adapters(
+            store=pg.store,
+            log=pg.log,
+            cache=rd.cache,
+            usage=rd.usage,
+            feed=rd.feed,
+            api_keys=pg.api_keys,
+            clock=clock,
+            checks={"store": pg.ping, "redis": rd.ping},
+        )
+        yield await wire(settings, adapters, stack, database_url=settings.database_url)
+
+
+@asynccontextmanager
+async def bootstrap(settings: Settings) -> AsyncIterator[Services]:
+    """The object graph of the deployment `settings.deployment`, open for the block."""
+    opened: AbstractAsyncContextManager[Services]
+    match settings.deployment:
+        case "memory":
+            opened = memory(settings)
+        case "single":
+            opened = single_node(settings)
+        case "cluster":
+            opened = cluster(settings)
+    async with opened as services:
+        yield services

@@ -1,0 +1,1 @@
+"""The `llm-policy` commands, one module per command group."""

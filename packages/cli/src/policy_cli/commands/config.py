@@ -1,0 +1,36 @@
+"""`llm-policy config show|check`: the effective settings, secrets masked."""
+
+from __future__ import annotations
+
+import click
+
+from policy_cli.output import emit
+from policy_cli.settings import env_name, masked
+from policy_cli.state import State, pass_state
+
+__all__ = ["config"]
+
+
+@click.group()
+def config() -> None:
+    """Inspect the settings (LLM_POLICY_* variables and flags)."""
+
+
+@config.command("show")
+@pass_state
+def show(state: State) -> None:
+    """Print the effective settings; secrets are shown as ***."""
+    values = masked(state.settings)
+    if state.output == "table":
+        rows = [{"variable": env_name(k), "value": v} for k, v in values.items()]
+        emit(rows, "table", columns=("variable", "value"))
+    else:
+        emit(values, state.output)
+
+
+@config.command("check")
+@pass_state
+def check(state: State) -> None:
+    """Validate the settings as `llm-policy serve` would; exit 2 listing every problem."""
+    state.load(serving=True)
+    click.echo("settings ok", err=True)

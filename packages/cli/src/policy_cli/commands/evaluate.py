@@ -1,0 +1,288 @@
+"""`llm-policy evaluate run|batch|history|stats`."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, nullcontext
+from typing import IO, Any
+
+import click
+import msgspec
+
+from policy_cli.backends.base import Backend, EvaluateRequest, Json
+from policy_cli.commands.common import open_backend, policies_option, read_input, split_policies
+from policy_cli.errors import CliError, ExitCode
+from policy_cli.output import emit
+from policy_cli.state import State, pass_state, run_async
+
+__all__ = ["evaluate"]
+
+_CHUNK = 200  # batch lines evaluated (and written) together: bounded memory, steady output
+_DECISION_ROWS = (
+    "decision",
+    "allowed",
+    "reason",
+    "matched_rules",
+    "matched_exceptions",
+    "warnings",
+    "modifications",
+    "obligations",
+    "errors",
+    "policy_set",
+    "request_id",
+)
+
+
+@click.group()
+def evaluate() -> None:
+    """Evaluate requests against policies; read the decision history."""
+
+
+def _parse_context(text: str, source: str) -> dict[str, Any]:
+    try:
+        if text.lstrip().startswith("{"):
+            value = msgspec.json.decode(text)
+        else:
+            from ruamel.yaml import YAML
+
+            value = YAML(typ="safe", pure=True).load(text)
+    except Exception as exc:  # both parsers raise their own families
+        raise CliError(f"{source}: not valid JSON or YAML: {exc}", ExitCode.USAGE) from None
+    if not isinstance(value, dict):
+        raise CliError(f"{source}: the context must be a JSON/YAML object", ExitCode.USAGE)
+    return value
+
+
+def _show_decision(decision: Json, fmt: str) -> None:
+    if fmt != "table":
+        emit(decision, "json" if fmt == "json" else "yaml")
+        return
+    emit({k: decision.get(k) for k in _DECISION_ROWS}, "table")
+    for step in decision.get("trace") or []:
+        extra = f"  failed: {step['failed']}" if step.get("failed") else ""
+        error = f"  error: {step['error']}" if step.get("error") else ""
+        kind = step.get("kind", "rule")
+        click.echo(
+            f"  trace {kind} {step['policy']}/{step['rule']}: {step['result']}{extra}{error}"
+        )
+
+
+@evaluate.command("run")
+@click.option(
+    "--context",
+    "-c",
+    "context_path",
+    required=True,
+    metavar="FILE|-",
+    help="The evaluation context (JSON or YAML object); - reads stdin.",
+)
+@policies_option
+@click.option(
+    "--policy",
+    "policy_ids",
+    multiple=True,
+    metavar="ID",
+    help="Only these policy ids (repeatable).",
+)
+@click.option("--namespace", help="Only policies of this namespace.")
+@click.option("--trace", is_flag=True, help="Explain every evaluated rule.")
+@click.option("--dry-run", is_flag=True, help="Count nothing, log nothing.")
+@click.option("--request-id", help="Correlation id (generated when absent).")
+@pass_state
+def run(
+    state: State,
+    context_path: str,
+    policies: tuple[str, ...],
+    policy_ids: tuple[str, ...],
+    namespace: str | None,
+    trace: bool,
+    dry_run: bool,
+    request_id: str | None,
+) -> None:
+    """Evaluate one context. Exit 0 when allowed, 1 when denied."""
+    paths, ids = split_policies(policies)
+    ids += list(policy_ids)
+    source = "<stdin>" if context_path == "-" else context_path
+    request = EvaluateRequest(
+        context=_parse_context(read_input(context_path), source),
+        policies=ids or None,
+        namespace=namespace,
+        trace=trace,
+        dry_run=dry_run,
+        request_id=request_id,
+    )
+
+    async def go() -> Json:
+        async with open_backend(state, paths) as backend:
+            return (await backend.evaluate([request]))[0]
+
+    decision = run_async(go())
+    _show_decision(decision, state.output)
+    if decision.get("decision") == "deny":
+        raise click.exceptions.Exit(int(ExitCode.DENIED))
+
+
+class _BatchDefaults(msgspec.Struct, frozen=True, kw_only=True):
+    policies: list[str] | None
+    namespace: str | None
+    trace: bool
+    dry_run: bool
+
+
+def _parse_line(line: str, number: int, defaults: _BatchDefaults) -> EvaluateRequest | Json:
+    """One request, or an error record `{line, error}` that takes its place in the output."""
+    try:
+        req = msgspec.json.decode(line, type=EvaluateRequest)
+    except msgspec.DecodeError as exc:
+        return {"line": number, "error": f"not an evaluate request: {exc}"}
+    return msgspec.structs.replace(
+        req,
+        policies=req.policies if req.policies is not None else defaults.policies,
+        namespace=req.namespace if req.namespace is not None else defaults.namespace,
+        trace=req.trace or defaults.trace,
+        dry_run=req.dry_run or defaults.dry_run,
+    )
+
+
+def _lines(stream: IO[str]) -> Iterator[tuple[int, str]]:
+    for number, line in enumerate(stream, start=1):
+        if line.strip():
+            yield number, line
+
+
+def _chunks(items: Iterator[tuple[int, str]]) -> Iterator[list[tuple[int, str]]]:
+    chunk: list[tuple[int, str]] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) >= _CHUNK:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+async def _evaluate_chunk(
+    backend: Backend, chunk: Sequence[tuple[int, str]], defaults: _BatchDefaults
+) -> list[Json]:
+    parsed = [_parse_line(line, number, defaults) for number, line in chunk]
+    requests = [p for p in parsed if isinstance(p, EvaluateRequest)]
+    decisions = iter(await backend.evaluate(requests) if requests else [])
+    return [next(decisions) if isinstance(p, EvaluateRequest) else p for p in parsed]
+
+
+def _progress(total: int | None) -> AbstractContextManager[Any]:
+    """A progress bar on stderr when it is a terminal (never mixed into the JSONL on stdout)."""
+    if not sys.stderr.isatty():
+        return nullcontext(None)
+    return click.progressbar(
+        length=total or 0,
+        label="evaluating",
+        file=sys.stderr,
+        show_pos=True,
+        show_percent=total is not None,
+    )
+
+
+@evaluate.command("batch")
+@click.argument("file", metavar="FILE.jsonl|-")
+@policies_option
+@click.option("--namespace", help="Default namespace for lines that name none.")
+@click.option("--trace", is_flag=True, help="Explain every evaluated rule.")
+@click.option("--dry-run", is_flag=True, help="Count nothing, log nothing.")
+@pass_state
+def batch(
+    state: State,
+    file: str,
+    policies: tuple[str, ...],
+    namespace: str | None,
+    trace: bool,
+    dry_run: bool,
+) -> None:
+    """Evaluate one request per line; print one decision per line (JSONL), in order.
+
+    Each line is `{"context": {...}, "policies"?, "namespace"?, "trace"?,
+    "dry_run"?, "request_id"?}`. A malformed line yields `{"line": N, "error": ...}`
+    in its place. Exit 1 if any request was denied, 2 if any line was malformed.
+    """
+    paths, ids = split_policies(policies)
+    defaults = _BatchDefaults(
+        policies=ids or None, namespace=namespace, trace=trace, dry_run=dry_run
+    )
+    total = _count_lines(file)
+    # stdin belongs to the process: read it, never close it.
+    stream: AbstractContextManager[IO[str]] = nullcontext(sys.stdin) if file == "-" else _open(file)
+    outcome = {"denied": False, "malformed": False}
+
+    async def go() -> None:
+        async with open_backend(state, paths) as backend:
+            with stream as lines, _progress(total) as bar:
+                for chunk in _chunks(_lines(lines)):
+                    for result in await _evaluate_chunk(backend, chunk, defaults):
+                        outcome["denied"] |= result.get("decision") == "deny"
+                        outcome["malformed"] |= "error" in result and "decision" not in result
+                        click.echo(msgspec.json.encode(result).decode())
+                    sys.stdout.flush()
+                    if bar is not None:
+                        bar.update(len(chunk))
+
+    run_async(go())
+    if outcome["malformed"]:
+        raise click.exceptions.Exit(int(ExitCode.USAGE))
+    if outcome["denied"]:
+        raise click.exceptions.Exit(int(ExitCode.DENIED))
+
+
+def _open(path: str) -> IO[str]:
+    try:
+        return open(path, encoding="utf-8")  # closed by the command's `with`
+    except OSError as exc:
+        raise CliError(f"cannot read {path}: {exc.strerror}", ExitCode.USAGE) from None
+
+
+def _count_lines(path: str) -> int | None:
+    """Non-blank lines of a file (for the progress bar); None for stdin."""
+    if path == "-" or not sys.stderr.isatty():
+        return None
+    with _open(path) as f:
+        return sum(1 for line in f if line.strip())
+
+
+@evaluate.command("history")
+@click.option("--request-id")
+@click.option("--policy-id", help="Decisions in which this policy matched.")
+@click.option("--decision", type=click.Choice(["allow", "deny", "warn", "modify"]))
+@click.option("--since", metavar="RFC3339", help="Inclusive start, e.g. 2026-01-31T00:00:00Z.")
+@click.option("--until", metavar="RFC3339", help="Exclusive end.")
+@click.option("--limit", type=click.IntRange(1, 1000), default=50, show_default=True)
+@click.option("--cursor")
+@pass_state
+def history(state: State, /, limit: int, cursor: str | None, **filters: Any) -> None:
+    """Audit records of past decisions, newest first."""
+    query = {k: v for k, v in filters.items() if v is not None}
+
+    async def go() -> Json:
+        async with open_backend(state) as backend:
+            return await backend.history(query, limit=limit, cursor=cursor)
+
+    page = run_async(go())
+    if state.output == "table":
+        cols = ("created_at", "request_id", "decision", "matched_rules", "reason")
+        emit(page["items"], "table", columns=cols)
+        if page.get("next_cursor"):
+            click.echo(f"more: --cursor {page['next_cursor']}", err=True)
+    else:
+        emit(page, state.output)
+
+
+@evaluate.command("stats")
+@click.option("--days", type=click.IntRange(1, 366), default=7, show_default=True)
+@pass_state
+def stats(state: State, days: int) -> None:
+    """Decision counts (by decision, policy, rule) and latency percentiles."""
+
+    async def go() -> Json:
+        async with open_backend(state) as backend:
+            return await backend.stats(days)
+
+    emit(run_async(go()), state.output)

@@ -1,0 +1,280 @@
+"""`llm-policy policy ...` and `llm-policy validate`: authoring and administering policies."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+from policy_core.errors import PolicyLoadError
+from policy_core.language import load_policies
+
+from policy_cli.backends.base import Backend, Json, ValidationOutcome
+from policy_cli.backends.validation import issue_json, validate_text
+from policy_cli.commands.common import open_backend, policies_option, read_input
+from policy_cli.errors import CliError, ExitCode
+from policy_cli.output import emit, to_yaml
+from policy_cli.state import State, pass_state, run_async
+
+__all__ = ["policy", "validate_cmd"]
+
+_SUFFIXES = (".yaml", ".yml", ".json")
+_LIST_COLUMNS = ("id", "namespace", "revision", "status", "updated_at")
+
+
+def _content_type(path: str) -> str:
+    return "application/json" if path.endswith(".json") else "application/yaml"
+
+
+def _files(paths: Iterable[str]) -> list[str]:
+    """Expand directories into their policy files (sorted); keep files and `-` as given."""
+    out: list[str] = []
+    for raw in paths:
+        path = Path(raw)
+        if raw != "-" and path.is_dir():
+            out.extend(str(p) for p in sorted(path.rglob("*")) if p.suffix in _SUFFIXES)
+        else:
+            out.append(raw)
+    return out
+
+
+def _print_outcomes(outcomes: Sequence[ValidationOutcome], fmt: str) -> None:
+    if fmt != "table":
+        emit(list(outcomes), "json" if fmt == "json" else "yaml")
+        return
+    for o in outcomes:
+        for e in o.errors:
+            click.echo(f"{e['file']}:{e['line']}:{e['column']}: error: {e['message']}", err=True)
+        for w in o.warnings:
+            click.echo(f"{w['file']}:{w['line']}:{w['column']}: warning: {w['message']}", err=True)
+        if o.valid:
+            click.echo(f"{o.file}: ok ({', '.join(o.policies) or 'no policy'})")
+        else:
+            click.echo(f"{o.file}: invalid ({len(o.errors)} error(s))")
+
+
+def _cross_file_outcome(files: Sequence[str]) -> ValidationOutcome | None:
+    """Problems only visible across files (a policy id defined twice), as one outcome."""
+    real = [f for f in files if f != "-"]
+    if len(real) < 2:
+        return None
+    try:
+        load_policies(real)
+    except PolicyLoadError as exc:
+        return ValidationOutcome(
+            file="(all files)", valid=False, errors=[issue_json(i) for i in exc.issues]
+        )
+    return None
+
+
+async def _validate(backend: Backend | None, files: Sequence[str]) -> list[ValidationOutcome]:
+    outcomes: list[ValidationOutcome] = []
+    for file in files:
+        text = read_input(file)
+        name = "<stdin>" if file == "-" else file
+        outcomes.append(
+            await backend.validate(text, name) if backend else validate_text(text, name)
+        )
+    return outcomes
+
+
+def _run_validate(state: State, paths: Sequence[str], strict: bool, remote: bool) -> None:
+    files = _files(paths)
+    if not files:
+        raise CliError("no policy file found", ExitCode.USAGE, hint="pass .yaml/.json files")
+
+    async def go() -> list[ValidationOutcome]:
+        if not remote:
+            return await _validate(None, files)
+        async with open_backend(state) as backend:
+            return await _validate(backend, files)
+
+    outcomes = run_async(go())
+    if all(o.valid for o in outcomes) and not remote:
+        extra = _cross_file_outcome(files)
+        outcomes += [extra] if extra else []
+    _print_outcomes(outcomes, state.output)
+    failed = any(not o.valid for o in outcomes) or (strict and any(o.warnings for o in outcomes))
+    if failed:
+        raise click.exceptions.Exit(int(ExitCode.INVALID_POLICY))
+
+
+@click.command("validate")
+@click.argument("paths", nargs=-1, required=True, metavar="FILE|DIR|-...")
+@click.option("--strict", is_flag=True, help="Warnings fail too (exit 3).")
+@pass_state
+def validate_cmd(state: State, paths: tuple[str, ...], strict: bool) -> None:
+    """Validate policy files locally: every error and warning with file:line:column.
+
+    Exit 3 when a file is invalid. Needs no store and no server.
+    """
+    _run_validate(state, paths, strict, remote=False)
+
+
+@click.group()
+def policy() -> None:
+    """Create, change, inspect and roll back stored policies."""
+
+
+@policy.command("validate")
+@click.argument("paths", nargs=-1, required=True, metavar="FILE|DIR|-...")
+@click.option("--strict", is_flag=True, help="Warnings fail too (exit 3).")
+@pass_state
+def policy_validate(state: State, paths: tuple[str, ...], strict: bool) -> None:
+    """Validate policy documents without storing them (on the server with --server)."""
+    _run_validate(state, paths, strict, remote=bool(state.settings.server))
+
+
+def _show_policy(resource: Json, fmt: str) -> None:
+    if fmt != "table":
+        emit(resource, "json" if fmt == "json" else "yaml")
+        return
+    head = {k: resource.get(k) for k in ("id", "namespace", "revision", "status", "updated_at")}
+    emit(head, "table")
+    click.echo("document:")
+    for line in to_yaml(resource.get("document", {})).splitlines():
+        click.echo("  " + line)
+
+
+@policy.command("create")
+@click.argument("file", metavar="FILE|-")
+@pass_state
+def create(state: State, file: str) -> None:
+    """Store a new policy from a YAML or JSON file (revision 1)."""
+    text = read_input(file)
+
+    async def go() -> Json:
+        async with open_backend(state) as backend:
+            return await backend.create_policy(text, _content_type(file))
+
+    resource = run_async(go())
+    emit(resource if state.output != "table" else _summary(resource), state.output)
+
+
+def _summary(resource: Json) -> Json:
+    return {k: resource.get(k) for k in ("id", "namespace", "revision", "status")}
+
+
+@policy.command("update")
+@click.argument("policy_id", metavar="ID")
+@click.argument("file", metavar="FILE|-")
+@click.option(
+    "--revision",
+    type=int,
+    help="Only update if the current revision is this one (else exit 1); default: current.",
+)
+@pass_state
+def update(state: State, policy_id: str, file: str, revision: int | None) -> None:
+    """Store a new revision of policy ID from a file."""
+    text = read_input(file)
+
+    async def go() -> Json:
+        async with open_backend(state) as backend:
+            return await backend.update_policy(policy_id, text, _content_type(file), revision)
+
+    resource = run_async(go())
+    emit(resource if state.output != "table" else _summary(resource), state.output)
+
+
+@policy.command("delete")
+@click.argument("policy_id", metavar="ID")
+@pass_state
+def delete(state: State, policy_id: str) -> None:
+    """Soft-delete policy ID (its revisions stay for audit)."""
+
+    async def go() -> None:
+        async with open_backend(state) as backend:
+            await backend.delete_policy(policy_id)
+
+    run_async(go())
+    click.echo(f"deleted {policy_id}", err=True)
+
+
+@policy.command("list")
+@policies_option
+@click.option("--namespace")
+@click.option("--status", type=click.Choice(["active", "draft", "deprecated"]))
+@click.option("--tag")
+@click.option("--limit", type=click.IntRange(1, 1000), default=50, show_default=True)
+@click.option("--cursor", help="Continue after a previous page (its next_cursor).")
+@pass_state
+def list_(state: State, /, policies: tuple[str, ...], **filters: Any) -> None:
+    """List policies (current revisions)."""
+
+    async def go() -> Json:
+        async with open_backend(state, policies) as backend:
+            return await backend.list_policies(**filters)
+
+    page = run_async(go())
+    if state.output == "table":
+        emit(page["items"], "table", columns=_LIST_COLUMNS)
+        if page.get("next_cursor"):
+            click.echo(f"more: --cursor {page['next_cursor']}", err=True)
+    else:
+        emit(page, state.output)
+
+
+@policy.command("get")
+@policies_option
+@click.argument("policy_id", metavar="ID")
+@click.option("--revision", type=int, help="A past revision instead of the current one.")
+@pass_state
+def get(state: State, policies: tuple[str, ...], policy_id: str, revision: int | None) -> None:
+    """Show policy ID: its revision, status and document."""
+
+    async def go() -> Json:
+        async with open_backend(state, policies) as backend:
+            return await backend.get_policy(policy_id, revision)
+
+    _show_policy(run_async(go()), state.output)
+
+
+@policy.command("status")
+@click.argument("policy_id", metavar="ID")
+@click.argument("status", type=click.Choice(["active", "draft", "deprecated"]))
+@pass_state
+def status(state: State, policy_id: str, status: str) -> None:
+    """Set the status of policy ID (draft policies are evaluated in shadow only)."""
+
+    async def go() -> Json:
+        async with open_backend(state) as backend:
+            return await backend.set_status(policy_id, status)
+
+    resource = run_async(go())
+    emit(resource if state.output != "table" else _summary(resource), state.output)
+
+
+@policy.command("revisions")
+@click.argument("policy_id", metavar="ID")
+@click.option("--limit", type=click.IntRange(1, 1000), default=50, show_default=True)
+@click.option("--cursor")
+@pass_state
+def revisions(state: State, policy_id: str, limit: int, cursor: str | None) -> None:
+    """The revision history of policy ID (who, when, what changed)."""
+
+    async def go() -> Json:
+        async with open_backend(state) as backend:
+            return await backend.revisions(policy_id, limit=limit, cursor=cursor)
+
+    page = run_async(go())
+    if state.output == "table":
+        cols = ("revision", "author", "created_at", "hash", "summary")
+        emit(page["items"], "table", columns=cols)
+    else:
+        emit(page, state.output)
+
+
+@policy.command("rollback")
+@click.argument("policy_id", metavar="ID")
+@click.argument("revision", type=click.IntRange(min=1))
+@pass_state
+def rollback(state: State, policy_id: str, revision: int) -> None:
+    """Write a new revision of policy ID equal to REVISION."""
+
+    async def go() -> Json:
+        async with open_backend(state) as backend:
+            return await backend.rollback(policy_id, revision)
+
+    resource = run_async(go())
+    emit(resource if state.output != "table" else _summary(resource), state.output)

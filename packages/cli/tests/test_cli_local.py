@@ -1,0 +1,245 @@
+"""Local-files mode (`--policies PATH`): validate, evaluate run/batch, policy list/get."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+from click.testing import Result
+from ruamel.yaml import YAML
+
+Invoke = Callable[..., Result]
+
+CTX_SQL = {"llm": {"prompt": "SELECT * FROM users", "max_tokens": 10}, "user": {"id": "u1"}}
+CTX_OK = {"llm": {"prompt": "What is a B-tree?", "max_tokens": 10}, "user": {"id": "u1"}}
+CTX_FREE = {"llm": {"prompt": "hi", "model": "gpt-4o"}, "team": {"tier": "free"}}
+
+
+def write_json(path: Path, value: object) -> str:
+    path.write_text(json.dumps(value))
+    return str(path)
+
+
+# --- validate ---------------------------------------------------------------------
+
+
+def test_validate_valid_files_and_directories(cli: Invoke, policy_dir: Path) -> None:
+    result = cli("validate", str(policy_dir))
+    assert result.exit_code == 0
+    assert f"{policy_dir / 'security.yaml'}: ok (security-policy)" in result.stdout
+    assert f"{policy_dir / 'models.yaml'}: ok (model-policy)" in result.stdout
+
+
+def test_validate_reports_every_error_with_position_and_exits_3(
+    cli: Invoke, tmp_path: Path
+) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("metadata: {id: p}\npriorty: 3\nrules:\n  - id: r\n    condition: 'a ==='\n")
+    result = cli("validate", str(bad))
+    assert result.exit_code == 3
+    lines = [line for line in result.stderr.splitlines() if ": error: " in line]
+    assert len(lines) >= 2
+    assert lines[0].startswith(f"{bad}:2:1: error: ")
+    assert "priorty" in lines[0]
+    assert f"{bad}: invalid" in result.stdout
+
+
+def test_validate_json_output_lists_errors(cli: Invoke, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("metadata: {id: p}\nrules: 3\n")
+    result = cli("--output", "json", "validate", str(bad))
+    assert result.exit_code == 3
+    (outcome,) = json.loads(result.stdout)
+    assert outcome["valid"] is False
+    assert outcome["errors"][0]["line"] == 2
+
+
+def test_validate_finds_an_id_defined_in_two_files(cli: Invoke, tmp_path: Path) -> None:
+    for name in ("a.yaml", "b.yaml"):
+        (tmp_path / name).write_text("metadata: {id: same}\nrules: []\n")
+    result = cli("validate", str(tmp_path))
+    assert result.exit_code == 3
+    assert "same" in result.stderr
+
+
+def test_validate_reads_stdin(cli: Invoke) -> None:
+    result = cli("validate", "-", input="metadata: {id: p}\nrules: []\n")
+    assert result.exit_code == 0
+    assert "<stdin>: ok (p)" in result.stdout
+
+
+def test_validate_strict_fails_on_warnings(cli: Invoke, tmp_path: Path) -> None:
+    shadowed = tmp_path / "shadowed.yaml"
+    shadowed.write_text(
+        "metadata: {id: p}\nrules:\n"
+        "  - id: all\n    action: {decision: deny}\n"
+        "  - id: never\n    condition: \"user.id == 'x'\"\n    action: {decision: warn}\n"
+    )
+    relaxed = cli("validate", str(shadowed))
+    assert relaxed.exit_code == 0
+    assert ": warning: " in relaxed.stderr
+    assert cli("validate", "--strict", str(shadowed)).exit_code == 3
+
+
+def test_validate_missing_file_is_a_usage_error(cli: Invoke, tmp_path: Path) -> None:
+    result = cli("validate", str(tmp_path / "nope.yaml"))
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: cannot read")
+
+
+# --- evaluate run -------------------------------------------------------------------
+
+
+def test_evaluate_denied_exits_1(cli: Invoke, policy_dir: Path, tmp_path: Path) -> None:
+    ctx = write_json(tmp_path / "ctx.json", CTX_SQL)
+    result = cli("evaluate", "run", "--policies", str(policy_dir), "--context", ctx)
+    assert result.exit_code == 1
+    assert "decision            deny" in result.stdout
+    assert "SQL injection attempt by u1" in result.stdout
+
+
+def test_evaluate_allowed_exits_0_json(cli: Invoke, policy_dir: Path, tmp_path: Path) -> None:
+    ctx = write_json(tmp_path / "ctx.json", CTX_OK)
+    result = cli("-o", "json", "evaluate", "run", "-p", str(policy_dir), "-c", ctx)
+    assert result.exit_code == 0
+    decision = json.loads(result.stdout)
+    assert decision["decision"] == "allow"
+    assert decision["allowed"] is True
+    assert decision["cached"] is False
+    assert decision["request_id"]
+    assert decision["policy_set"].startswith("sha256:")
+
+
+def test_evaluate_modify_is_allowed_and_yaml(cli: Invoke, policy_dir: Path, tmp_path: Path) -> None:
+    ctx = write_json(tmp_path / "ctx.json", CTX_FREE)
+    result = cli("-o", "yaml", "evaluate", "run", "-p", str(policy_dir), "-c", ctx)
+    assert result.exit_code == 0
+    decision = YAML(typ="safe", pure=True).load(result.stdout)
+    assert decision["decision"] == "modify"
+    assert decision["modifications"] == {"llm.model": "gpt-4o-mini"}
+
+
+def test_evaluate_context_from_stdin_as_yaml(cli: Invoke, policy_dir: Path) -> None:
+    text = "llm: {prompt: select x from y}\nuser: {id: u9}\n"
+    result = cli("-o", "json", "evaluate", "run", "-p", str(policy_dir), "-c", "-", input=text)
+    assert result.exit_code == 1
+    assert json.loads(result.stdout)["reason"] == "SQL injection attempt by u9"
+
+
+def test_evaluate_restricted_to_ids_and_namespace(
+    cli: Invoke, policy_dir: Path, tmp_path: Path
+) -> None:
+    ctx = write_json(tmp_path / "ctx.json", CTX_SQL)
+    only_models = cli(
+        "evaluate", "run", "-p", str(policy_dir), "--policy", "model-policy", "-c", ctx
+    )
+    assert only_models.exit_code == 0
+    # the design's `--policies ids` form: a value that is no path is a list of ids
+    by_ids = cli("evaluate", "run", "-p", str(policy_dir), "-p", "model-policy", "-c", ctx)
+    assert by_ids.exit_code == 0
+    other_ns = cli("evaluate", "run", "-p", str(policy_dir), "--namespace", "dev", "-c", ctx)
+    assert other_ns.exit_code == 0
+    prod = cli("evaluate", "run", "-p", str(policy_dir), "--namespace", "prod", "-c", ctx)
+    assert prod.exit_code == 1
+
+
+def test_evaluate_unknown_policy_id_is_a_usage_error(
+    cli: Invoke, policy_dir: Path, tmp_path: Path
+) -> None:
+    ctx = write_json(tmp_path / "ctx.json", CTX_OK)
+    result = cli("evaluate", "run", "-p", str(policy_dir), "--policy", "ghost", "-c", ctx)
+    assert result.exit_code == 2
+    assert "'ghost'" in result.stderr
+
+
+def test_evaluate_trace_explains_rules(cli: Invoke, policy_dir: Path, tmp_path: Path) -> None:
+    ctx = write_json(tmp_path / "ctx.json", CTX_OK)
+    result = cli("evaluate", "run", "-p", str(policy_dir), "-c", ctx, "--trace")
+    assert result.exit_code == 0
+    assert "trace rule security-policy/block-sql: not_matched" in result.stdout
+
+
+def test_evaluate_with_an_invalid_policy_exits_3(cli: Invoke, tmp_path: Path) -> None:
+    (tmp_path / "bad.yaml").write_text("metadata: {id: p}\nrules: [{id: r}]\n")
+    ctx = write_json(tmp_path / "ctx.json", CTX_OK)
+    result = cli("evaluate", "run", "-p", str(tmp_path / "bad.yaml"), "-c", ctx)
+    assert result.exit_code == 3
+    assert result.stderr.startswith(f"error: {tmp_path / 'bad.yaml'}:")
+
+
+def test_evaluate_bad_context_is_a_usage_error(cli: Invoke, policy_dir: Path) -> None:
+    as_list = cli("evaluate", "run", "-p", str(policy_dir), "-c", "-", input="[1, 2]")
+    assert as_list.exit_code == 2
+    assert "must be a JSON/YAML object" in as_list.stderr
+    broken = cli("evaluate", "run", "-p", str(policy_dir), "-c", "-", input="{oops")
+    assert broken.exit_code == 2
+
+
+def test_evaluate_missing_option_is_a_usage_error(cli: Invoke) -> None:
+    result = cli("evaluate", "run")
+    assert result.exit_code == 2
+    assert "--context" in result.stderr
+
+
+# --- evaluate batch -------------------------------------------------------------------
+
+
+def test_batch_streams_decisions_in_order(cli: Invoke, policy_dir: Path, tmp_path: Path) -> None:
+    lines = [
+        {"context": CTX_OK, "request_id": "a"},
+        {"context": CTX_SQL, "request_id": "b"},
+        {"context": CTX_FREE, "request_id": "c", "trace": True},
+    ]
+    path = tmp_path / "requests.jsonl"
+    path.write_text("\n".join(json.dumps(x) for x in lines) + "\n\n")
+    result = cli("evaluate", "batch", "-p", str(policy_dir), str(path))
+    assert result.exit_code == 1  # one request was denied
+    out = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [d["request_id"] for d in out] == ["a", "b", "c"]
+    assert [d["decision"] for d in out] == ["allow", "deny", "modify"]
+    assert out[2]["trace"]
+    assert out[0]["trace"] is None
+    assert result.stderr == ""  # no progress bar when stderr is not a terminal
+
+
+def test_batch_malformed_line_keeps_its_place(cli: Invoke, policy_dir: Path) -> None:
+    text = json.dumps({"context": CTX_OK}) + "\nnot json\n" + json.dumps({"ctx": {}}) + "\n"
+    result = cli("evaluate", "batch", "-p", str(policy_dir), "-", input=text)
+    assert result.exit_code == 2
+    out = [json.loads(line) for line in result.stdout.splitlines()]
+    assert out[0]["decision"] == "allow"
+    assert out[1]["line"] == 2
+    assert "not an evaluate request" in out[1]["error"]
+    assert out[2]["line"] == 3
+
+
+def test_batch_all_allowed_exits_0(cli: Invoke, policy_dir: Path) -> None:
+    text = "".join(json.dumps({"context": CTX_OK}) + "\n" for _ in range(450))
+    result = cli("evaluate", "batch", "-p", str(policy_dir), "-", input=text)
+    assert result.exit_code == 0
+    assert len(result.stdout.splitlines()) == 450
+
+
+# --- policy list / get on files --------------------------------------------------------
+
+
+def test_policy_list_and_get_on_files(cli: Invoke, policy_dir: Path) -> None:
+    listed = cli("policy", "list", "-p", str(policy_dir))
+    assert listed.exit_code == 0
+    rows = listed.stdout.splitlines()
+    assert rows[0].split() == ["ID", "NAMESPACE", "REVISION", "STATUS", "UPDATED_AT"]
+    assert rows[1].split()[:2] == ["model-policy", "default"]
+    assert rows[2].split()[:2] == ["security-policy", "prod"]
+    tagged = cli("-o", "json", "policy", "list", "-p", str(policy_dir), "--tag", "security")
+    assert [p["id"] for p in json.loads(tagged.stdout)["items"]] == ["security-policy"]
+    got = cli("policy", "get", "-p", str(policy_dir), "security-policy")
+    assert got.exit_code == 0
+    assert "id: security-policy" in got.stdout
+    missing = cli("policy", "get", "-p", str(policy_dir), "ghost")
+    assert missing.exit_code == 2
+
+
+def test_missing_policy_path_is_a_usage_error(cli: Invoke, policy_dir: Path) -> None:
+    result = cli("policy", "list", "-p", str(policy_dir / "nope"))
+    assert result.exit_code == 2
