@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
-
 from policy_cli.main import main
 
 SECURITY_POLICY = r"""
