@@ -1,0 +1,374 @@
+"""PostgresDecisionLog: a decision log that never makes an evaluation wait and loses nothing.
+
+`append` only puts the record on an in-memory queue (bounded: beyond
+`queue_size` records go straight to the spool file). A background task
+writes batches with COPY into a staging table, then moves them into the
+partitioned `decision_log`, skipping request ids already stored. When
+PostgreSQL is unreachable, batches go to the spool file and are replayed
+once a probe succeeds. Counters expose all of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import time
+from collections import deque
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import psycopg
+from policy_core.model import Decision
+from policy_core.ports import DecisionRecord, DecisionStats, HistoryQuery, Page
+from psycopg import AsyncConnection
+from psycopg_pool import AsyncConnectionPool
+
+from policy_postgres._cursor import decode_cursor, encode_cursor
+from policy_postgres._sql import sql
+from policy_postgres.errors import UNAVAILABLE, translate_errors
+from policy_postgres.spool import Spool
+
+__all__ = ["DecisionLogCounters", "PostgresDecisionLog"]
+
+_log = logging.getLogger(__name__)
+_encoder = msgspec.json.Encoder()
+_context_decoder = msgspec.json.Decoder(dict[str, Any])
+_decision_decoder = msgspec.json.Decoder(Decision)
+_NUL_ESCAPE = re.compile(rb"(?<!\\)((?:\\\\)*)\\u0000")
+_COPY = (
+    b"COPY decision_log_staging (request_id, created_at, policy_set, decision, matched_policies,"
+    b" matched_rules, reason, context_digest, context, detail, latency_ms) FROM STDIN"
+)
+
+
+class DecisionLogCounters(msgspec.Struct, frozen=True, kw_only=True):
+    """A snapshot of the log's counters (for /metrics).
+
+    `backpressure`: records that found the queue full and went straight to the
+    spool; `dropped`: records lost (only if the spool itself cannot be
+    written); `rejected`: records PostgreSQL refused as invalid (kept in the
+    `.rejected` file).
+    """
+
+    appended: int
+    written: int
+    spooled: int
+    replayed: int
+    backpressure: int
+    dropped: int
+    rejected: int
+    queued: int
+    spool_bytes: int
+    available: bool
+    outages: int
+
+
+class PostgresDecisionLog:
+    """A DecisionLog on PostgreSQL. Call `start()` before use and `close()` at the end.
+
+    `append` must be called from the event loop thread that ran `start`.
+    """
+
+    def __init__(
+        self,
+        pool: AsyncConnectionPool[Any],
+        *,
+        spool_path: str | Path,
+        owns_pool: bool = False,
+        queue_size: int = 100_000,
+        batch_size: int = 2_000,
+        flush_interval: float = 0.05,
+        retry_interval: float = 1.0,
+        connect_timeout: float = 2.0,
+    ) -> None:
+        self._pool = pool
+        self.owns_pool = owns_pool
+        self._spool = Spool(Path(spool_path))
+        self._queue: deque[DecisionRecord] = deque()
+        self._queue_size, self._batch = queue_size, batch_size
+        self._interval, self._retry, self._timeout = flush_interval, retry_interval, connect_timeout
+        self._wakeup = asyncio.Event()
+        self._progress = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        self._flush_now = False
+        self._down = False
+        self._next_probe = 0.0
+        self._months: set[str] = set()
+        self._appended = self._settled = 0
+        self._written = self._spooled = self._replayed = 0
+        self._backpressure = self._dropped = self._rejected = self._outages = 0
+
+    # --- lifecycle ----------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start the writer (it first replays whatever an earlier run left in the spool)."""
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="decision-log-writer")
+
+    async def close(self) -> None:
+        """Write or spool everything queued, stop the writer, close an owned pool."""
+        self._closing = True
+        self._wakeup.set()
+        if self._task is not None:
+            await self._task
+            self._task = None
+        if self._queue:
+            self._spool_batch(list(self._queue))
+            self._queue.clear()
+        self._spool.close()
+        if self.owns_pool:
+            await self._pool.close()
+
+    # --- the port -----------------------------------------------------------
+
+    def append(self, record: DecisionRecord) -> None:
+        self._appended += 1
+        if len(self._queue) < self._queue_size:
+            self._queue.append(record)
+            if len(self._queue) >= self._batch:
+                self._wakeup.set()
+            return
+        # Queue full: the writer is behind. The spool keeps the record without waiting.
+        self._backpressure += 1
+        self._spool_batch([record], sync=False)
+
+    async def flush(self) -> None:
+        target = self._appended
+        while self._settled < target:
+            if self._task is None or self._task.done():
+                raise RuntimeError("the decision log is not running; call start() first")
+            self._flush_now = True
+            self._wakeup.set()
+            self._progress.clear()
+            await self._progress.wait()
+        self._spool.sync()
+
+    async def drain(self) -> None:
+        """Wait until every appended record is in PostgreSQL (queue empty, spool replayed)."""
+        await self.flush()
+        while self._queue or self._spool.pending():
+            self._flush_now = True
+            self._wakeup.set()
+            await asyncio.sleep(self._interval)
+
+    def counters(self) -> DecisionLogCounters:
+        return DecisionLogCounters(
+            appended=self._appended,
+            written=self._written,
+            spooled=self._spooled,
+            replayed=self._replayed,
+            backpressure=self._backpressure,
+            dropped=self._dropped,
+            rejected=self._rejected,
+            queued=len(self._queue),
+            spool_bytes=self._spool.size_bytes(),
+            available=not self._down,
+            outages=self._outages,
+        )
+
+    async def history(
+        self, query: HistoryQuery, *, limit: int = 50, cursor: str | None = None
+    ) -> Page[DecisionRecord]:
+        limit = max(limit, 0)
+        after = decode_cursor(cursor) if cursor else [None, None]
+        params = {
+            "request_id": query.request_id,
+            "policy_id": query.policy_id,
+            "decision": query.decision,
+            "since": query.since,
+            "until": query.until,
+            "after_at": datetime.fromisoformat(after[0]) if after[0] else None,
+            "after_id": after[1],
+            "limit": limit + 1,
+        }
+        async with translate_errors("read the decision history"), self._pool.connection() as conn:
+            cur = await conn.execute(sql("decision_history"), params)
+            rows = await cur.fetchall()
+        items = [_from_row(r) for r in rows[:limit]]
+        next_cursor = None
+        if len(rows) > limit and items:
+            next_cursor = encode_cursor(items[-1].created_at.isoformat(), items[-1].request_id)
+        return Page(items=tuple(items), next_cursor=next_cursor)
+
+    async def stats(self, since: datetime, until: datetime) -> DecisionStats:
+        params = {"since": since, "until": until}
+        async with translate_errors("compute decision stats"), self._pool.connection() as conn:
+            cur = await conn.execute(sql("decision_stats"), params)
+            rows = await cur.fetchall()
+        by: dict[str, dict[str, int]] = {"decision": {}, "policy": {}, "rule": {}}
+        latency: dict[str, float] = {}
+        for kind, key, a, b, c in rows:
+            if kind == "latency":
+                latency = {"p50": float(a), "p95": float(b), "p99": float(c)}
+            else:
+                by[kind][key] = int(a)
+        total = sum(by["decision"].values())
+        return DecisionStats(
+            total=total,
+            by_decision=by["decision"],
+            by_policy=by["policy"],
+            by_rule=by["rule"],
+            latency_ms=latency,
+            since=since,
+            until=until,
+        )
+
+    # --- the writer ---------------------------------------------------------
+
+    async def _run(self) -> None:
+        while True:
+            if self._closing and not self._queue:
+                break
+            if len(self._queue) < self._batch and not (self._closing or self._flush_now):
+                self._wakeup.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wakeup.wait(), self._interval)
+            self._flush_now = False
+            while self._queue:
+                batch = [self._queue.popleft() for _ in range(min(self._batch, len(self._queue)))]
+                await self._write(batch)
+            self._spool.sync()
+            if self._spool.pending() and self._may_try():
+                await self._replay()
+            self._progress.set()
+
+    def _may_try(self) -> bool:
+        return not self._down or time.monotonic() >= self._next_probe
+
+    async def _write(self, batch: list[DecisionRecord]) -> None:
+        if not self._may_try():
+            self._spool_batch(batch)
+            return
+        try:
+            await self._insert_resilient(batch)
+        except UNAVAILABLE as exc:
+            self._mark_down(exc)
+            self._spool_batch(batch)
+            return
+        self._mark_up()
+        self._written += len(batch)
+        self._settle(len(batch))
+
+    async def _replay(self) -> None:
+        records = self._spool.begin_replay()
+        try:
+            for start in range(0, len(records), self._batch):
+                await self._insert_resilient(records[start : start + self._batch])
+        except UNAVAILABLE as exc:
+            self._mark_down(exc)  # the .replay file stays; it is replayed again later
+            return
+        self._mark_up()
+        self._spool.end_replay()
+        self._replayed += len(records)
+        _log.info("decision log: replayed %d spooled records", len(records))
+
+    async def _insert_resilient(self, batch: list[DecisionRecord]) -> None:
+        """Insert a batch; on a data error, row by row, rejecting the rows PostgreSQL refuses."""
+        try:
+            await self._insert(batch)
+        except UNAVAILABLE:
+            raise
+        except psycopg.Error:
+            if len(batch) == 1:
+                self._rejected += 1
+                self._spool.reject(batch[0])
+                _log.exception("decision log: record %r rejected", batch[0].request_id)
+                return
+            for record in batch:
+                await self._insert_resilient([record])
+
+    async def _insert(self, batch: Sequence[DecisionRecord]) -> None:
+        async with self._pool.connection(timeout=self._timeout) as conn, conn.transaction():
+            await self._ensure_partitions(conn, batch)
+            await conn.execute(sql("decision_staging"))
+            async with conn.cursor() as cur, cur.copy(_COPY) as copy:
+                for record in batch:
+                    await copy.write_row(_to_row(record))
+            await conn.execute(sql("decision_insert"))
+
+    async def _ensure_partitions(
+        self, conn: AsyncConnection[Any], batch: Sequence[DecisionRecord]
+    ) -> None:
+        months = {r.created_at.strftime("%Y-%m"): r.created_at for r in batch}
+        missing = [at for month, at in months.items() if month not in self._months]
+        if missing:
+            await conn.execute(
+                b"SELECT decision_log_ensure_partition(m) FROM unnest(%s::timestamptz[]) AS m",
+                (missing,),
+            )
+            self._months.update(m for m in months)
+
+    def _spool_batch(self, batch: list[DecisionRecord], *, sync: bool = True) -> None:
+        try:
+            self._spool.write(batch, sync=sync)
+        except OSError:
+            self._dropped += len(batch)
+            _log.exception("decision log: spool unwritable, %d records dropped", len(batch))
+        else:
+            self._spooled += len(batch)
+        self._settle(len(batch))
+
+    def _settle(self, n: int) -> None:
+        self._settled += n
+        self._progress.set()
+
+    def _mark_down(self, exc: BaseException) -> None:
+        if not self._down:
+            self._outages += 1
+            _log.warning("decision log: PostgreSQL unavailable (%s); spooling", exc)
+        self._down = True
+        self._next_probe = time.monotonic() + self._retry
+
+    def _mark_up(self) -> None:
+        if self._down:
+            _log.info("decision log: PostgreSQL is back")
+        self._down = False
+
+
+def _json(value: Any) -> str:
+    raw = _encoder.encode(value)
+    if b"\\u0000" in raw:  # jsonb refuses NUL; keep the rest of the record
+        raw = _NUL_ESCAPE.sub(rb"\1\\ufffd", raw)
+    return raw.decode()
+
+
+def _text(value: str | None) -> str | None:
+    return value.replace("\x00", "\ufffd") if value is not None and "\x00" in value else value
+
+
+def _to_row(r: DecisionRecord) -> tuple[Any, ...]:
+    return (
+        _text(r.request_id),
+        r.created_at,
+        r.policy_set,
+        r.decision,
+        [_text(p) for p in r.matched_policies],
+        [_text(x) for x in r.matched_rules],
+        _text(r.reason),
+        r.context_digest,
+        _json(r.context),
+        _json(r.detail),
+        r.latency_ms,
+    )
+
+
+def _from_row(row: Any) -> DecisionRecord:
+    return DecisionRecord(
+        request_id=row[0],
+        created_at=row[1],
+        policy_set=row[2],
+        decision=row[3],
+        matched_policies=tuple(row[4]),
+        matched_rules=tuple(row[5]),
+        reason=row[6],
+        context_digest=row[7],
+        context=_context_decoder.decode(row[8]),
+        detail=_decision_decoder.decode(row[9]),
+        latency_ms=row[10],
+    )

@@ -1,0 +1,3 @@
+DROP TABLE policy_revisions;
+DROP FUNCTION policy_revisions_immutable();
+DROP TABLE policies;

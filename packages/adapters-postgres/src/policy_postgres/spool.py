@@ -1,0 +1,92 @@
+"""The decision log's local spool: an append-only file of JSON lines.
+
+Records go here when PostgreSQL cannot take them (outage, or a full queue)
+and are replayed from here on recovery. Replay first renames the file to
+`<name>.replay`, so records spooled during a replay go to a fresh file; a
+replay interrupted by a crash or an outage is simply repeated (inserts are
+idempotent on request_id).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import BinaryIO
+
+import msgspec
+from policy_core.ports import DecisionRecord
+
+__all__ = ["Spool"]
+
+_encoder = msgspec.json.Encoder()
+_decoder = msgspec.json.Decoder(DecisionRecord)
+
+
+class Spool:
+    """Appends records to `path`; hands them back for replay."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.replay_path = path.with_name(path.name + ".replay")
+        self.rejected_path = path.with_name(path.name + ".rejected")
+        self._fh: BinaryIO | None = None
+        self.corrupt_lines = 0
+
+    def write(self, records: list[DecisionRecord], *, sync: bool = False) -> None:
+        """Append records (buffered; `sync` flushes and fsyncs)."""
+        if self._fh is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fh = open(self.path, "ab")  # noqa: SIM115 - kept open across calls
+        buf = bytearray()
+        for record in records:
+            _encoder.encode_into(record, buf, len(buf))
+            buf += b"\n"
+        self._fh.write(buf)
+        if sync:
+            self.sync()
+
+    def sync(self) -> None:
+        if self._fh is not None:
+            self._fh.flush()
+            os.fsync(self._fh.fileno())
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self.sync()
+            self._fh.close()
+            self._fh = None
+
+    def pending(self) -> bool:
+        """True when records wait for replay."""
+        return self.replay_path.exists() or (self.path.exists() and self.path.stat().st_size > 0)
+
+    def size_bytes(self) -> int:
+        return sum(p.stat().st_size for p in (self.path, self.replay_path) if p.exists())
+
+    def begin_replay(self) -> list[DecisionRecord]:
+        """The records to replay (an interrupted replay first, else the current spool)."""
+        if not self.replay_path.exists():
+            if not self.pending():
+                return []
+            self.close()
+            os.replace(self.path, self.replay_path)
+        records = []
+        with open(self.replay_path, "rb") as fh:
+            for line in fh:
+                if not line.strip():
+                    continue
+                try:
+                    records.append(_decoder.decode(line))
+                except msgspec.DecodeError:
+                    # A line torn by a crash mid-write: nothing left to recover.
+                    self.corrupt_lines += 1
+        return records
+
+    def end_replay(self) -> None:
+        self.replay_path.unlink(missing_ok=True)
+
+    def reject(self, record: DecisionRecord) -> None:
+        """Keep a record PostgreSQL refused (bad data) for a human to look at."""
+        self.rejected_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.rejected_path, "ab") as fh:
+            fh.write(_encoder.encode(record) + b"\n")

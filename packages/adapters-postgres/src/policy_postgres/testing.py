@@ -1,0 +1,57 @@
+"""Test support: a migrated schema of its own per test, dropped afterwards."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg_pool import AsyncConnectionPool
+
+from policy_postgres.migrations import migrate
+from policy_postgres.pool import open_pool
+
+__all__ = ["DEFAULT_TEST_URL", "isolated_pool", "require_server", "test_database_url"]
+
+DEFAULT_TEST_URL = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+def test_database_url() -> str:
+    """LLM_POLICY_TEST_DATABASE_URL, or the local server's `test` database."""
+    return os.environ.get("LLM_POLICY_TEST_DATABASE_URL", DEFAULT_TEST_URL)
+
+
+async def require_server(url: str) -> str | None:
+    """None when the server answers, else why not (the caller skips, or fails in CI)."""
+    try:
+        conn = await psycopg.AsyncConnection.connect(url, connect_timeout=3)
+    except psycopg.Error as exc:
+        return f"PostgreSQL at {url} is not reachable: {exc}"
+    await conn.close()
+    return None
+
+
+@asynccontextmanager
+async def isolated_pool(
+    url: str, *, migrated: bool = True, max_size: int = 4
+) -> AsyncIterator[tuple[AsyncConnectionPool[Any], str]]:
+    """A pool whose search_path is a fresh schema (migrated unless told not to); yields (pool, schema)."""
+    schema = f"t_{uuid.uuid4().hex[:16]}"
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as admin:
+        await admin.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+    try:
+        pool = await open_pool(url, schema=schema, max_size=max_size, name=schema)
+        try:
+            if migrated:
+                async with pool.connection() as conn:
+                    await migrate(conn)
+            yield pool, schema
+        finally:
+            await pool.close()
+    finally:
+        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as admin:
+            await admin.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))

@@ -1,0 +1,37 @@
+"""The PostgreSQL adapters pass the same contract suites as the memory ones."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from policy_core.testing import ApiKeyStoreContract, DecisionLogContract, PolicyStoreContract
+from policy_postgres import PostgresApiKeyStore, PostgresDecisionLog, PostgresPolicyStore
+from psycopg_pool import AsyncConnectionPool
+
+
+class TestPostgresPolicyStore(PolicyStoreContract):
+    @pytest.fixture
+    def policy_store(self, pg_pool: AsyncConnectionPool[Any]) -> PostgresPolicyStore:
+        return PostgresPolicyStore(pg_pool)
+
+
+class TestPostgresDecisionLog(DecisionLogContract):
+    @pytest.fixture
+    async def decision_log(
+        self, pg_pool: AsyncConnectionPool[Any], tmp_path: Path
+    ) -> AsyncIterator[PostgresDecisionLog]:
+        log = PostgresDecisionLog(pg_pool, spool_path=tmp_path / "spool.jsonl")
+        await log.start()
+        yield log
+        await log.close()
+        counters = log.counters()
+        assert (counters.dropped, counters.rejected, counters.spooled) == (0, 0, 0)
+
+
+class TestPostgresApiKeyStore(ApiKeyStoreContract):
+    @pytest.fixture
+    def api_key_store(self, pg_pool: AsyncConnectionPool[Any]) -> PostgresApiKeyStore:
+        return PostgresApiKeyStore(pg_pool)
