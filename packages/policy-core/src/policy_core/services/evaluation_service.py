@@ -31,7 +31,6 @@ from policy_core.ports import (
     ShieldScanner,
     UsageStore,
 )
-from policy_core.primitives import redact_context
 from policy_core.services.holder import EngineHolder
 from policy_core.services.records import EvaluationRequest, EvaluationResult
 
@@ -175,6 +174,9 @@ class EvaluationService:
         raw = canonical_json(context)
         for obligation in decision.obligations:
             if isinstance(obligation, RedactObligation):
+                # Imported here: only decisions carrying a redact obligation need it.
+                from policy_core.primitives import redact_context
+
                 context = redact_context(context, obligation.fields, obligation.pattern)
         record = DecisionRecord(
             request_id=request_id,
