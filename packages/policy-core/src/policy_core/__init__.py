@@ -9,26 +9,26 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from policy_core.engine import FactRequest, PolicyEngine
+    from policy_core.engine import FactRequest as FactRequest, PolicyEngine as PolicyEngine
     from policy_core.errors import (
-        Issue,
-        PolicyAlreadyExists,
-        PolicyEngineError,
-        PolicyLoadError,
-        PolicyNotFound,
-        RevisionConflict,
-        RevisionNotFound,
-        StoreUnavailable,
+        Issue as Issue,
+        PolicyAlreadyExists as PolicyAlreadyExists,
+        PolicyEngineError as PolicyEngineError,
+        PolicyLoadError as PolicyLoadError,
+        PolicyNotFound as PolicyNotFound,
+        RevisionConflict as RevisionConflict,
+        RevisionNotFound as RevisionNotFound,
+        StoreUnavailable as StoreUnavailable,
     )
     from policy_core.language import (
-        ValidationReport,
-        load_policies,
-        load_policy_text,
-        parse_expression,
-        to_expression,
-        validate_policy_text,
+        ValidationReport as ValidationReport,
+        load_policies as load_policies,
+        load_policy_text as load_policy_text,
+        parse_expression as parse_expression,
+        to_expression as to_expression,
+        validate_policy_text as validate_policy_text,
     )
-    from policy_core.model import Decision, Policy
+    from policy_core.model import Decision as Decision, Policy as Policy
 
 _EXPORTS = {
     "PolicyEngine": "policy_core.engine",

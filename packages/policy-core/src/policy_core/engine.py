@@ -94,7 +94,9 @@ class PolicyEngine:
                 raise ValueError(f"policy id {policy.id!r} is loaded twice; ids must be unique")
             seen.add(policy.id)
         if default_decision not in ("allow", "deny"):
-            raise ValueError(f"default_decision must be 'allow' or 'deny', not {default_decision!r}")
+            raise ValueError(
+                f"default_decision must be 'allow' or 'deny', not {default_decision!r}"
+            )
         self._default = default_decision
         self._loaded = frozenset(seen)
         self._compiled: CompiledSet = compile_policies(self._policies)
@@ -133,7 +135,9 @@ class PolicyEngine:
         self._selections[key] = selection
         return selection
 
-    def policy_set(self, policies: Sequence[str] | None = None, namespace: str | None = None) -> str:
+    def policy_set(
+        self, policies: Sequence[str] | None = None, namespace: str | None = None
+    ) -> str:
         """`sha256:...` identifying the exact selected revisions (and the engine default)."""
         return self._select(policies, namespace).policy_set
 
@@ -314,14 +318,25 @@ def _excepted(policy: CompiledPolicy, env: Env, out: _Outcome) -> bool:
                 EvaluationError(policy=pid, rule=exception.exception_id, message=message)
             )
             if traces is not None:
-                traces.append(_trace(pid, exception.exception_id, "exception", "error", error=message))
+                traces.append(
+                    _trace(pid, exception.exception_id, "exception", "error", error=message)
+                )
             continue
         if hit:
             out.exceptions.append(exception.qualified)
             excepted = True
         if traces is not None:
-            result = "matched" if hit else "not_matched"
-            traces.append(_trace(pid, exception.exception_id, "exception", result, exception.ir if not hit else None, env))
+            result: Literal["matched", "not_matched"] = "matched" if hit else "not_matched"
+            traces.append(
+                _trace(
+                    pid,
+                    exception.exception_id,
+                    "exception",
+                    result,
+                    exception.ir if not hit else None,
+                    env,
+                )
+            )
     return excepted
 
 
@@ -395,9 +410,7 @@ def _decide(
         matched_policies=tuple(policies),
         matched_rules=tuple(m.qualified for m in matches),
         matched_exceptions=tuple(out.exceptions),
-        warnings=tuple(
-            _render(m, env) or m.qualified for m in matches if m.decision == "warn"
-        ),
+        warnings=tuple(_render(m, env) or m.qualified for m in matches if m.decision == "warn"),
         modifications=modifications,
         obligations=tuple(o for m in matches for o in m.obligations),
         metadata=copy.deepcopy(metadata) if metadata else metadata,

@@ -18,8 +18,8 @@ __all__ = [
     "Call",
     "Expr",
     "Index",
-    "Lit",
     "ListExpr",
+    "Lit",
     "MapExpr",
     "Method",
     "Neg",
@@ -32,34 +32,34 @@ class _Node(msgspec.Struct, frozen=True, tag_field="node", array_like=False):
     pass
 
 
-class Lit(_Node, tag="lit"):
+class Lit(_Node, tag="lit", frozen=True):
     """A scalar literal: None, bool, int, float or str."""
 
     value: Any
 
 
-class Path(_Node, tag="path"):
+class Path(_Node, tag="path", frozen=True):
     """A static path: `root` followed by member names (str) and list indexes (int)."""
 
     root: str
     segments: tuple[str | int, ...] = ()
 
 
-class Index(_Node, tag="index"):
+class Index(_Node, tag="index", frozen=True):
     """`target[index]` where the target is not a static path or the index is computed."""
 
     target: Expr
     index: Expr
 
 
-class Call(_Node, tag="call"):
+class Call(_Node, tag="call", frozen=True):
     """A global function (`size`, `has`, ...) or a fact function (`rate_limit.count`, ...)."""
 
     name: str
     args: tuple[Expr, ...] = ()
 
 
-class Method(_Node, tag="method"):
+class Method(_Node, tag="method", frozen=True):
     """`target.name(args)`: string/list/map methods and subject helpers."""
 
     target: Expr
@@ -67,15 +67,15 @@ class Method(_Node, tag="method"):
     args: tuple[Expr, ...] = ()
 
 
-class Not(_Node, tag="not"):
+class Not(_Node, tag="not", frozen=True):
     operand: Expr
 
 
-class Neg(_Node, tag="neg"):
+class Neg(_Node, tag="neg", frozen=True):
     operand: Expr
 
 
-class Binary(_Node, tag="binary"):
+class Binary(_Node, tag="binary", frozen=True):
     """`op` is one of BINARY_OPS; `and`/`or` short-circuit."""
 
     op: str
@@ -83,11 +83,11 @@ class Binary(_Node, tag="binary"):
     right: Expr
 
 
-class ListExpr(_Node, tag="list"):
+class ListExpr(_Node, tag="list", frozen=True):
     items: tuple[Expr, ...] = ()
 
 
-class MapExpr(_Node, tag="map"):
+class MapExpr(_Node, tag="map", frozen=True):
     keys: tuple[str, ...] = ()
     values: tuple[Expr, ...] = ()
 

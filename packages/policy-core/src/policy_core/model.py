@@ -8,7 +8,7 @@ it was written.
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 from typing import Any, Literal, TypeAlias
 
 import msgspec
@@ -37,13 +37,13 @@ __all__ = [
 ]
 
 
-class PolicyStatus(str, Enum):
+class PolicyStatus(StrEnum):
     ACTIVE = "active"
     DRAFT = "draft"
     DEPRECATED = "deprecated"
 
 
-class DecisionKind(str, Enum):
+class DecisionKind(StrEnum):
     """Outcome of an evaluation; ordered by strength: deny > modify > warn > allow."""
 
     ALLOW = "allow"
@@ -71,32 +71,34 @@ class _ObligationBase(
     rule: str | None = None
 
 
-class RedactObligation(_ObligationBase, tag="redact", kw_only=True):
+class RedactObligation(_ObligationBase, tag="redact", frozen=True, kw_only=True):
     fields: tuple[str, ...] = ("llm.prompt",)
     pattern: str = "pii"
 
 
-class AuditObligation(_ObligationBase, tag="audit", kw_only=True):
+class AuditObligation(_ObligationBase, tag="audit", frozen=True, kw_only=True):
     severity: Literal["info", "low", "medium", "high", "critical"] = "info"
     alert: bool = False
 
 
-class LogObligation(_ObligationBase, tag="log", kw_only=True):
+class LogObligation(_ObligationBase, tag="log", frozen=True, kw_only=True):
     level: Literal["debug", "info", "warning", "error", "critical"] = "info"
 
 
-class ThrottleObligation(_ObligationBase, tag="throttle", kw_only=True):
+class ThrottleObligation(_ObligationBase, tag="throttle", frozen=True, kw_only=True):
     delay_ms: int = 0
     max_retries: int = 0
 
 
-class SuggestAlternativeObligation(_ObligationBase, tag="suggest_alternative", kw_only=True):
+class SuggestAlternativeObligation(
+    _ObligationBase, tag="suggest_alternative", frozen=True, kw_only=True
+):
     models: tuple[str, ...] | None = None
     model: str | None = None
     message: str | None = None
 
 
-class RequireApprovalObligation(_ObligationBase, tag="require_approval", kw_only=True):
+class RequireApprovalObligation(_ObligationBase, tag="require_approval", frozen=True, kw_only=True):
     approvers: tuple[str, ...] = ()
     timeout: str | int | None = None
 
@@ -113,14 +115,14 @@ Obligation: TypeAlias = (
 # --- documents (spec 1) -----------------------------------------------------
 
 
-class Action(_Frozen, kw_only=True):
+class Action(_Frozen, frozen=True, kw_only=True):
     decision: Literal["allow", "deny", "warn", "modify"]
     reason: str | None = None
     modifications: dict[str, Any] = {}
     metadata: dict[str, Any] = {}
 
 
-class Rule(_Frozen, kw_only=True):
+class Rule(_Frozen, frozen=True, kw_only=True):
     id: str
     name: str
     description: str | None = None
@@ -133,7 +135,7 @@ class Rule(_Frozen, kw_only=True):
     obligations: tuple[Obligation, ...] = ()
 
 
-class PolicyException(_Frozen, kw_only=True):
+class PolicyException(_Frozen, frozen=True, kw_only=True):
     id: str
     name: str
     description: str | None = None
@@ -143,7 +145,7 @@ class PolicyException(_Frozen, kw_only=True):
     reason: str | None = None
 
 
-class PolicyMetadata(_Frozen, kw_only=True):
+class PolicyMetadata(_Frozen, frozen=True, kw_only=True):
     id: str
     name: str
     namespace: str = "default"
@@ -154,14 +156,14 @@ class PolicyMetadata(_Frozen, kw_only=True):
     owner: str | None = None
 
 
-class PolicyConfig(_Frozen, kw_only=True):
+class PolicyConfig(_Frozen, frozen=True, kw_only=True):
     default_decision: Literal["none", "allow", "deny"] = "none"
     fail_open: bool = False
     cache_ttl_seconds: int = 300
     audit: AuditMode = "all"
 
 
-class Policy(_Frozen, kw_only=True):
+class Policy(_Frozen, frozen=True, kw_only=True):
     """One loaded policy document.
 
     `source` is the document as written (a JSON-compatible mapping, without
@@ -193,13 +195,13 @@ class Policy(_Frozen, kw_only=True):
 # --- decisions (spec 5.7) ---------------------------------------------------
 
 
-class EvaluationError(_Frozen, kw_only=True):
+class EvaluationError(_Frozen, frozen=True, kw_only=True):
     policy: str
     rule: str
     message: str
 
 
-class RuleTrace(_Frozen, kw_only=True):
+class RuleTrace(_Frozen, frozen=True, kw_only=True):
     """One evaluated rule (or scope/exception) in a trace."""
 
     policy: str

@@ -7,7 +7,7 @@ from typing import Any
 
 import msgspec
 
-from policy_core.compiler import values as V
+from policy_core.compiler import values as ops
 from policy_core.compiler.facts import DERIVED_FACTS, derived_fact
 from policy_core.compiler.regex import RegexTable
 from policy_core.compiler.runtime import Env, EvalError, as_bool, json_eq, type_name
@@ -46,7 +46,7 @@ def returns_bool(node: Expr) -> bool:
     if isinstance(node, Not):
         return True
     if isinstance(node, Binary):
-        return node.op not in V.ARITHMETIC
+        return node.op not in ops.ARITHMETIC
     if isinstance(node, Method):
         return node.name in _BOOL_METHODS
     if isinstance(node, Call):
@@ -163,9 +163,9 @@ def _binary(node: Binary, cc: CompileContext) -> Fn:
             return member
         return lambda env: not member(env)
     left, right = compile_expr(node.left, cc), compile_expr(node.right, cc)
-    if op in V.COMPARE:
+    if op in ops.COMPARE:
         return _comparison(op, node, left, right)
-    arith = V.ARITHMETIC[op]
+    arith = ops.ARITHMETIC[op]
     return lambda env: arith(left(env), right(env))
 
 
@@ -179,7 +179,7 @@ def _equality(node: Binary, cc: CompileContext) -> Fn:
         if value is None or type(value) is bool:
             return lambda env: fn(env) is value
         if type(value) is int or type(value) is float:
-            return lambda env: V.is_number(v := fn(env)) and v == value
+            return lambda env: ops.is_number(v := fn(env)) and v == value
     left, right = compile_expr(node.left, cc), compile_expr(node.right, cc)
     return lambda env: json_eq(left(env), right(env))
 
@@ -200,18 +200,18 @@ def _membership(node: Binary, cc: CompileContext) -> Fn:
         if all(type(s) is str for s in scalars):
             strings = frozenset(scalars)
             return lambda env: type(v := left(env)) is str and v in strings
-        if all(V.is_number(s) for s in scalars):
+        if all(ops.is_number(s) for s in scalars):
             numbers = frozenset(scalars)
-            return lambda env: V.is_number(v := left(env)) and v in numbers
+            return lambda env: ops.is_number(v := left(env)) and v in numbers
     right = compile_expr(node.right, cc)
-    return lambda env: V.membership(left(env), right(env))
+    return lambda env: ops.membership(left(env), right(env))
 
 
 def _comparison(op: str, node: Binary, left: Fn, right: Fn) -> Fn:
-    compare = V.COMPARE[op]
-    if isinstance(node.right, Lit) and V.is_number(node.right.value):
+    compare = ops.COMPARE[op]
+    if isinstance(node.right, Lit) and ops.is_number(node.right.value):
         limit = node.right.value
-        fast = {
+        fast: Callable[[Any], bool] = {
             "<": lambda a: a < limit,
             "<=": lambda a: a <= limit,
             ">": lambda a: a > limit,
@@ -232,7 +232,7 @@ def _comparison(op: str, node: Binary, left: Fn, right: Fn) -> Fn:
 def _neg(operand: Fn) -> Fn:
     def neg(env: Env) -> Any:
         value = operand(env)
-        if not V.is_number(value):
+        if not ops.is_number(value):
             raise EvalError(f"unary '-' needs a number, got a {type_name(value)}")
         return -value
 

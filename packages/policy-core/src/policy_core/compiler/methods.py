@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from policy_core.compiler import values as V
+from policy_core.compiler import values as ops
 from policy_core.compiler.regex import search
 from policy_core.compiler.runtime import Env, EvalError, type_name
 from policy_core.ir import Lit, Method, Path
@@ -58,11 +58,11 @@ def _subject(name: str, subject: Any) -> Mapping[str, Any] | None:
 def _has_role(subject: Any, role: Any) -> bool:
     subject = _subject("has_role", subject)
     roles = subject.get("roles") if subject is not None else None
-    return isinstance(roles, list) and V.membership(role, roles)
+    return isinstance(roles, list) and ops.membership(role, roles)
 
 
 def _has_permission(subject: Any, permission: Any) -> bool:
-    return V.has_permission(_subject("has_permission", subject), permission)
+    return ops.has_permission(_subject("has_permission", subject), permission)
 
 
 def compile_method(node: Method, target: Fn, cc: CompileContext) -> Fn:
@@ -79,7 +79,7 @@ def compile_method(node: Method, target: Fn, cc: CompileContext) -> Fn:
         return lambda env: _case(name, target(env))
     arg = compile_expr(node.args[0], cc)
     if name == "contains":
-        return lambda env: V.contains(target(env), arg(env))
+        return lambda env: ops.contains(target(env), arg(env))
     if name == "has_role":
         return lambda env: _has_role(target(env), arg(env))
     if name == "has_permission":

@@ -25,7 +25,7 @@ def check_regex(pattern: str) -> str | None:
     """None when RE2 accepts the pattern, else the reason."""
     try:
         _compile(pattern)
-    except Exception as exc:  # noqa: BLE001 - re2 raises several types; all mean "invalid"
+    except Exception as exc:
         return str(exc) or type(exc).__name__
     return None
 
@@ -40,7 +40,7 @@ def search(pattern: str, text: str) -> bool:
     """`text.matches(pattern)` for a pattern computed at run time."""
     try:
         compiled = _compile(pattern)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         raise EvalError(f"invalid regular expression {pattern!r}: {exc}") from None
     return compiled.search(text) is not None
 
@@ -70,10 +70,10 @@ class RegexTable:
     def matches(self, env: Env, path_key: str, text: str) -> frozenset[int]:
         """Indexes of the patterns of `path_key` that match `text`; once per evaluation."""
         memo_key = ("re", path_key)
-        found = env.memo.get(memo_key)
+        found: frozenset[int] | None = env.memo.get(memo_key)
         if found is None:
             if path_key not in self._sets:
                 raise EvalError("regex set used before it was built")  # compiler bug guard
             hits = self._sets[path_key].Match(text.encode("utf-8", "surrogatepass"))
             found = env.memo[memo_key] = frozenset(hits) if hits else frozenset()
-        return found  # type: ignore[no-any-return]
+        return found

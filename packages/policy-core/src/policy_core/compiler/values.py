@@ -25,9 +25,7 @@ def _compare(op: Callable[[Any, Any], bool], symbol: str) -> Callable[[Any, Any]
         if a is None or b is None:
             return False
         ta, tb = type(a), type(b)
-        if (ta is str and tb is str) or (
-            (ta is int or ta is float) and (tb is int or tb is float)
-        ):
+        if (ta is str and tb is str) or ((ta is int or ta is float) and (tb is int or tb is float)):
             return op(a, b)
         raise EvalError(f"cannot compare a {type_name(a)} {symbol} a {type_name(b)}")
 
@@ -45,8 +43,10 @@ COMPARE: dict[str, Callable[[Any, Any], bool]] = {
 def _add(a: Any, b: Any) -> Any:
     if is_number(a) and is_number(b):
         return a + b
-    if (type(a) is str and type(b) is str) or (type(a) is list and type(b) is list):
+    if type(a) is str and type(b) is str:
         return a + b
+    if type(a) is list and type(b) is list:
+        return [*a, *b]
     raise EvalError(f"cannot add a {type_name(a)} and a {type_name(b)}")
 
 
@@ -110,8 +110,10 @@ def has_permission(subject: Any, permission: Any) -> bool:
             continue
         if grant == permission or grant == "*":
             return True
-        if grant.endswith(".*") and len(permission) >= len(grant) and permission.startswith(
-            grant[:-1]
+        if (
+            grant.endswith(".*")
+            and len(permission) >= len(grant)
+            and permission.startswith(grant[:-1])
         ):
             return True
     return False

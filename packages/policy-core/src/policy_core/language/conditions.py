@@ -45,7 +45,9 @@ def parse_path_text(src: SourceText, text: Any, line: int, col: int, what: str) 
         raise ConditionError(line, col, f"{what} must be a path string such as llm.model")
     expr = parse_expression_at(src, text, line, col)
     if not isinstance(expr, Path):
-        raise ConditionError(line, col, f"{what} {text!r} is not a path (e.g. user.id, a.b[0]['k'])")
+        raise ConditionError(
+            line, col, f"{what} {text!r} is not a path (e.g. user.id, a.b[0]['k'])"
+        )
     return expr
 
 
@@ -100,11 +102,14 @@ def _tree(src: SourceText, node: Any, line: int, col: int) -> Expr:
     value = to_plain(node["value"])
     if operator == "matches":
         if not isinstance(value, str):
-            raise ConditionError(*_pos(node, "value", (line, col)), "matches needs a string pattern")
+            raise ConditionError(
+                *_pos(node, "value", (line, col)), "matches needs a string pattern"
+            )
         problem = _check_regex(value)
         if problem is not None:
             raise ConditionError(
-                *_pos(node, "value", (line, col)), f"invalid regular expression {value!r}: {problem}"
+                *_pos(node, "value", (line, col)),
+                f"invalid regular expression {value!r}: {problem}",
             )
     arg = literal_ir(value)
     if operator in _COMPARE:
@@ -124,7 +129,7 @@ def _combinator(src: SourceText, node: Any, operator: str, line: int, col: int) 
     parsed: list[Expr] = []
     for index, item in enumerate(items):
         try:
-            iline, icol = items.lc.item(index)
+            iline, icol = items.lc.item(index)  # type: ignore[attr-defined]
         except (AttributeError, KeyError, TypeError):
             iline, icol = line, col
         parsed.append(parse_condition(src, item, int(iline), int(icol)))
@@ -144,5 +149,7 @@ def _unknown_keys(node: Any, allowed: set[str], line: int, col: int) -> None:
             except (AttributeError, KeyError, TypeError):
                 kline, kcol = line, col
             raise ConditionError(
-                int(kline), int(kcol), f"unknown key {key!r} in condition (allowed: {', '.join(sorted(allowed))})"
+                int(kline),
+                int(kcol),
+                f"unknown key {key!r} in condition (allowed: {', '.join(sorted(allowed))})",
             )

@@ -27,7 +27,9 @@ class ValidationReport(msgspec.Struct, frozen=True, kw_only=True):
     warnings: tuple[Issue, ...] = ()
 
 
-def _parse_text(text: str, file: str, issues: list[Issue], first_seen: dict[str, tuple[str, int]]) -> list[Policy]:
+def _parse_text(
+    text: str, file: str, issues: list[Issue], first_seen: dict[str, tuple[str, int]]
+) -> list[Policy]:
     src = SourceText(text, file)
     documents, problems = parse_documents(src)
     issues.extend(problems)
@@ -43,7 +45,12 @@ def _parse_text(text: str, file: str, issues: list[Issue], first_seen: dict[str,
         if previous is not None:
             where = f"line {previous[1]}" if previous[0] == file else f"{previous[0]}:{previous[1]}"
             issues.append(
-                src.issue(line, _id_col(doc), f"duplicate policy id {policy.id!r} (first defined at {where})", "metadata.id")
+                src.issue(
+                    line,
+                    _id_col(doc),
+                    f"duplicate policy id {policy.id!r} (first defined at {where})",
+                    "metadata.id",
+                )
             )
             continue
         first_seen[policy.id] = (file, line + 1)
@@ -70,8 +77,12 @@ def validate_policy_text(text: str, *, file: str = "<text>") -> ValidationReport
     policies = load_policy_text(text, file=file)
     src = SourceText(text, file)
     documents, _ = parse_documents(src)
-    warnings = [w for p, doc in zip(policies, documents, strict=True) for w in policy_warnings(p, src, doc)]
-    return ValidationReport(policies=tuple(policies), warnings=tuple(sorted(warnings, key=Issue.sort_key)))
+    warnings = [
+        w for p, doc in zip(policies, documents, strict=True) for w in policy_warnings(p, src, doc)
+    ]
+    return ValidationReport(
+        policies=tuple(policies), warnings=tuple(sorted(warnings, key=Issue.sort_key))
+    )
 
 
 def load_policy_text(text: str, *, file: str = "<text>") -> list[Policy]:
@@ -89,7 +100,9 @@ def _files(path: FsPath) -> list[FsPath]:
     return [path]
 
 
-def load_policies(source: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]) -> list[Policy]:
+def load_policies(
+    source: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
+) -> list[Policy]:
     """Policies from a file, a directory (recursively: *.yaml, *.yml, *.json), several paths, or text."""
     if isinstance(source, str) and ("\n" in source or source.lstrip()[:1] in ("{", "[")):
         return load_policy_text(source)
@@ -100,13 +113,17 @@ def load_policies(source: str | os.PathLike[str] | Iterable[str | os.PathLike[st
     for entry in paths:
         path = FsPath(entry)
         if not path.exists():
-            issues.append(Issue(file=str(path), line=1, column=1, message="no such file or directory"))
+            issues.append(
+                Issue(file=str(path), line=1, column=1, message="no such file or directory")
+            )
             continue
         for file in _files(path):
             try:
                 text = file.read_text(encoding="utf-8")
             except (OSError, UnicodeDecodeError) as exc:
-                issues.append(Issue(file=str(file), line=1, column=1, message=f"cannot read: {exc}"))
+                issues.append(
+                    Issue(file=str(file), line=1, column=1, message=f"cannot read: {exc}")
+                )
                 continue
             policies.extend(_parse_text(text, str(file), issues, seen))
     if issues:

@@ -43,7 +43,9 @@ def parse_expression(text: str, *, check_regex: RegexCheck | None = None) -> Exp
     expr = parser.parse_or()
     tok = parser.peek()
     if tok.kind != "eof":
-        raise ExprSyntaxError(tok.offset, f"unexpected {_describe(tok)} after a complete expression")
+        raise ExprSyntaxError(
+            tok.offset, f"unexpected {_describe(tok)} after a complete expression"
+        )
     return expr
 
 

@@ -11,7 +11,6 @@ from policy_core.ir import (
     Index,
     ListExpr,
     Lit,
-    MapExpr,
     Method,
     Neg,
     Not,
@@ -66,7 +65,7 @@ def _wrap(expr: Expr, minimum: int) -> str:
     return f"({text})" if _precedence(expr) < minimum else text
 
 
-def _print(expr: Expr) -> str:  # noqa: PLR0911 - one branch per node type
+def _print(expr: Expr) -> str:
     if isinstance(expr, Lit):
         return _literal(expr.value)
     if isinstance(expr, Path):

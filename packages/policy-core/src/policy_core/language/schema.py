@@ -88,13 +88,19 @@ class _Checker:
                 )
         return True
 
-    def typed(self, node: Any, key: str, kind: type | tuple[type, ...], path: str, what: str) -> Any:
+    def typed(
+        self, node: Any, key: str, kind: type | tuple[type, ...], path: str, what: str
+    ) -> Any:
         if key not in node:
             return None
         value = node[key]
         bad = isinstance(value, bool) and kind in (int, (int,))
         if value is None or bad or not isinstance(value, kind):
-            self.error(self.value_at(node, key, self.where(node)), f"{path}.{key} must be {what}", f"{path}.{key}")
+            self.error(
+                self.value_at(node, key, self.where(node)),
+                f"{path}.{key} must be {what}",
+                f"{path}.{key}",
+            )
             return None
         return to_plain(value)
 
@@ -170,7 +176,9 @@ def build_policy(src: SourceText, doc: Any, issues: list[Issue]) -> Policy | Non
         raw = to_plain(doc["version"])
         version = str(raw)
         if isinstance(raw, bool) or version not in _VERSIONS:
-            c.error(c.value_at(doc, "version", at), f"unsupported version {raw!r}; use \"1\"", "version")
+            c.error(
+                c.value_at(doc, "version", at), f'unsupported version {raw!r}; use "1"', "version"
+            )
     status = c.choice(doc, "status", ("active", "draft", "deprecated"), "document") or "active"
     metadata = _metadata(c, doc, at)
     config = _config(c, doc, at)
@@ -205,7 +213,11 @@ def _metadata(c: _Checker, doc: Any, at: tuple[int, int]) -> PolicyMetadata | No
         return None
     pid = c.ident(node, "metadata", "policy")
     namespace = c.typed(node, "namespace", str, "metadata", "a string") or "default"
-    if "namespace" in node and isinstance(node["namespace"], str) and not ID_PATTERN.match(namespace):
+    if (
+        "namespace" in node
+        and isinstance(node["namespace"], str)
+        and not ID_PATTERN.match(namespace)
+    ):
         c.error(
             c.value_at(node, "namespace", at),
             f"invalid namespace {namespace!r}: use letters, digits, '.', '_' and '-'",
@@ -214,7 +226,9 @@ def _metadata(c: _Checker, doc: Any, at: tuple[int, int]) -> PolicyMetadata | No
     label = node.get("version")
     tags = c.typed(node, "tags", list, "metadata", "a list of strings") or []
     if any(not isinstance(t, str) for t in tags):
-        c.error(c.value_at(node, "tags", at), "metadata.tags must be a list of strings", "metadata.tags")
+        c.error(
+            c.value_at(node, "tags", at), "metadata.tags must be a list of strings", "metadata.tags"
+        )
     priority = c.typed(node, "priority", int, "metadata", "an integer")
     if pid is None:
         return None
@@ -236,18 +250,26 @@ def _config(c: _Checker, doc: Any, at: tuple[int, int]) -> PolicyConfig:
         return PolicyConfig()
     ttl = c.typed(node, "cache_ttl_seconds", int, "config", "a whole number of seconds")
     if ttl is not None and ttl < 0:
-        c.error(c.value_at(node, "cache_ttl_seconds", at), "config.cache_ttl_seconds must be >= 0", "config")
+        c.error(
+            c.value_at(node, "cache_ttl_seconds", at),
+            "config.cache_ttl_seconds must be >= 0",
+            "config",
+        )
         ttl = None
     fail_open = c.typed(node, "fail_open", bool, "config", "true or false")
     return PolicyConfig(
-        default_decision=c.choice(node, "default_decision", ("none", "allow", "deny"), "config") or "none",  # type: ignore[arg-type]
+        default_decision=c.choice(node, "default_decision", ("none", "allow", "deny"), "config")
+        or "none",  # type: ignore[arg-type]
         fail_open=bool(fail_open),
         cache_ttl_seconds=300 if ttl is None else ttl,
-        audit=c.choice(node, "audit", ("all", "decisions_other_than_allow", "none"), "config") or "all",  # type: ignore[arg-type]
+        audit=c.choice(node, "audit", ("all", "decisions_other_than_allow", "none"), "config")
+        or "all",  # type: ignore[arg-type]
     )
 
 
-def _items(c: _Checker, doc: Any, key: str, at: tuple[int, int], required: bool) -> list[tuple[int, Any]]:
+def _items(
+    c: _Checker, doc: Any, key: str, at: tuple[int, int], required: bool
+) -> list[tuple[int, Any]]:
     if key not in doc:
         if required:
             c.error(at, f"missing required key {key!r} (it may be an empty list)", key)
@@ -261,12 +283,18 @@ def _items(c: _Checker, doc: Any, key: str, at: tuple[int, int], required: bool)
     return list(enumerate(node))
 
 
-def _duplicate(c: _Checker, seen: dict[str, int], ident: str | None, node: Any, what: str, path: str) -> None:
+def _duplicate(
+    c: _Checker, seen: dict[str, int], ident: str | None, node: Any, what: str, path: str
+) -> None:
     if ident is None:
         return
     line = c.value_at(node, "id", c.where(node))
     if ident in seen:
-        c.error(line, f"duplicate {what} id {ident!r} (first defined on line {seen[ident] + 1})", f"{path}.id")
+        c.error(
+            line,
+            f"duplicate {what} id {ident!r} (first defined on line {seen[ident] + 1})",
+            f"{path}.id",
+        )
     else:
         seen[ident] = line[0]
 
@@ -349,7 +377,7 @@ def _obligations(c: _Checker, rule: Any, path: str, at: tuple[int, int]) -> list
             c.error(c.key_at(node, "rule", oat), f"{opath}: 'rule' is set by the engine", opath)
             continue
         try:
-            out.append(msgspec.convert(plain, Obligation))  # type: ignore[arg-type]
+            out.append(msgspec.convert(plain, Obligation))
         except msgspec.ValidationError as exc:
             c.error(oat, f"invalid obligation: {_obligation_message(str(exc), plain)}", opath)
     return out
@@ -357,7 +385,9 @@ def _obligations(c: _Checker, rule: Any, path: str, at: tuple[int, int]) -> list
 
 def _obligation_message(message: str, plain: dict[str, Any]) -> str:
     if "type" not in plain:
-        return "missing 'type' (redact, audit, log, throttle, suggest_alternative, require_approval)"
+        return (
+            "missing 'type' (redact, audit, log, throttle, suggest_alternative, require_approval)"
+        )
     if "Invalid value" in message and "$.type" in message:
         return (
             f"unknown obligation type {plain['type']!r} (known: redact, audit, log, throttle, "

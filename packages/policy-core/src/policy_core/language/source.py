@@ -23,7 +23,9 @@ class SourceText:
         self.file = file
         self.lines = text.split("\n")
 
-    def issue(self, line0: int, col0: int, message: str, path: str = "", *, warn: bool = False) -> Issue:
+    def issue(
+        self, line0: int, col0: int, message: str, path: str = "", *, warn: bool = False
+    ) -> Issue:
         return Issue(
             file=self.file,
             line=line0 + 1,
@@ -52,7 +54,7 @@ class SourceText:
             return line0, 0
         indent = len(self.lines[first]) - len(self.lines[first].lstrip(" "))
         # Offsets count characters of the folded value; for `|` blocks lines map one to one.
-        line, col, remaining = first, indent, offset
+        line, _col, remaining = first, indent, offset
         while line < len(self.lines):
             width = len(self.lines[line]) - indent
             if remaining <= width:
@@ -81,7 +83,11 @@ class SourceText:
             # A line break inside a flow scalar folds to one space.
             count += 1
             line += 1
-            col = len(self.lines[line]) - len(self.lines[line].lstrip()) if line < len(self.lines) else 0
+            col = (
+                len(self.lines[line]) - len(self.lines[line].lstrip())
+                if line < len(self.lines)
+                else 0
+            )
         return line, col
 
 
@@ -101,7 +107,7 @@ def parse_documents(src: SourceText) -> tuple[list[Any], list[Issue]]:
         return [], [src.issue(line, col, f"invalid YAML/JSON: {problem}")]
     except RecursionError:
         return [], [src.issue(0, 0, "document is nested too deeply")]
-    except Exception as exc:  # noqa: BLE001 - the loader must only ever raise PolicyLoadError
+    except Exception as exc:
         return [], [src.issue(0, 0, f"invalid YAML/JSON: {exc}")]
     documents: list[Any] = []
     for doc in raw:

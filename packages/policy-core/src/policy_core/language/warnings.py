@@ -85,7 +85,12 @@ def policy_warnings(policy: Policy, src: SourceText, doc: Any) -> list[Issue]:
         value = constant_value(rule.condition_ir)
         if value is False or value is None:
             warnings.append(
-                src.issue(line, col, f"rule {where} can never match: its condition is always false", warn=True)
+                src.issue(
+                    line,
+                    col,
+                    f"rule {where} can never match: its condition is always false",
+                    warn=True,
+                )
             )
         if blocker is None and value is True and rule.action.decision == "deny":
             blocker = rule
