@@ -1,0 +1,155 @@
+"""Prometheus metrics of the HTTP API, every name prefixed `llm_policy_`.
+
+Each app owns its registry (several apps in one process, as in tests, do not
+collide). Label children are looked up once and kept, so the hot path costs a
+dict lookup and an increment. Values that live elsewhere (the loaded policy
+set, the decision-log queue) are read at scrape time by a collector.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily
+from prometheus_client.registry import Collector
+
+__all__ = ["Metrics"]
+
+_LATENCY_BUCKETS = (
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+)
+
+
+class _Snapshot(Collector):
+    """Reads gauges from a callable at scrape time."""
+
+    def __init__(self, read: Callable[[], Mapping[str, Any]]) -> None:
+        self._read = read
+
+    def collect(self) -> Iterable[Any]:
+        values = self._read()
+        policy_set = str(values.get("policy_set", ""))
+        info = InfoMetricFamily("llm_policy_policy_set", "The policy set currently enforced.")
+        info.add_metric([], {"policy_set": policy_set})
+        yield info
+        for name, doc in (
+            ("policies_loaded", "Number of policies compiled in the engine."),
+            ("policy_set_version", "Increments each time the enforced policy set changes."),
+            ("decision_log_queue_depth", "Decision records queued, not yet stored."),
+            ("decision_log_spool_bytes", "Size of the decision-log spool file (store down)."),
+        ):
+            if name in values:
+                yield GaugeMetricFamily(f"llm_policy_{name}", doc, value=float(values[name]))
+
+
+class Metrics:
+    """The API's metrics and the cached label children used on the hot path."""
+
+    def __init__(
+        self,
+        snapshot: Callable[[], Mapping[str, Any]] | None = None,
+        *,
+        multiprocess_dir: str | None = None,
+    ) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self._exposed = self.registry
+        if multiprocess_dir:
+            # Several workers: counters live in files under the directory (prometheus_client
+            # multiprocess mode); a scrape sums every worker's files.
+            from prometheus_client import multiprocess
+
+            self._exposed = CollectorRegistry()
+            multiprocess.MultiProcessCollector(  # type: ignore[no-untyped-call]
+                self._exposed, path=multiprocess_dir
+            )
+        r = self.registry
+        self.requests = Counter(
+            "llm_policy_http_requests",
+            "HTTP requests by route template, method and status.",
+            ["route", "method", "status"],
+            registry=r,
+        )
+        self.latency = Histogram(
+            "llm_policy_http_request_duration_seconds",
+            "HTTP request latency by route template and method.",
+            ["route", "method"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.decisions = Counter(
+            "llm_policy_decisions", "Decisions by outcome.", ["decision"], registry=r
+        )
+        self.policy_matches = Counter(
+            "llm_policy_policy_decisions",
+            "Decisions in which a policy matched, by policy and outcome.",
+            ["policy", "decision"],
+            registry=r,
+        )
+        self.cache = Counter(
+            "llm_policy_decision_cache",
+            "Decision cache lookups by result (hit or miss).",
+            ["result"],
+            registry=r,
+        )
+        self.rate_limited = Counter(
+            "llm_policy_rate_limited",
+            "Requests refused by a rate limit, by route class.",
+            ["route_class"],
+            registry=r,
+        )
+        self.auth_failures = Counter(
+            "llm_policy_auth_failures",
+            "Requests refused by authentication (401) or authorisation (403).",
+            ["status"],
+            registry=r,
+        )
+        if snapshot is not None:
+            self._exposed.register(_Snapshot(snapshot))
+        self._req_children: dict[tuple[str, str, int], Any] = {}
+        self._lat_children: dict[tuple[str, str], Any] = {}
+        self._decision_children: dict[str, Any] = {}
+        self._match_children: dict[tuple[str, str], Any] = {}
+        self._cache_hit = self.cache.labels("hit")
+        self._cache_miss = self.cache.labels("miss")
+
+    def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
+        key = (route, method, status)
+        child = self._req_children.get(key)
+        if child is None:
+            child = self._req_children[key] = self.requests.labels(route, method, str(status))
+        child.inc()
+        lkey = (route, method)
+        lat = self._lat_children.get(lkey)
+        if lat is None:
+            lat = self._lat_children[lkey] = self.latency.labels(route, method)
+        lat.observe(seconds)
+
+    def observe_decision(self, decision: str, policies: Iterable[str], cached: bool) -> None:
+        child = self._decision_children.get(decision)
+        if child is None:
+            child = self._decision_children[decision] = self.decisions.labels(decision)
+        child.inc()
+        for policy in policies:
+            key = (policy, decision)
+            match = self._match_children.get(key)
+            if match is None:
+                match = self._match_children[key] = self.policy_matches.labels(policy, decision)
+            match.inc()
+        (self._cache_hit if cached else self._cache_miss).inc()
+
+    def render(self) -> bytes:
+        """The Prometheus text exposition of this registry."""
+        return generate_latest(self._exposed)

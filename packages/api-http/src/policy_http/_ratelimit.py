@@ -1,0 +1,149 @@
+"""Rate limits per principal and route class, with the `limits` library.
+
+Counters live in memory (per process) unless a Redis URL is given; then the
+API opens its own connection pool at startup and closes it at shutdown (one
+pool per worker process, nothing opened at import time).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import msgspec
+from limits import RateLimitItem, parse_many
+from limits.aio.storage import MemoryStorage, RedisStorage, Storage
+from limits.aio.strategies import (
+    FixedWindowRateLimiter,
+    MovingWindowRateLimiter,
+    RateLimiter,
+    SlidingWindowCounterRateLimiter,
+)
+
+__all__ = [
+    "DEFAULT_RATE_LIMITS",
+    "ROUTE_CLASSES",
+    "RateDecision",
+    "RateLimits",
+    "parse_rate_limits",
+]
+
+ROUTE_CLASSES = ("evaluate", "usage", "read", "admin")
+# Generous defaults: a guard rail against a runaway client, not a quota.
+DEFAULT_RATE_LIMITS = "evaluate=100000/second;usage=20000/second;read=2000/second;admin=200/second"
+
+
+def parse_rate_limits(text: str | None) -> dict[str, list[RateLimitItem]]:
+    """`"evaluate=5000/second;admin=20/second"` -> limits per route class.
+
+    Several limits for one class are separated by commas (`read=100/second,5000/hour`).
+    Raises ValueError naming the bad part.
+    """
+    spec = DEFAULT_RATE_LIMITS if text is None else text
+    out: dict[str, list[RateLimitItem]] = {}
+    for part in (p.strip() for p in spec.split(";")):
+        if not part:
+            continue
+        name, sep, value = part.partition("=")
+        name = name.strip()
+        if not sep or name not in ROUTE_CLASSES:
+            raise ValueError(
+                f"rate limit {part!r}: expected CLASS=N/PERIOD with CLASS one of "
+                f"{', '.join(ROUTE_CLASSES)}"
+            )
+        try:
+            out[name] = parse_many(value.replace(",", ";"))
+        except ValueError as exc:
+            raise ValueError(
+                f"rate limit {part!r}: {value.strip()!r} is not like 5000/second"
+            ) from exc
+    return out
+
+
+class RateDecision(msgspec.Struct, frozen=True):
+    """The outcome of one hit: the headers to send, and whether it was refused."""
+
+    allowed: bool
+    limit: int
+    remaining: int
+    reset_seconds: int
+
+    def headers(self) -> dict[str, str]:
+        """`RateLimit-*` (IETF draft) and, on refusal, `Retry-After`."""
+        out = {
+            "RateLimit-Limit": str(self.limit),
+            "RateLimit-Remaining": str(self.remaining),
+            "RateLimit-Reset": str(self.reset_seconds),
+        }
+        if not self.allowed:
+            out["Retry-After"] = str(max(self.reset_seconds, 1))
+        return out
+
+
+_STRATEGIES: Mapping[str, type[RateLimiter]] = {
+    "fixed-window": FixedWindowRateLimiter,
+    "moving-window": MovingWindowRateLimiter,
+    "sliding-window": SlidingWindowCounterRateLimiter,
+}
+
+
+class RateLimits:
+    """Limits per route class; `hit` counts one request of a principal."""
+
+    def __init__(
+        self, spec: str | None, *, redis_url: str | None = None, strategy: str = "fixed-window"
+    ) -> None:
+        self._items = parse_rate_limits(spec)
+        self._redis_url = redis_url
+        self._strategy_cls = _STRATEGIES[strategy]
+        self._pool: Any = None
+        self._storage: Storage | None = None
+        self._limiter: RateLimiter | None = None
+
+    @property
+    def configured(self) -> bool:
+        return bool(self._items)
+
+    async def start(self) -> None:
+        """Open the storage (and, for Redis, the connection pool this object owns)."""
+        if self._redis_url:
+            from redis.asyncio import BlockingConnectionPool  # only when configured
+
+            self._pool = BlockingConnectionPool.from_url(self._redis_url, max_connections=32)
+            url = "async+" + self._redis_url
+            self._storage = RedisStorage(url, implementation="redispy", connection_pool=self._pool)
+        else:
+            self._storage = MemoryStorage()
+        self._limiter = self._strategy_cls(self._storage)
+
+    async def close(self) -> None:
+        """Release the pool (Redis) or the expiry task (memory)."""
+        storage, self._storage, self._limiter = self._storage, None, None
+        if isinstance(storage, MemoryStorage) and storage.timer is not None:
+            storage.timer.cancel()
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            await pool.aclose()
+
+    async def ping(self) -> bool:
+        """True when the storage answers (always for memory)."""
+        return self._storage is not None and bool(await self._storage.check())
+
+    async def hit(self, route_class: str, principal: str) -> RateDecision | None:
+        """Count one request; None when allowed (or not limited), the refusal otherwise.
+
+        Window stats are read only on refusal: an allowed request costs one
+        storage operation per configured limit, and carries no RateLimit-* headers.
+        """
+        items = self._items.get(route_class)
+        limiter = self._limiter
+        if not items or limiter is None:
+            return None
+        for item in items:
+            if not await limiter.hit(item, route_class, principal):
+                stats = await limiter.get_window_stats(item, route_class, principal)
+                reset = max(1, math.ceil(stats.reset_time - time.time()))
+                return RateDecision(False, item.amount, stats.remaining, reset)
+        return None

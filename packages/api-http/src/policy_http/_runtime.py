@@ -1,0 +1,113 @@
+"""What the routes share: the services and this app's auth, limits, metrics and tracer."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from typing import Any, Protocol
+
+from policy_core.ports import DecisionLog
+from policy_core.services import (
+    ApiKeyService,
+    EngineHolder,
+    EvaluationService,
+    PolicyService,
+    UsageService,
+)
+
+from policy_http._apikeys import ApiKeyAuth
+from policy_http._auth import JwtVerifier, load_jwks
+from policy_http._metrics import Metrics
+from policy_http._problems import ApiProblem
+from policy_http._ratelimit import RateLimits
+from policy_http._telemetry import Telemetry
+from policy_http.settings import HttpSettings
+
+__all__ = ["HttpServices", "Runtime", "ServicesFactory"]
+
+
+class HttpServices(Protocol):
+    """What the HTTP API needs from the composition root: services, never adapters."""
+
+    @property
+    def policies(self) -> PolicyService: ...
+
+    @property
+    def evaluation(self) -> EvaluationService: ...
+
+    @property
+    def usage(self) -> UsageService | None: ...
+
+    @property
+    def api_keys(self) -> ApiKeyService | None: ...
+
+    @property
+    def decisions(self) -> DecisionLog | None: ...
+
+    @property
+    def holder(self) -> EngineHolder: ...
+
+    async def ready(self) -> bool:
+        """True once the backing services answer and a policy set is loaded."""
+        ...
+
+
+#: Builds the services inside the worker's event loop and closes them at shutdown
+#: (flushing the decision log): what `--workers N` servers need.
+ServicesFactory = Callable[[], AbstractAsyncContextManager[HttpServices]]
+
+
+class Runtime:
+    """Per-app state, built by `create_app`; `services` is set before the first request."""
+
+    def __init__(self, settings: HttpSettings, services: HttpServices | None) -> None:
+        self.settings = settings
+        self._services = services
+        self.verifier = JwtVerifier(
+            secret=settings.jwt_secret,
+            jwks=load_jwks(settings.jwks_file) if settings.jwks_file else None,
+            issuer=settings.jwt_issuer,
+            audience=settings.jwt_audience,
+            leeway=settings.jwt_leeway_seconds,
+        )
+        self.api_keys = ApiKeyAuth(
+            services.api_keys if services is not None else None,
+            cache_seconds=settings.api_key_cache_seconds,
+        )
+        self.limits = RateLimits(
+            settings.rate_limits,
+            redis_url=settings.redis_url,
+            strategy=settings.rate_limit_strategy,
+        )
+        self.telemetry = Telemetry(settings.otlp_endpoint, settings.service_name)
+        self.metrics = Metrics(self._snapshot, multiprocess_dir=settings.metrics_multiprocess_dir)
+
+    @property
+    def services(self) -> HttpServices:
+        if self._services is None:
+            raise ApiProblem(503, "the server is starting; retry shortly", code="starting")
+        return self._services
+
+    def bind(self, services: HttpServices) -> None:
+        """Attach services built at startup (factory mode)."""
+        self._services = services
+        self.api_keys.service = services.api_keys
+
+    def _snapshot(self) -> dict[str, Any]:
+        services = self._services
+        if services is None:
+            return {}
+        holder = services.holder
+        engine = holder.current
+        values: dict[str, Any] = {
+            "policy_set": engine.policy_set(),
+            "policies_loaded": len(engine.policies),
+            "policy_set_version": holder.generation,
+        }
+        log: Any = services.decisions
+        for name in ("queue_depth", "spool_bytes"):
+            reader: Callable[[], Any] | int | None = getattr(log, name, None)
+            value = reader() if callable(reader) else reader
+            if isinstance(value, int):
+                values[f"decision_log_{name}"] = value
+        return values

@@ -1,0 +1,104 @@
+"""`create_app(services, http_settings) -> Litestar`: the HTTP API over the core's services.
+
+The app receives services (or a factory that builds them inside the worker's
+event loop) and its own settings, never adapters nor the environment. It
+opens what it owns (the rate-limit storage, the span exporter) at startup and
+closes it at shutdown; with a factory it also closes the services, which
+flushes the decision log after the server has finished in-flight requests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+
+from litestar import Litestar, Router
+from litestar.config.cors import CORSConfig
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import JsonRenderPlugin, SwaggerRenderPlugin, YamlRenderPlugin
+from litestar.openapi.spec import Components, SecurityScheme, Tag
+
+from policy_http._guard import make_guard
+from policy_http._middleware import observe
+from policy_http._problems import exception_handlers
+from policy_http._runtime import HttpServices, Runtime, ServicesFactory
+from policy_http.routes_admin import admin_routes
+from policy_http.routes_evaluate import evaluate_routes
+from policy_http.routes_ops import ops_routes
+from policy_http.routes_policies import policy_routes
+from policy_http.settings import HttpSettings
+
+__all__ = ["API_PREFIX", "create_app"]
+
+API_PREFIX = "/api/v1"
+
+
+def create_app(
+    services: HttpServices | ServicesFactory,
+    http_settings: HttpSettings | None = None,
+) -> Litestar:
+    """Build the Litestar app.
+
+    `services` is either the built services (the caller owns their lifetime)
+    or a zero-argument callable returning an async context manager of them,
+    entered at startup and exited at shutdown (one per worker process).
+    Raises ValueError for unusable settings (bad rate limits, unreadable JWKS).
+    """
+    settings = http_settings or HttpSettings()
+    factory: ServicesFactory | None = None
+    if callable(services):
+        factory = services
+        rt = Runtime(settings, None)
+    else:
+        rt = Runtime(settings, services)
+
+    @asynccontextmanager
+    async def lifespan(_: Litestar) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            stack.callback(rt.telemetry.shutdown)
+            await rt.limits.start()
+            stack.push_async_callback(rt.limits.close)
+            if factory is not None:
+                rt.bind(await stack.enter_async_context(factory()))
+            yield
+
+    api = Router(
+        API_PREFIX,
+        route_handlers=[*policy_routes(rt), *evaluate_routes(rt), *admin_routes(rt)],
+    )
+    return Litestar(
+        route_handlers=[api, *ops_routes(rt)],
+        guards=[make_guard(rt.verifier, rt.api_keys, rt.limits, rt.metrics)],
+        middleware=[observe(rt.metrics, rt.telemetry, settings.access_log)],
+        exception_handlers=exception_handlers,
+        request_max_body_size=settings.max_body_bytes,
+        lifespan=[lifespan],
+        openapi_config=_openapi(settings),
+        cors_config=CORSConfig(allow_origins=list(settings.cors_origins))
+        if settings.cors_origins
+        else None,
+        state=None,
+        debug=False,
+        logging_config=None,
+    )
+
+
+def _openapi(settings: HttpSettings) -> OpenAPIConfig:
+    components = Components(
+        security_schemes={
+            "bearerAuth": SecurityScheme(type="http", scheme="bearer", bearer_format="JWT"),
+            "apiKey": SecurityScheme(type="apiKey", name="X-API-Key", security_scheme_in="header"),
+        }
+    )
+    return OpenAPIConfig(
+        title=settings.title,
+        version=settings.version,
+        description=(
+            "Policy decision point for LLM traffic. Errors are application/problem+json "
+            "(RFC 9457). Authenticate with `Authorization: Bearer <JWT>` or `X-API-Key`."
+        ),
+        path="/schema",
+        components=components,
+        tags=[Tag(name="operations", description="Health, readiness and metrics.")],
+        render_plugins=[JsonRenderPlugin(), YamlRenderPlugin(), SwaggerRenderPlugin()],
+    )

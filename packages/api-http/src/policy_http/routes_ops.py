@@ -1,0 +1,52 @@
+"""Liveness, readiness and Prometheus metrics (no authentication)."""
+
+from __future__ import annotations
+
+from litestar import Response, get
+from litestar.handlers import HTTPRouteHandler
+from litestar.openapi.datastructures import ResponseSpec
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from policy_http._runtime import Runtime
+from policy_http.schemas import HealthStatus
+
+__all__ = ["ops_routes"]
+
+
+def ops_routes(rt: Runtime) -> list[HTTPRouteHandler]:
+    """/health, /ready and /metrics."""
+
+    @get("/health", summary="Liveness: the process answers", tags=["operations"])
+    async def health() -> HealthStatus:
+        return HealthStatus(status="ok")
+
+    @get(
+        "/ready",
+        summary="Readiness: the store answers and a policy set is loaded",
+        tags=["operations"],
+        responses={503: ResponseSpec(HealthStatus, description="Not ready (see checks).")},
+    )
+    async def ready() -> Response[HealthStatus]:
+        checks: dict[str, bool] = {"services": False, "rate_limits": False}
+        try:
+            checks["services"] = await rt.services.ready()
+            checks["rate_limits"] = await rt.limits.ping()
+        except Exception:  # any failure simply means "not ready"
+            checks["services"] = False
+        ok = all(checks.values())
+        return Response(
+            HealthStatus(status="ok" if ok else "unavailable", checks=checks),
+            status_code=200 if ok else 503,
+        )
+
+    @get(
+        "/metrics",
+        summary="Prometheus metrics",
+        tags=["operations"],
+        media_type=CONTENT_TYPE_LATEST,
+        include_in_schema=True,
+    )
+    async def metrics() -> Response[bytes]:
+        return Response(rt.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+    return [health, ready, metrics]

@@ -1,0 +1,264 @@
+"""The wire shapes of the HTTP API (msgspec Structs), mapped to core types in the routes.
+
+These are what the OpenAPI document describes. Decisions keep the shape of
+the policy language (spec 5.7) plus `request_id` and `cached`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+import msgspec
+from policy_core.model import Decision, EvaluationError, Obligation, RuleTrace
+
+__all__ = [
+    "ApiKeyCreate",
+    "ApiKeyCreated",
+    "ApiKeyItem",
+    "ApiKeyList",
+    "BatchRequest",
+    "BatchResponse",
+    "EvaluateRequest",
+    "EvaluateResponse",
+    "HealthStatus",
+    "HistoryItem",
+    "HistoryList",
+    "PolicyList",
+    "PolicyResource",
+    "RevisionItem",
+    "RevisionList",
+    "Rollback",
+    "StatsResponse",
+    "StatusChange",
+    "UsageRecorded",
+    "UsageRequest",
+    "ValidationResult",
+]
+
+Identifier = Annotated[
+    str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$", max_length=128)
+]
+RequestId = Annotated[
+    str, msgspec.Meta(pattern=r"^[A-Za-z0-9._:-]{1,128}$", min_length=1, max_length=128)
+]
+Namespace = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+StatusName = Literal["active", "draft", "deprecated"]
+Role = Literal["admin", "policy-admin", "evaluator", "auditor"]
+
+
+class _Wire(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    pass
+
+
+# --- evaluation -----------------------------------------------------------------
+
+
+class EvaluateRequest(_Wire, frozen=True):
+    """One evaluation: the context, and optionally which policies, namespace, mode."""
+
+    context: dict[str, Any]
+    policies: Annotated[list[Identifier], msgspec.Meta(max_length=1000)] | None = None
+    namespace: Namespace | None = None
+    dry_run: bool = False
+    trace: bool = False
+    request_id: RequestId | None = None
+
+
+class EvaluateResponse(msgspec.Struct, frozen=True, kw_only=True):
+    """The decision (policy language 5.7), its request id, and whether it came from cache."""
+
+    request_id: str
+    cached: bool
+    decision: Literal["allow", "deny", "warn", "modify"]
+    allowed: bool
+    reason: str | None = None
+    matched_policies: tuple[str, ...] = ()
+    matched_rules: tuple[str, ...] = ()
+    matched_exceptions: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+    modifications: dict[str, Any] = {}
+    obligations: tuple[Obligation, ...] = ()
+    metadata: dict[str, Any] = {}
+    errors: tuple[EvaluationError, ...] = ()
+    shadow: Decision | None = None
+    policy_set: str = ""
+    evaluation_time_ms: float = 0.0
+    trace: tuple[RuleTrace, ...] | None = None
+
+    @classmethod
+    def of(cls, decision: Decision, request_id: str, cached: bool) -> EvaluateResponse:
+        """Map a core decision to the wire shape."""
+        d = decision
+        return cls(
+            request_id=request_id,
+            cached=cached,
+            decision=d.decision,
+            allowed=d.allowed,
+            reason=d.reason,
+            matched_policies=d.matched_policies,
+            matched_rules=d.matched_rules,
+            matched_exceptions=d.matched_exceptions,
+            warnings=d.warnings,
+            modifications=d.modifications,
+            obligations=d.obligations,
+            metadata=d.metadata,
+            errors=d.errors,
+            shadow=d.shadow,
+            policy_set=d.policy_set,
+            evaluation_time_ms=d.evaluation_time_ms,
+            trace=d.trace,
+        )
+
+
+class BatchRequest(_Wire, frozen=True):
+    """Up to 1,000 evaluations, answered in order."""
+
+    requests: Annotated[list[EvaluateRequest], msgspec.Meta(min_length=1, max_length=1000)]
+
+
+class BatchResponse(msgspec.Struct, frozen=True, kw_only=True):
+    decisions: list[EvaluateResponse]
+
+
+# --- policies ---------------------------------------------------------------------
+
+
+class PolicyResource(msgspec.Struct, frozen=True, kw_only=True):
+    """A stored policy at one revision; `document` is the policy as JSON."""
+
+    id: str
+    namespace: str
+    revision: int
+    status: StatusName
+    document: dict[str, Any]
+    hash: str
+    author: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class PolicyList(msgspec.Struct, frozen=True, kw_only=True):
+    items: list[PolicyResource]
+    next_cursor: str | None
+
+
+class StatusChange(_Wire, frozen=True):
+    status: StatusName
+
+
+class Rollback(_Wire, frozen=True):
+    """Roll back to `revision`: a new revision equal to it is written."""
+
+    revision: Annotated[int, msgspec.Meta(ge=1)]
+
+
+class RevisionItem(msgspec.Struct, frozen=True, kw_only=True):
+    revision: int
+    author: str | None
+    created_at: datetime
+    hash: str
+    summary: str
+
+
+class RevisionList(msgspec.Struct, frozen=True, kw_only=True):
+    items: list[RevisionItem]
+    next_cursor: str | None
+
+
+class ValidationIssue(msgspec.Struct, frozen=True, kw_only=True):
+    path: str = ""
+    line: int | None = None
+    column: int | None = None
+    message: str
+
+
+class ValidationResult(msgspec.Struct, frozen=True, kw_only=True):
+    """A valid document: the ids it defines and the warnings found (errors give a 422)."""
+
+    valid: bool
+    policies: list[str]
+    warnings: list[ValidationIssue]
+
+
+# --- history and stats --------------------------------------------------------------
+
+
+class HistoryItem(msgspec.Struct, frozen=True, kw_only=True):
+    """One audit record; `context` has `redact` obligations applied."""
+
+    request_id: str
+    policy_set: str
+    decision: str
+    matched_policies: tuple[str, ...]
+    matched_rules: tuple[str, ...]
+    reason: str | None
+    context_digest: str
+    context: dict[str, Any]
+    latency_ms: float
+    created_at: datetime
+
+
+class HistoryList(msgspec.Struct, frozen=True, kw_only=True):
+    items: list[HistoryItem]
+    next_cursor: str | None
+
+
+class StatsResponse(msgspec.Struct, frozen=True, kw_only=True):
+    total: int
+    by_decision: dict[str, int]
+    by_policy: dict[str, int]
+    by_rule: dict[str, int]
+    latency_ms: dict[str, float]
+    since: datetime
+    until: datetime
+
+
+# --- usage and API keys --------------------------------------------------------------
+
+
+class UsageRequest(_Wire, frozen=True):
+    """Spend to add to a budget key (what `budget.spent(key, period)` sums)."""
+
+    key: Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+    usd: Annotated[float, msgspec.Meta(ge=0, le=1e9)]
+    at: datetime | None = None
+
+
+class UsageRecorded(msgspec.Struct, frozen=True, kw_only=True):
+    key: str
+    usd: float
+
+
+class ApiKeyCreate(_Wire, frozen=True):
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+    roles: Annotated[list[Role], msgspec.Meta(min_length=1, max_length=4)]
+
+
+class ApiKeyItem(msgspec.Struct, frozen=True, kw_only=True):
+    id: str
+    name: str
+    prefix: str
+    roles: tuple[str, ...]
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+class ApiKeyCreated(msgspec.Struct, frozen=True, kw_only=True):
+    """The new key; `key` is shown this once and stored only as a hash."""
+
+    id: str
+    name: str
+    prefix: str
+    roles: tuple[str, ...]
+    created_at: datetime
+    key: str
+
+
+class ApiKeyList(msgspec.Struct, frozen=True, kw_only=True):
+    items: list[ApiKeyItem]
+
+
+class HealthStatus(msgspec.Struct, frozen=True, kw_only=True):
+    status: Literal["ok", "unavailable"]
+    checks: dict[str, bool] = {}

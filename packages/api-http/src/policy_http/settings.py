@@ -1,0 +1,56 @@
+"""The settings of the HTTP API, built by the composition root and passed to `create_app`.
+
+Nothing in `policy_http` reads the environment: the CLI maps `LLM_POLICY_*`
+variables to these fields (the comments name the variable each one comes from).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+
+__all__ = ["HttpSettings"]
+
+_Positive = Annotated[int, msgspec.Meta(ge=1)]
+
+
+class HttpSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """How the HTTP API authenticates, limits, observes and describes itself."""
+
+    # --- authentication ----------------------------------------------------
+    jwt_secret: str | None = None  # LLM_POLICY_JWT_SECRET: enables HS256
+    jwks_file: str | None = None  # LLM_POLICY_JWKS_FILE: enables RS256/ES256 (read at create_app)
+    jwt_issuer: str | None = None  # LLM_POLICY_JWT_ISSUER: `iss` must equal it when set
+    jwt_audience: str | None = None  # LLM_POLICY_JWT_AUDIENCE: `aud` must hold it when set
+    jwt_leeway_seconds: Annotated[int, msgspec.Meta(ge=0, le=30)] = 30  # clock skew on exp/nbf/iat
+    # Verified API keys are remembered this long, so a revoked key may work for
+    # up to this many seconds on another instance (immediately refused on this one).
+    api_key_cache_seconds: Annotated[float, msgspec.Meta(ge=0, le=300)] = 5.0
+
+    # --- rate limits (limits library) -------------------------------------
+    # LLM_POLICY_RATE_LIMITS, e.g. "evaluate=5000/second;admin=20/second"; route classes:
+    # evaluate, usage, read, admin. A class left out is not limited. None: the defaults.
+    rate_limits: str | None = None
+    # LLM_POLICY_REDIS_URL: shared counters across instances; memory (per process) when None.
+    redis_url: str | None = None
+    rate_limit_strategy: Literal["fixed-window", "moving-window", "sliding-window"] = "fixed-window"
+
+    # --- request limits -----------------------------------------------------
+    max_body_bytes: _Positive = 1_048_576  # LLM_POLICY_MAX_BODY_BYTES -> 413
+    max_context_depth: _Positive = 32  # nesting of objects/arrays in one context -> 422
+    max_context_items: _Positive = 10_000  # keys + values in one context -> 422
+    max_batch: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 1000
+
+    # --- observability -------------------------------------------------------
+    access_log: bool = False  # one JSON line per request (costs throughput; off by default)
+    otlp_endpoint: str | None = None  # OTEL_EXPORTER_OTLP_ENDPOINT: spans exported when set
+    service_name: str = "llm-policy"
+    # PROMETHEUS_MULTIPROC_DIR when several workers share one /metrics (the variable
+    # itself must be set before prometheus_client is imported: the CLI's job).
+    metrics_multiprocess_dir: str | None = None
+
+    # --- misc -------------------------------------------------------------------
+    cors_origins: tuple[str, ...] = ()  # LLM_POLICY_CORS_ORIGINS (comma separated)
+    title: str = "LLM Policy Engine"
+    version: str = "1.0.0"
