@@ -73,7 +73,7 @@ def test_calls_methods_and_facts() -> None:
         ("'abc", 0, "unterminated string"),
         ("a & b", 2, "did you mean '&&'"),
         ("a $ b", 2, "unexpected character"),
-        ("x.matches('(')", 2, "invalid regular expression"),
+        ("x.matches('(')", 10, "invalid regular expression"),
         ("rate_limit.nope(1)", 11, "unknown function 'rate_limit.nope'"),
         ("(a", 2, "expected ')'"),
     ],

@@ -30,10 +30,16 @@ def check_regex(pattern: str) -> str | None:
     return None
 
 
+@lru_cache(maxsize=1)
+def _options() -> Any:
+    options = _re2().Options()
+    options.log_errors = False  # invalid patterns are reported as load/evaluation errors instead
+    return options
+
+
 @lru_cache(maxsize=1024)
 def _compile(pattern: str) -> Any:
-    re2 = _re2()
-    return re2.compile(pattern)
+    return _re2().compile(pattern, _options())
 
 
 def search(pattern: str, text: str) -> bool:
@@ -61,7 +67,7 @@ class RegexTable:
     def build(self) -> None:
         re2 = _re2()
         for key, patterns in self._patterns.items():
-            regex_set = re2.Set.SearchSet()
+            regex_set = re2.Set.SearchSet(_options())
             for pattern in patterns:
                 regex_set.Add(pattern)
             regex_set.Compile()

@@ -191,6 +191,7 @@ class _Parser:
                 return expr
 
     def _method_call(self, target: Expr, name: str, offset: int) -> Expr:
+        pattern_at = self.peek(1).offset  # the first argument, for a regex error
         args = self._arguments()
         if isinstance(target, Path) and not target.segments and target.root in FACT_NAMESPACES:
             full = f"{target.root}.{name}"
@@ -203,7 +204,7 @@ class _Parser:
             raise ExprSyntaxError(offset, f"unknown method {name!r} (methods: {known})")
         self._check_arity(name, METHODS[name], args, offset)
         if name == "matches" and isinstance(args[0], Lit) and isinstance(args[0].value, str):
-            self._check_literal_regex(args[0].value, offset)
+            self._check_literal_regex(args[0].value, pattern_at)
         return Method(target=target, name=name, args=args)
 
     def _check_literal_regex(self, pattern: str, offset: int) -> None:
