@@ -1,0 +1,197 @@
+"""Evaluations over gRPC: request mapping, error decisions, and the streaming pipeline.
+
+Streaming contract (docs/grpc.md):
+- answers leave in request order, each echoing its request's `request_id`
+  (generated when the request had none);
+- at most `max_in_flight` requests of a stream are being evaluated or
+  waiting to be written; beyond that the stream is not read, and HTTP/2 flow
+  control holds the client back (no unbounded buffering);
+- a request that fails (malformed, unknown policy id, internal error) is
+  answered by an error decision, spec 5.4: `deny`, the problem in `errors`
+  and `metadata.error`, and the stream goes on;
+- when the call is cancelled, every evaluation of the stream is cancelled;
+- when the server drains, the stream stops reading, answers what it has
+  accepted, and ends with UNAVAILABLE: unanswered requests were not
+  evaluated and may be sent again on a new stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import msgspec
+from grpclib.const import Status
+from grpclib.exceptions import GRPCError
+from policy_core.errors import PolicyEngineError
+from policy_core.model import Decision, EvaluationError
+from policy_core.services import EvaluationRequest, EvaluationResult
+
+from policy_grpc._status import InvalidRequestError, grpc_error, status_of
+from policy_grpc._transport import FLUSH_BYTES, FrameReader, FrameWriter
+from policy_grpc._wire import (
+    WireRequest,
+    decode_stream_request,
+    encode_decision,
+    wrap_decision,
+)
+
+__all__ = ["StreamPipeline", "answer", "error_answer", "to_evaluation_request"]
+
+Evaluate = Callable[[EvaluationRequest], Awaitable[EvaluationResult]]
+
+_context_decoder = msgspec.json.Decoder(dict[str, Any])
+
+
+def to_evaluation_request(wire: WireRequest) -> EvaluationRequest:
+    """The core request for a decoded message; InvalidRequestError when it is malformed."""
+    if wire.error is not None:
+        raise InvalidRequestError(f"malformed EvaluatePolicyRequest: {wire.error}")
+    if wire.context_json:
+        if wire.has_context:
+            raise InvalidRequestError("set exactly one of `context` and `context_json`, not both")
+        try:
+            context = _context_decoder.decode(wire.context_json)
+        except msgspec.DecodeError as exc:
+            raise InvalidRequestError(f"`context_json` must be a JSON object: {exc}") from exc
+    elif wire.context is not None:
+        context = wire.context
+    else:
+        raise InvalidRequestError("the request has no context: set `context` or `context_json`")
+    return EvaluationRequest(
+        context=context,
+        policies=tuple(wire.policies) if wire.policies else None,
+        namespace=wire.namespace or None,
+        dry_run=wire.dry_run,
+        trace=wire.trace,
+        request_id=wire.request_id or None,
+    )
+
+
+def error_decision(exc: BaseException) -> Decision:
+    """The decision answering a request that could not be evaluated (never an allow)."""
+    status = status_of(exc)
+    message = grpc_error(exc).message or "internal error"
+    code = exc.code if isinstance(exc, PolicyEngineError) else status.name.lower()
+    return Decision(
+        decision="deny",
+        allowed=False,
+        reason=f"request failed: {message}",
+        errors=(EvaluationError(policy="", rule="", message=message),),
+        metadata={"error": {"code": code, "status": status.name}},
+    )
+
+
+def error_answer(request_id: str, exc: BaseException) -> bytes:
+    """A serialised stream response holding the error decision of one request."""
+    decision = error_decision(exc)
+    return wrap_decision(encode_decision(decision, request_id or uuid.uuid4().hex))
+
+
+def answer(result: EvaluationResult) -> bytes:
+    """A serialised EvaluatePolicyResponse / EvaluatePolicyStreamResponse."""
+    return wrap_decision(encode_decision(result.decision, result.request_id, cached=result.cached))
+
+
+class StreamPipeline:
+    """Runs one EvaluatePolicyStream call: read, evaluate concurrently, answer in order."""
+
+    def __init__(
+        self,
+        evaluate: Evaluate,
+        reader: FrameReader,
+        writer: FrameWriter,
+        *,
+        max_in_flight: int,
+        draining: asyncio.Event,
+    ) -> None:
+        self._evaluate = evaluate
+        self._reader = reader
+        self._writer = writer
+        self._slots = asyncio.Semaphore(max_in_flight)
+        self._queue: deque[asyncio.Future[bytes]] = deque()
+        self._added = asyncio.Event()
+        self._done_reading = False
+        self._draining = draining
+        self._loop = asyncio.get_running_loop()
+
+    async def run(self) -> None:
+        """Serve the stream until the client half-closes (or the server drains)."""
+        await self._writer.start()
+        reading = self._loop.create_task(self._read())
+        watching = self._loop.create_task(self._watch_drain(reading))
+        try:
+            await self._write()
+            await asyncio.wait((reading,))
+            if not reading.cancelled():
+                reading.result()  # a reading failure (oversized message...) ends the call
+        finally:
+            watching.cancel()
+            reading.cancel()
+            for pending in self._queue:
+                pending.cancel()
+        if self._draining.is_set():
+            raise GRPCError(
+                Status.UNAVAILABLE,
+                "the server is shutting down: requests without an answer were not "
+                "evaluated; send them again on a new stream",
+            )
+
+    async def _watch_drain(self, reading: asyncio.Task[None]) -> None:
+        await self._draining.wait()
+        reading.cancel()
+
+    async def _read(self) -> None:
+        try:
+            while True:
+                # Take the slot before reading, so a full stream is not read at all.
+                await self._slots.acquire()
+                data = await self._reader.read()
+                if data is None:
+                    break
+                self._queue.append(self._start(data))
+                self._added.set()
+        finally:
+            self._done_reading = True
+            self._added.set()
+
+    def _start(self, data: bytes) -> asyncio.Future[bytes]:
+        wire = decode_stream_request(data)
+        try:
+            request = to_evaluation_request(wire)
+        except InvalidRequestError as exc:
+            done: asyncio.Future[bytes] = self._loop.create_future()
+            done.set_result(error_answer(wire.request_id, exc))
+            return done
+        return self._loop.create_task(self._answer(request))
+
+    async def _answer(self, request: EvaluationRequest) -> bytes:
+        try:
+            return answer(await self._evaluate(request))
+        except Exception as exc:  # one request's failure answers that request only
+            return error_answer(request.request_id or "", exc)
+
+    async def _write(self) -> None:
+        writer, queue = self._writer, self._queue
+        while True:
+            if not queue:
+                if self._done_reading:
+                    break
+                # Nothing ready: send what is gathered before waiting for more.
+                await writer.flush()
+                self._added.clear()
+                await self._added.wait()
+                continue
+            head = queue[0]
+            if not head.done():
+                await writer.flush()
+                await asyncio.wait((head,))
+            queue.popleft()
+            self._slots.release()
+            writer.add(head.result())
+            if writer.pending_bytes >= FLUSH_BYTES:
+                await writer.flush()
+        await writer.flush()

@@ -1,0 +1,362 @@
+"""Hand-written protobuf codec for the evaluation messages (the hot path).
+
+betterproto2 is pure Python and generic: parsing one EvaluatePolicyRequest
+costs ~27 µs and building plus serialising one Decision ~110 µs, more than
+the whole budget of a decision at 10,000/s. The evaluation messages are
+fixed by the contract (field numbers included), so this module reads and
+writes exactly those, plus google.protobuf.Struct/Value/ListValue, directly
+on bytes. The tests check it against the betterproto2 classes generated from
+the same proto, byte for byte in both directions.
+
+Struct numbers are doubles on the wire; whole numbers within 2**53 are
+given to the engine as ints, as a JSON parser would.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import msgspec
+
+__all__ = [
+    "MAX_DEPTH",
+    "WireError",
+    "WireRequest",
+    "decode_request",
+    "decode_stream_request",
+    "decode_struct",
+    "encode_decision",
+    "encode_struct",
+    "encode_value",
+]
+
+#: Nesting allowed in a Struct context (objects and lists), like the HTTP API's limit.
+MAX_DEPTH = 32
+
+_DOUBLE = struct.Struct("<d")
+_INT_LIMIT = 2**53
+
+
+class WireError(ValueError):
+    """The bytes are not a valid message of the expected type."""
+
+
+class WireRequest(msgspec.Struct, kw_only=True):
+    """An EvaluatePolicyRequest as read from the wire, before validation."""
+
+    request_id: str = ""
+    context: dict[str, Any] | None = None
+    context_json: bytes = b""
+    has_context: bool = False
+    policies: list[str] = msgspec.field(default_factory=list)
+    namespace: str = ""
+    dry_run: bool = False
+    trace: bool = False
+    # Set instead of raising, so that one bad message in a stream gets its own answer.
+    error: str | None = None
+
+
+# --- decoding ------------------------------------------------------------------
+
+
+def _varint(buf: bytes, pos: int) -> tuple[int, int]:
+    result = 0
+    shift = 0
+    while True:
+        byte = buf[pos]
+        pos += 1
+        result |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return result, pos
+        shift += 7
+        if shift >= 64:
+            raise WireError("a varint is longer than 10 bytes")
+
+
+def _skip(buf: bytes, pos: int, wire_type: int) -> int:
+    if wire_type == 0:
+        return _varint(buf, pos)[1]
+    if wire_type == 1:
+        return pos + 8
+    if wire_type == 2:
+        length, pos = _varint(buf, pos)
+        return pos + length
+    if wire_type == 5:
+        return pos + 4
+    raise WireError(f"unsupported wire type {wire_type}")
+
+
+def _text(buf: bytes, start: int, end: int) -> str:
+    try:
+        return buf[start:end].decode()
+    except UnicodeDecodeError as exc:
+        raise WireError("a string field is not valid UTF-8") from exc
+
+
+def _len_end(buf: bytes, pos: int, end: int) -> tuple[int, int]:
+    length, pos = _varint(buf, pos)
+    stop = pos + length
+    if stop > end:
+        raise WireError("a length-delimited field runs past the end of its message")
+    return pos, stop
+
+
+def _decode_value(buf: bytes, pos: int, end: int, depth: int) -> Any:
+    value: Any = None
+    while pos < end:
+        key, pos = _varint(buf, pos)
+        field, wire_type = key >> 3, key & 7
+        if field == 2 and wire_type == 1:
+            (number,) = _DOUBLE.unpack_from(buf, pos)
+            pos += 8
+            if number.is_integer() and -_INT_LIMIT <= number <= _INT_LIMIT:
+                number = int(number)
+            value = number
+        elif field == 3 and wire_type == 2:
+            start, pos = _len_end(buf, pos, end)
+            value = _text(buf, start, pos)
+        elif field == 4 and wire_type == 0:
+            flag, pos = _varint(buf, pos)
+            value = bool(flag)
+        elif field == 1 and wire_type == 0:
+            pos = _varint(buf, pos)[1]
+            value = None
+        elif field == 5 and wire_type == 2:
+            start, pos = _len_end(buf, pos, end)
+            value = _decode_struct(buf, start, pos, depth + 1)
+        elif field == 6 and wire_type == 2:
+            start, pos = _len_end(buf, pos, end)
+            value = _decode_list(buf, start, pos, depth + 1)
+        else:
+            pos = _skip(buf, pos, wire_type)
+    return value
+
+
+def _decode_list(buf: bytes, pos: int, end: int, depth: int) -> list[Any]:
+    if depth > MAX_DEPTH:
+        raise WireError(f"the context is nested deeper than {MAX_DEPTH} levels")
+    items: list[Any] = []
+    while pos < end:
+        key, pos = _varint(buf, pos)
+        if key == 0x0A:
+            start, pos = _len_end(buf, pos, end)
+            items.append(_decode_value(buf, start, pos, depth))
+        else:
+            pos = _skip(buf, pos, key & 7)
+    return items
+
+
+def _decode_struct(buf: bytes, pos: int, end: int, depth: int) -> dict[str, Any]:
+    if depth > MAX_DEPTH:
+        raise WireError(f"the context is nested deeper than {MAX_DEPTH} levels")
+    fields: dict[str, Any] = {}
+    while pos < end:
+        key, pos = _varint(buf, pos)
+        if key != 0x0A:
+            pos = _skip(buf, pos, key & 7)
+            continue
+        entry, pos = _len_end(buf, pos, end)
+        name = ""
+        value: Any = None
+        while entry < pos:
+            ekey, entry = _varint(buf, entry)
+            if ekey == 0x0A:
+                start, entry = _len_end(buf, entry, pos)
+                name = _text(buf, start, entry)
+            elif ekey == 0x12:
+                start, entry = _len_end(buf, entry, pos)
+                value = _decode_value(buf, start, entry, depth)
+            else:
+                entry = _skip(buf, entry, ekey & 7)
+        fields[name] = value
+    return fields
+
+
+def decode_struct(data: bytes) -> dict[str, Any]:
+    """A serialised google.protobuf.Struct as a dict (raises WireError)."""
+    try:
+        return _decode_struct(data, 0, len(data), 1)
+    except (IndexError, struct.error) as exc:
+        raise WireError("the message is truncated") from exc
+
+
+def _decode_request_fields(buf: bytes, pos: int, end: int, out: WireRequest) -> None:
+    while pos < end:
+        key, pos = _varint(buf, pos)
+        if key == 0x0A:  # 1: request_id
+            start, pos = _len_end(buf, pos, end)
+            out.request_id = _text(buf, start, pos)
+        elif key == 0x3A:  # 7: context_json
+            start, pos = _len_end(buf, pos, end)
+            out.context_json = buf[start:pos]
+        elif key == 0x12:  # 2: context
+            start, pos = _len_end(buf, pos, end)
+            out.context = _decode_struct(buf, start, pos, 1)
+            out.has_context = True
+        elif key == 0x1A:  # 3: policies
+            start, pos = _len_end(buf, pos, end)
+            out.policies.append(_text(buf, start, pos))
+        elif key == 0x22:  # 4: namespace
+            start, pos = _len_end(buf, pos, end)
+            out.namespace = _text(buf, start, pos)
+        elif key == 0x28:  # 5: dry_run
+            flag, pos = _varint(buf, pos)
+            out.dry_run = bool(flag)
+        elif key == 0x30:  # 6: trace
+            flag, pos = _varint(buf, pos)
+            out.trace = bool(flag)
+        else:
+            pos = _skip(buf, pos, key & 7)
+    if pos != end:
+        raise WireError("the message is truncated")
+
+
+def decode_request(data: bytes) -> WireRequest:
+    """Read an EvaluatePolicyRequest; problems are reported in `.error`, never raised."""
+    out = WireRequest()
+    try:
+        _decode_request_fields(data, 0, len(data), out)
+    except WireError as exc:
+        out.error = str(exc)
+    except (IndexError, struct.error):
+        out.error = "the message is truncated"
+    return out
+
+
+def decode_stream_request(data: bytes) -> WireRequest:
+    """Read an EvaluatePolicyStreamRequest (field 1 wraps an EvaluatePolicyRequest)."""
+    out = WireRequest()
+    try:
+        pos, end, found = 0, len(data), False
+        while pos < end:
+            key, pos = _varint(data, pos)
+            if key == 0x0A:
+                start, pos = _len_end(data, pos, end)
+                # A repeated embedded message merges, as protobuf parsers do.
+                _decode_request_fields(data, start, pos, out)
+                found = True
+            else:
+                pos = _skip(data, pos, key & 7)
+        if not found:
+            out.error = "the stream message carries no `request`"
+    except WireError as exc:
+        out.error = str(exc)
+    except (IndexError, struct.error):
+        out.error = "the message is truncated"
+    return out
+
+
+# --- encoding --------------------------------------------------------------------
+
+
+def _encode_varint(value: int) -> bytes:
+    if value < 0x80:
+        return bytes((value,))
+    out = bytearray()
+    while value >= 0x80:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+# Small lengths are by far the most common: keep their prefixes ready.
+_SHORT = tuple(bytes((n,)) for n in range(128))
+
+
+def _len_prefix(length: int) -> bytes:
+    return _SHORT[length] if length < 128 else _encode_varint(length)
+
+
+def _len_field(tag: bytes, payload: bytes) -> bytes:
+    n = len(payload)
+    return tag + (_SHORT[n] if n < 128 else _encode_varint(n)) + payload
+
+
+def encode_value(value: Any) -> bytes:
+    """A google.protobuf.Value holding `value` (JSON-compatible; tuples are lists)."""
+    if value is None:
+        return b"\x08\x00"
+    if value is True:
+        return b"\x20\x01"
+    if value is False:
+        return b"\x20\x00"
+    if isinstance(value, str):
+        return _len_field(b"\x1a", value.encode())
+    if isinstance(value, int | float):
+        return b"\x11" + _DOUBLE.pack(value)
+    if isinstance(value, Mapping):
+        return _len_field(b"\x2a", encode_struct(value))
+    if isinstance(value, Sequence) and not isinstance(value, bytes | bytearray):
+        return _len_field(b"\x32", encode_list(value))
+    # Structs and other msgspec-supported values: go through their JSON form.
+    return encode_value(msgspec.to_builtins(value))
+
+
+def encode_list(items: Sequence[Any]) -> bytes:
+    """A google.protobuf.ListValue."""
+    return b"".join([_len_field(b"\x0a", encode_value(item)) for item in items])
+
+
+def encode_struct(fields: Mapping[str, Any]) -> bytes:
+    """A google.protobuf.Struct (map entries in the mapping's order)."""
+    parts = []
+    for name, value in fields.items():
+        entry = _len_field(b"\x0a", str(name).encode()) + _len_field(b"\x12", encode_value(value))
+        parts.append(_len_field(b"\x0a", entry))
+    return b"".join(parts)
+
+
+def _strings(tag: bytes, values: Sequence[str], parts: list[bytes]) -> None:
+    for value in values:
+        data = value.encode()
+        n = len(data)
+        parts.append(tag + (_SHORT[n] if n < 128 else _encode_varint(n)) + data)
+
+
+def encode_decision(decision: Any, request_id: str, *, cached: bool = False) -> bytes:
+    """Serialise a policy_core Decision as the contract's `Decision` message.
+
+    `modifications` and `metadata` are always present (possibly empty);
+    `shadow` and `trace` only when set, as the contract says.
+    """
+    parts = [
+        _len_field(b"\x0a", request_id.encode()),
+        _len_field(b"\x12", decision.decision.encode()),
+    ]
+    if decision.allowed:
+        parts.append(b"\x18\x01")
+    reason = decision.reason
+    if reason is not None:
+        parts.append(_len_field(b"\x22", reason.encode()))
+    _strings(b"\x2a", decision.matched_policies, parts)
+    _strings(b"\x32", decision.matched_rules, parts)
+    _strings(b"\x3a", decision.matched_exceptions, parts)
+    _strings(b"\x42", decision.warnings, parts)
+    parts.append(_len_field(b"\x4a", encode_struct(decision.modifications)))
+    parts.extend(
+        _len_field(b"\x52", encode_struct(msgspec.to_builtins(obligation)))
+        for obligation in decision.obligations
+    )
+    parts.append(_len_field(b"\x5a", encode_struct(decision.metadata)))
+    parts.extend(
+        _len_field(b"\x62", encode_struct(msgspec.to_builtins(error))) for error in decision.errors
+    )
+    if decision.shadow is not None:
+        parts.append(_len_field(b"\x6a", encode_struct(msgspec.to_builtins(decision.shadow))))
+    if decision.policy_set:
+        parts.append(_len_field(b"\x72", decision.policy_set.encode()))
+    if decision.evaluation_time_ms:
+        parts.append(b"\x79" + _DOUBLE.pack(decision.evaluation_time_ms))
+    if decision.trace is not None:
+        parts.append(_len_field(b"\x82\x01", encode_list(msgspec.to_builtins(decision.trace))))
+    if cached:
+        parts.append(b"\x88\x01\x01")
+    return b"".join(parts)
+
+
+def wrap_decision(decision_message: bytes) -> bytes:
+    """EvaluatePolicyResponse / EvaluatePolicyStreamResponse: field 1 holds the Decision."""
+    return b"\x0a" + _len_prefix(len(decision_message)) + decision_message

@@ -1,0 +1,147 @@
+"""Building and running the gRPC server: PolicyService, Health, reflection, graceful drain."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from importlib import resources
+from typing import Any, cast
+
+from google.protobuf import descriptor_pb2, descriptor_pool  # type: ignore[import-untyped]
+from grpclib.health.check import ServiceStatus
+from grpclib.health.service import Health
+from grpclib.health.v1 import health_pb2
+from grpclib.reflection.service import ServerReflection
+from grpclib.server import Server
+
+from policy_grpc._auth import ApiKeyVerifier, Authenticator, JwtVerifier, load_jwks
+from policy_grpc._service import CallTracker, GrpcServices, PolicyGrpcService
+from policy_grpc.settings import GrpcSettings
+
+__all__ = ["GrpcServer", "create_grpc_server", "serve"]
+
+_log = logging.getLogger("policy_grpc")
+
+
+def _descriptor_pool() -> descriptor_pool.DescriptorPool:
+    """The proto files served by reflection: ours (with struct.proto) and health.proto."""
+    pool = descriptor_pool.DescriptorPool()
+    data = resources.files("policy_grpc._generated").joinpath("policy.binpb").read_bytes()
+    for file in descriptor_pb2.FileDescriptorSet.FromString(data).file:
+        pool.Add(file)
+    pool.AddSerializedFile(health_pb2.DESCRIPTOR.serialized_pb)
+    return pool
+
+
+def _authenticator(services: GrpcServices, settings: GrpcSettings) -> Authenticator:
+    jwt_verifier = JwtVerifier(
+        secret=settings.jwt_secret,
+        jwks=load_jwks(settings.jwks_file) if settings.jwks_file else (),
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+        leeway=settings.jwt_leeway_seconds,
+    )
+    api_keys = services.api_keys
+    return Authenticator(
+        jwt_verifier=jwt_verifier,
+        api_keys=(
+            ApiKeyVerifier(api_keys, cache_seconds=settings.api_key_cache_seconds)
+            if api_keys is not None
+            else None
+        ),
+        required=settings.require_auth,
+    )
+
+
+class GrpcServer:
+    """A grpclib server for the policy API, with health and a graceful drain.
+
+    `start` binds and marks the service SERVING; `drain` marks it NOT_SERVING,
+    refuses new calls, lets streams answer what they accepted, waits up to
+    `settings.drain_seconds` for running calls, then closes.
+    """
+
+    def __init__(self, services: GrpcServices, settings: GrpcSettings) -> None:
+        self.settings = settings
+        self.calls = CallTracker()
+        self.service = PolicyGrpcService(
+            services, settings, _authenticator(services, settings), self.calls
+        )
+        self.health_status = ServiceStatus()
+        handlers: list[Any] = [
+            self.service,
+            Health({self.service: [self.health_status]}),
+        ]
+        if settings.reflection:
+            handlers = ServerReflection.extend(handlers, pool=_descriptor_pool())
+        self.server = Server(handlers)
+
+    async def start(self, host: str | None = None, port: int | None = None, **kw: Any) -> None:
+        """Listen (see grpclib's Server.start for the keyword arguments)."""
+        await self.server.start(host, port, **kw)
+        self.health_status.set(True)
+
+    @property
+    def port(self) -> int:
+        """The bound TCP port (useful with port 0)."""
+        listening = cast("asyncio.Server | None", self.server._server)
+        if listening is None or not listening.sockets:
+            raise RuntimeError("the gRPC server is not started")
+        return int(listening.sockets[0].getsockname()[1])
+
+    async def drain(self) -> None:
+        """Graceful shutdown (idempotent)."""
+        if self.calls.draining.is_set():
+            return
+        self.health_status.set(False)
+        self.calls.draining.set()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.calls.wait_idle(), self.settings.drain_seconds)
+        if self.calls.active:
+            _log.warning(
+                "cancelling %d gRPC calls still running after the drain", self.calls.active
+            )
+        self.server.close()
+        await self.server.wait_closed()
+
+
+def create_grpc_server(services: GrpcServices, grpc_settings: GrpcSettings) -> GrpcServer:
+    """The gRPC server over `services` (not started): see `GrpcServer` and `serve`."""
+    return GrpcServer(services, grpc_settings)
+
+
+async def serve(
+    services: GrpcServices,
+    settings: GrpcSettings,
+    host: str = "127.0.0.1",
+    port: int = 50051,
+    *,
+    ready: asyncio.Event | None = None,
+    stop: asyncio.Event | None = None,
+) -> None:
+    """Serve until SIGTERM/SIGINT (or `stop` is set), then drain and return.
+
+    The caller owns `services`: closing them after this returns flushes the
+    decision log. `ready` is set once the port is bound.
+    """
+    server = create_grpc_server(services, settings)
+    await server.start(host, port)
+    _log.info("gRPC API listening on %s:%d", host, server.port)
+    stopping = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    installed: list[signal.Signals] = []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(sig, stopping.set)
+            installed.append(sig)
+    if ready is not None:
+        ready.set()
+    try:
+        await stopping.wait()
+        _log.info("draining the gRPC API")
+    finally:
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+        await server.drain()
