@@ -74,7 +74,7 @@ def emit(data: Any, fmt: OutputFormat, *, columns: Sequence[str] | None = None) 
         click.echo(to_yaml(data), nl=False)
         return
     plain = msgspec.to_builtins(data)
-    if isinstance(plain, list):
+    if isinstance(plain, list | tuple):
         if not plain:
             click.echo("(none)")
             return

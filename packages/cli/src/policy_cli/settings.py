@@ -8,6 +8,7 @@ one clear line each, so that a bad deployment fails before it opens anything.
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Mapping
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -47,8 +48,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     deployment: Deployment = "single"
     data_dir: str = ".llm-policy"
     database_url: str | None = None
+    database_schema: str | None = None  # PostgreSQL schema (search_path); default: public
     redis_url: str | None = None
-    seed_policies: str | None = None
+    seed_policies: str | None = None  # loaded into an empty store at start
+    migrate_on_start: bool = True  # apply pending migrations when a server starts
     default_decision: Literal["allow", "deny"] = "allow"
     # HTTP server
     host: str = "127.0.0.1"
@@ -231,6 +234,12 @@ def check_settings(settings: Settings, *, serving: bool, sources: Mapping[str, s
         for name in _POSITIVE_FIELDS
         if getattr(settings, name) <= 0
     ]
+    schema = settings.database_schema
+    if schema is not None and not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", schema):
+        found.append(
+            f"{sources['database_schema']}: {schema!r} is not a schema name "
+            "(lower-case letters, digits, underscores)"
+        )
     if settings.deployment == "cluster":
         found += [
             f"{env_name(name)}: a cluster deployment needs it; set it, "

@@ -1,13 +1,19 @@
 """Adapter construction for the PostgreSQL and Redis deployments (used by `bootstrap`).
 
-Kept apart so that the memory deployment never imports a driver.
+Kept apart so that the memory deployment never imports a driver. Every
+function registers what it opens on the caller's AsyncExitStack, so the
+composition root closes it all, in reverse order, whatever happens.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from contextlib import AsyncExitStack
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 from policy_core.ports import (
     ApiKeyStore,
@@ -22,7 +28,16 @@ from policy_core.ports import (
 from policy_cli.errors import CliError, ExitCode
 from policy_cli.settings import Settings
 
-__all__ = ["PostgresParts", "RedisParts", "postgres", "redis", "start_embedded"]
+__all__ = [
+    "PostgresParts",
+    "RedisParts",
+    "database_connection",
+    "postgres",
+    "redis",
+    "start_embedded",
+]
+
+_log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -41,26 +56,98 @@ class RedisParts:
     ping: Callable[[], Awaitable[bool]]
 
 
-def _pending(what: str) -> CliError:
-    return CliError(
-        f"{what} is not available in this build yet",
-        ExitCode.UNREACHABLE,
-        hint="use LLM_POLICY_DEPLOYMENT=memory, or --policies PATH for local files",
-    )
-
-
 async def start_embedded(settings: Settings, stack: AsyncExitStack) -> str:
-    """Start PostgreSQL in `<data_dir>/postgres` for the life of `stack`; its URL."""
-    raise _pending("embedded PostgreSQL")
+    """Start PostgreSQL in `<data_dir>/postgres` for the life of `stack`; its URL.
+
+    A server another process already runs on this data dir (`llm-policy serve`)
+    is reused and left running: only a server this call started is stopped.
+    """
+    from policy_postgres import EmbeddedPostgres
+
+    server = EmbeddedPostgres(settings.data_dir)
+    already_running = (server.pgdata / "postmaster.pid").exists()
+    try:
+        # initdb and start take seconds: off the event loop.
+        url = await asyncio.to_thread(server.start)
+    except Exception as exc:
+        raise CliError(
+            f"cannot start the embedded PostgreSQL in {server.pgdata}: {exc}",
+            ExitCode.UNREACHABLE,
+            hint="check that the data dir (LLM_POLICY_DATA_DIR) is writable, "
+            "or set LLM_POLICY_DATABASE_URL to a running PostgreSQL",
+        ) from None
+    if not already_running:
+        stack.push_async_callback(asyncio.to_thread, server.stop)
+    return url
+
+
+async def _open_pool(settings: Settings, url: str, stack: AsyncExitStack, **kw: Any) -> Any:
+    from policy_postgres import open_pool
+
+    schema = settings.database_schema
+    if schema is not None:
+        # The schema must exist before connections select it; created once, idempotently.
+        setup = await open_pool(url, min_size=1, max_size=1)
+        try:
+            async with setup.connection() as conn:
+                await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')  # validated name
+        finally:
+            await setup.close()
+    pool = await open_pool(url, schema=schema, **kw)
+    stack.push_async_callback(pool.close)
+    return pool
+
+
+@asynccontextmanager
+async def database_connection(settings: Settings) -> AsyncIterator[Any]:
+    """One autocommit connection to the deployment's database (embedded or not)."""
+    async with AsyncExitStack() as stack:
+        url = settings.database_url or await start_embedded(settings, stack)
+        pool = await _open_pool(settings, url, stack, min_size=1, max_size=1)
+        async with pool.connection() as conn:
+            yield conn
 
 
 async def postgres(
     settings: Settings, url: str, clock: Clock, stack: AsyncExitStack
 ) -> PostgresParts:
-    """The PostgreSQL adapters over one pool, closed with `stack`."""
-    raise _pending("the PostgreSQL adapter")
+    """The PostgreSQL adapters over one pool (migrated first when asked), closed with `stack`."""
+    from policy_postgres import (
+        PostgresApiKeyStore,
+        PostgresDecisionLog,
+        PostgresPolicyStore,
+        migrate,
+    )
+
+    pool = await _open_pool(settings, url, stack, max_size=max(4, settings.workers * 4))
+    if settings.migrate_on_start:
+        async with pool.connection() as conn:
+            applied = await migrate(conn)
+        if applied:
+            _log.info("applied migrations %s", applied)
+    spool = Path(settings.data_dir) / "spool" / "decisions"
+    spool.parent.mkdir(parents=True, exist_ok=True)
+    log = PostgresDecisionLog(pool, spool_path=spool)
+    await log.start()
+    stack.push_async_callback(log.close)
+
+    async def ping() -> bool:
+        async with pool.connection() as conn:
+            await conn.execute("SELECT 1")
+        return True
+
+    return PostgresParts(
+        store=PostgresPolicyStore(pool, clock=clock),
+        log=log,
+        api_keys=PostgresApiKeyStore(pool),
+        ping=ping,
+    )
 
 
 async def redis(settings: Settings, url: str, clock: Clock, stack: AsyncExitStack) -> RedisParts:
     """The Redis adapters over one client, closed with `stack`."""
-    raise _pending("the Redis adapter")
+    raise CliError(
+        "the Redis adapters are not available in this build yet",
+        ExitCode.UNREACHABLE,
+        hint="use LLM_POLICY_DEPLOYMENT=single",
+    )

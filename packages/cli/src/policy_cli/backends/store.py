@@ -126,7 +126,7 @@ class StoreBackend:
 
     async def revisions(self, policy_id: str, *, limit: int, cursor: str | None) -> Json:
         page = await self.services.policies.revisions(policy_id, limit=limit, cursor=cursor)
-        return {"items": msgspec.to_builtins(page.items), "next_cursor": page.next_cursor}
+        return {"items": list(msgspec.to_builtins(page.items)), "next_cursor": page.next_cursor}
 
     async def rollback(self, policy_id: str, revision: int) -> Json:
         record = await self.services.policies.rollback(policy_id, revision, author=_author())
@@ -141,7 +141,7 @@ class StoreBackend:
             until=_time("until", filters.get("until")),
         )
         page = await self.services.decisions.history(query, limit=limit, cursor=cursor)
-        return {"items": msgspec.to_builtins(page.items), "next_cursor": page.next_cursor}
+        return {"items": list(msgspec.to_builtins(page.items)), "next_cursor": page.next_cursor}
 
     async def stats(self, days: int) -> Json:
         until = datetime.now(UTC)
