@@ -30,10 +30,13 @@ import msgspec
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
+from policy_core.testsuite import CaseOptions, FactValue, compare_decision
+
 __all__ = [
     "CaseFileError",
     "CaseOptions",
     "ExpectedIssue",
+    "FactValue",
     "LanguageCase",
     "check_issues",
     "compare_decision",
@@ -53,30 +56,6 @@ class ExpectedIssue(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     line: int | None = None
     column: int | None = None
     message: str = ""
-
-
-class FactValue(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """A stateful/integration fact handed to the engine: ``fact`` is the FactRequest tuple."""
-
-    fact: tuple[Any, ...]
-    value: Any
-
-
-class CaseOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """Options passed to ``evaluate`` (``default_decision`` configures the engine)."""
-
-    policies: tuple[str, ...] | None = None
-    namespace: str | None = None
-    trace: bool = False
-    now: float | None = None
-    default_decision: str = "allow"
-    facts: tuple[FactValue, ...] = ()
-
-    def fact_map(self) -> dict[tuple[Any, ...], Any] | None:
-        """The facts as the engine takes them (FactRequest tuple -> value), None when none."""
-        if not self.facts:
-            return None
-        return {_freeze(f.fact): f.value for f in self.facts}
 
 
 class _RawCase(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -179,68 +158,7 @@ def load_case_files(root: str | Path) -> list[LanguageCase]:
     return [case for path in files for case in load_case_file(path, base)]
 
 
-# --- comparison -------------------------------------------------------------
-
-
-def _freeze(value: Any) -> Any:
-    if isinstance(value, list | tuple):
-        return tuple(_freeze(v) for v in value)
-    return value
-
-
-def _same(expected: Any, actual: Any) -> bool:
-    """JSON equality: deep, lists in order, bools distinct from numbers, 1 == 1.0."""
-    if isinstance(expected, bool) or isinstance(actual, bool):
-        return isinstance(expected, bool) and isinstance(actual, bool) and expected == actual
-    if isinstance(expected, Mapping):
-        return (
-            isinstance(actual, Mapping)
-            and set(expected) == set(actual)
-            and all(_same(expected[k], actual[k]) for k in expected)
-        )
-    if isinstance(expected, list | tuple):
-        return (
-            isinstance(actual, list | tuple)
-            and len(expected) == len(actual)
-            and all(_same(e, a) for e, a in zip(expected, actual, strict=True))
-        )
-    return bool(expected == actual)
-
-
-def _subset(expected: Mapping[str, Any], actual: Any) -> bool:
-    if not isinstance(actual, Mapping):
-        return False
-    return all(k in actual and _same(v, actual[k]) for k, v in expected.items())
-
-
-# Lists whose entries hold engine-chosen texts (error messages, printed
-# sub-expressions): an expected entry lists only the keys it can state.
-_ELEMENT_SUBSET = frozenset({"trace", "errors"})
-
-
-def _field_matches(key: str, expected: Any, actual: Any) -> bool:
-    if key == "shadow" and isinstance(expected, Mapping):
-        if not isinstance(actual, Mapping):
-            return False
-        return all(k in actual and _field_matches(k, v, actual[k]) for k, v in expected.items())
-    if key in _ELEMENT_SUBSET and isinstance(expected, list | tuple):
-        return (
-            isinstance(actual, list | tuple)
-            and len(expected) == len(actual)
-            and all(_subset(e, a) for e, a in zip(expected, actual, strict=True))
-        )
-    return _same(expected, actual)
-
-
-def compare_decision(expected: Mapping[str, Any], actual: Mapping[str, Any]) -> list[str]:
-    """Mismatches between an ``expect`` block and a decision (builtins form)."""
-    out: list[str] = []
-    for key, want in expected.items():
-        if key not in actual:
-            out.append(f"{key}: the decision has no such field")
-        elif not _field_matches(key, want, actual[key]):
-            out.append(f"{key}: expected {want!r}, got {actual[key]!r}")
-    return out
+# --- comparison (decisions: see policy_core.testsuite) ----------------------
 
 
 def _issue_fields(issue: Any) -> tuple[int | None, int | None, str]:
