@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from policy_cli.commands import admin, config, db, evaluate, policy, token
+from policy_cli.commands import admin, config, db, evaluate, policy, testing, token
 from policy_cli.errors import CliError
 from policy_cli.output import OutputFormat
 from policy_cli.state import State
@@ -67,6 +67,7 @@ def main(
 main.add_command(policy.validate_cmd, name="validate")
 main.add_command(policy.policy)
 main.add_command(evaluate.evaluate)
+main.add_command(testing.test)
 main.add_command(config.config)
 main.add_command(admin.apikey)
 main.add_command(db.db)
