@@ -30,6 +30,7 @@ from policy_core.errors import PolicyEngineError
 from policy_core.model import Decision, EvaluationError
 from policy_core.services import EvaluationRequest, EvaluationResult
 
+from policy_grpc._eager import start_eagerly
 from policy_grpc._status import InvalidRequestError, grpc_error, status_of
 from policy_grpc._transport import FLUSH_BYTES, FrameReader, FrameWriter
 from policy_grpc._wire import (
@@ -112,7 +113,8 @@ class StreamPipeline:
         self._reader = reader
         self._writer = writer
         self._slots = asyncio.Semaphore(max_in_flight)
-        self._queue: deque[asyncio.Future[bytes]] = deque()
+        # An answer ready at once is queued as bytes, else as the future of its task.
+        self._queue: deque[bytes | asyncio.Future[bytes]] = deque()
         self._added = asyncio.Event()
         self._done_reading = False
         self._draining = draining
@@ -132,7 +134,8 @@ class StreamPipeline:
             watching.cancel()
             reading.cancel()
             for pending in self._queue:
-                pending.cancel()
+                if isinstance(pending, asyncio.Future):
+                    pending.cancel()
         if self._draining.is_set():
             raise GRPCError(
                 Status.UNAVAILABLE,
@@ -158,15 +161,13 @@ class StreamPipeline:
             self._done_reading = True
             self._added.set()
 
-    def _start(self, data: bytes) -> asyncio.Future[bytes]:
+    def _start(self, data: bytes) -> bytes | asyncio.Future[bytes]:
         wire = decode_stream_request(data)
         try:
             request = to_evaluation_request(wire)
         except InvalidRequestError as exc:
-            done: asyncio.Future[bytes] = self._loop.create_future()
-            done.set_result(error_answer(wire.request_id, exc))
-            return done
-        return self._loop.create_task(self._answer(request))
+            return error_answer(wire.request_id, exc)
+        return start_eagerly(self._answer(request), self._loop)[1]
 
     async def _answer(self, request: EvaluationRequest) -> bytes:
         try:
@@ -186,12 +187,14 @@ class StreamPipeline:
                 await self._added.wait()
                 continue
             head = queue[0]
-            if not head.done():
-                await writer.flush()
-                await asyncio.wait((head,))
+            if isinstance(head, asyncio.Future):
+                if not head.done():
+                    await writer.flush()
+                    await asyncio.wait((head,))
+                head = head.result()
             queue.popleft()
             self._slots.release()
-            writer.add(head.result())
+            writer.add(head)
             if writer.pending_bytes >= FLUSH_BYTES:
                 await writer.flush()
         await writer.flush()

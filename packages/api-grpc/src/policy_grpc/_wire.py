@@ -275,38 +275,94 @@ def _len_field(tag: bytes, payload: bytes) -> bytes:
     return tag + (_SHORT[n] if n < 128 else _encode_varint(n)) + payload
 
 
+def _key_entry(name: str) -> bytes:
+    """The `key` part of a Struct map entry (field 1 of the entry), cached per name."""
+    cached = _KEYS.get(name)
+    if cached is None:
+        data = name.encode()
+        cached = b"\x0a" + _len_prefix(len(data)) + data
+        if len(_KEYS) < _KEYS_MAX:
+            _KEYS[name] = cached
+    return cached
+
+
+# Context and decision keys repeat endlessly ("decision", "severity"...): keep their bytes.
+_KEYS: dict[str, bytes] = {}
+_KEYS_MAX = 4096
+
+
 def encode_value(value: Any) -> bytes:
     """A google.protobuf.Value holding `value` (JSON-compatible; tuples are lists)."""
+    kind = type(value)
+    if kind is str:
+        data: bytes = value.encode()
+        n = len(data)
+        return b"\x1a" + (_SHORT[n] if n < 128 else _encode_varint(n)) + data
+    if kind is bool:
+        return b"\x20\x01" if value else b"\x20\x00"
+    if kind is int or kind is float:
+        return b"\x11" + _DOUBLE.pack(value)
     if value is None:
         return b"\x08\x00"
-    if value is True:
-        return b"\x20\x01"
-    if value is False:
-        return b"\x20\x00"
+    if kind is dict:
+        return _len_field(b"\x2a", encode_struct(value))
+    if kind is list or kind is tuple:
+        return _len_field(b"\x32", encode_list(value))
+    return _encode_other(value)
+
+
+def _encode_other(value: Any) -> bytes:
+    # Subclasses (str enums, OrderedDict...), then anything msgspec can turn into JSON data.
     if isinstance(value, str):
-        return _len_field(b"\x1a", value.encode())
+        return encode_value(str(value))
     if isinstance(value, int | float):
-        return b"\x11" + _DOUBLE.pack(value)
+        return encode_value(float(value))
     if isinstance(value, Mapping):
         return _len_field(b"\x2a", encode_struct(value))
     if isinstance(value, Sequence) and not isinstance(value, bytes | bytearray):
         return _len_field(b"\x32", encode_list(value))
-    # Structs and other msgspec-supported values: go through their JSON form.
     return encode_value(msgspec.to_builtins(value))
 
 
 def encode_list(items: Sequence[Any]) -> bytes:
     """A google.protobuf.ListValue."""
-    return b"".join([_len_field(b"\x0a", encode_value(item)) for item in items])
+    parts = []
+    for item in items:
+        data = encode_value(item)
+        n = len(data)
+        parts.append(b"\x0a" + (_SHORT[n] if n < 128 else _encode_varint(n)) + data)
+    return b"".join(parts)
 
 
 def encode_struct(fields: Mapping[str, Any]) -> bytes:
     """A google.protobuf.Struct (map entries in the mapping's order)."""
     parts = []
     for name, value in fields.items():
-        entry = _len_field(b"\x0a", str(name).encode()) + _len_field(b"\x12", encode_value(value))
-        parts.append(_len_field(b"\x0a", entry))
+        data = encode_value(value)
+        n = len(data)
+        entry = _key_entry(name if type(name) is str else str(name))
+        entry += b"\x12" + (_SHORT[n] if n < 128 else _encode_varint(n)) + data
+        n = len(entry)
+        parts.append(b"\x0a" + (_SHORT[n] if n < 128 else _encode_varint(n)) + entry)
     return b"".join(parts)
+
+
+def _memo_struct(obj: Any) -> bytes:
+    """A Struct of a msgspec object; compiled obligations repeat, so their bytes are kept."""
+    hit = _MEMO.get(id(obj))
+    if hit is not None and hit[0] is obj:
+        memo: bytes = hit[1]
+        return memo
+    data = _len_field(b"", encode_struct(msgspec.to_builtins(obj)))
+    if len(_MEMO) >= _MEMO_MAX:
+        _MEMO.clear()
+    # The object is kept alive with its bytes, so its id cannot be reused meanwhile.
+    _MEMO[id(obj)] = (obj, data)
+    return data
+
+
+_MEMO: dict[int, tuple[Any, bytes]] = {}
+_MEMO_MAX = 1024
 
 
 def _strings(tag: bytes, values: Sequence[str], parts: list[bytes]) -> None:
@@ -336,10 +392,7 @@ def encode_decision(decision: Any, request_id: str, *, cached: bool = False) -> 
     _strings(b"\x3a", decision.matched_exceptions, parts)
     _strings(b"\x42", decision.warnings, parts)
     parts.append(_len_field(b"\x4a", encode_struct(decision.modifications)))
-    parts.extend(
-        _len_field(b"\x52", encode_struct(msgspec.to_builtins(obligation)))
-        for obligation in decision.obligations
-    )
+    parts.extend(b"\x52" + _memo_struct(obligation) for obligation in decision.obligations)
     parts.append(_len_field(b"\x5a", encode_struct(decision.metadata)))
     parts.extend(
         _len_field(b"\x62", encode_struct(msgspec.to_builtins(error))) for error in decision.errors

@@ -1,0 +1,244 @@
+"""One bidirectional EvaluatePolicyStream of N requests against the gRPC API: decisions/s.
+
+The server runs in its own process (in-memory services, the reference
+policies); this process is the client. The client keeps at most `--window`
+requests unanswered and writes them in chunks of `--chunk` messages per
+HTTP/2 DATA frame, like a gateway multiplexing its callers onto one stream.
+Every answer is checked: same order, same request_id.
+
+    uv run --frozen python bench/bench_grpc_stream.py [--requests 100000] [--profile FILE]
+
+Workload: bench/reference_policies.yaml + bench/reference_contexts.json when
+present, else examples/policies + examples/contexts, else a small built-in set.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+
+_BUILTIN_POLICY = """\
+metadata: {id: bench, name: Bench}
+rules:
+  - id: sql
+    name: SQL
+    condition: "llm.prompt.matches('(?i)select .* from')"
+    action: {decision: deny, reason: "SQL from {{ user.id }}"}
+  - id: tokens
+    name: Tokens
+    condition: "llm.max_tokens > 4000"
+    action: {decision: warn, reason: many tokens}
+  - id: model
+    name: Model
+    condition: "llm.model in ['gpt-4', 'gpt-4o'] && !user.has_role('premium')"
+    action: {decision: modify, modifications: {llm.model: gpt-4o-mini}}
+"""
+_BUILTIN_CONTEXTS = [
+    {"llm": {"model": "gpt-4o-mini", "prompt": "hello", "max_tokens": 100}, "user": {"id": "u1"}},
+    {"llm": {"model": "gpt-4", "prompt": "summarise", "max_tokens": 500}, "user": {"id": "u2"}},
+    {"llm": {"model": "x", "prompt": "SELECT * FROM t", "max_tokens": 9000}, "user": {"id": "u3"}},
+]
+
+
+def workload() -> tuple[str, list[dict[str, Any]], str]:
+    """(policy text, contexts, description)."""
+    ref_policies = ROOT / "bench" / "reference_policies.yaml"
+    ref_contexts = ROOT / "bench" / "reference_contexts.json"
+    if ref_policies.exists() and ref_contexts.exists():
+        items = json.loads(ref_contexts.read_text())
+        contexts = [i["context"] if isinstance(i, dict) and "context" in i else i for i in items]
+        return ref_policies.read_text(), contexts, "reference workload (bench/reference_*)"
+    examples = ROOT / "examples" / "policies"
+    if examples.is_dir() and (ROOT / "examples" / "contexts").is_dir():
+        texts = [p.read_text() for p in sorted(examples.glob("*.y*ml"))]
+        contexts = [
+            json.loads(p.read_text()) for p in sorted((ROOT / "examples" / "contexts").glob("*.json"))
+        ]
+        contexts = [c.get("context", c) if isinstance(c, dict) else c for c in contexts]
+        return "\n---\n".join(t.strip().removeprefix("---").strip() for t in texts), contexts, (
+            "examples/policies + examples/contexts"
+        )
+    return _BUILTIN_POLICY, _BUILTIN_CONTEXTS, "built-in policy"
+
+
+# --- server process -------------------------------------------------------------------
+
+
+async def _serve(port_file: str, profile: str | None) -> None:
+    from policy_core import load_policy_text
+    from policy_core.memory import MemoryDecisionLog, MemoryPolicyStore, SystemClock
+    from policy_core.services import EngineHolder, EvaluationService, PolicyService
+    from policy_grpc import GrpcSettings, create_grpc_server
+
+    text, _, _ = workload()
+    clock = SystemClock()
+    store = MemoryPolicyStore(clock)
+    holder = EngineHolder()
+    policies = PolicyService(reader=store, writer=store, holder=holder)
+    await policies.start()
+    for policy in load_policy_text(text, file="bench"):
+        await policies.create(json.dumps(policy.source))
+    # A bounded in-memory log: the service's audit path runs, as in production.
+    services = _Bundle(policies, EvaluationService(holder, log=MemoryDecisionLog(max_records=1000)))
+    server = create_grpc_server(services, GrpcSettings(require_auth=False))
+    await server.start("127.0.0.1", 0)
+    Path(port_file).write_text(str(server.port))
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_reader(sys.stdin.fileno(), stop.set)
+    if profile:
+        import cProfile
+
+        prof = cProfile.Profile()
+        prof.enable()
+        await stop.wait()
+        prof.disable()
+        prof.dump_stats(profile)
+    else:
+        await stop.wait()
+    await server.drain()
+
+
+class _Bundle:
+    def __init__(self, policies: Any, evaluation: Any) -> None:
+        self.policies, self.evaluation, self.api_keys = policies, evaluation, None
+
+
+# --- client -----------------------------------------------------------------------------
+
+
+def _requests(contexts: list[dict[str, Any]], n: int) -> list[bytes]:
+    from policy_grpc._generated.llm_policy.v1 import (
+        EvaluatePolicyRequest,
+        EvaluatePolicyStreamRequest,
+    )
+
+    bodies = [json.dumps(c, separators=(",", ":")).encode() for c in contexts]
+    out = []
+    for i in range(n):
+        message = EvaluatePolicyStreamRequest(
+            request=EvaluatePolicyRequest(request_id=f"r{i}", context_json=bodies[i % len(bodies)])
+        )
+        data = bytes(message)
+        out.append(b"\x00" + len(data).to_bytes(4, "big") + data)
+    return out
+
+
+def _request_id(answer: bytes) -> str:
+    from policy_grpc._generated.llm_policy.v1 import EvaluatePolicyStreamResponse
+
+    decision = EvaluatePolicyStreamResponse.FromString(answer).decision
+    assert decision is not None
+    return decision.request_id
+
+
+async def _client(port: int, frames: list[bytes], window: int, chunk: int) -> tuple[float, dict[str, int]]:
+    from grpclib.client import Channel
+    from grpclib.const import Cardinality
+
+    from policy_grpc._transport import RawMessage
+    from policy_grpc._generated.llm_policy.v1 import EvaluatePolicyStreamResponse
+
+    channel = Channel("127.0.0.1", port)
+    answered = 0
+    progressed = asyncio.Event()
+    counts: dict[str, int] = {}
+    n = len(frames)
+    path = "/llm_policy.v1.PolicyService/EvaluatePolicyStream"
+    start = time.perf_counter()
+    async with channel.request(path, Cardinality.STREAM_STREAM, RawMessage, RawMessage) as stream:
+        await stream.send_request()
+        h2 = stream._stream
+
+        async def write() -> None:
+            sent = 0
+            while sent < n:
+                while sent - answered >= window:
+                    progressed.clear()
+                    await progressed.wait()
+                k = min(chunk, n - sent, window - (sent - answered))
+                await h2.send_data(b"".join(frames[sent : sent + k]))
+                sent += k
+            await stream.end()
+
+        writer = asyncio.create_task(write())
+        await stream.recv_initial_metadata()
+        while answered < n:
+            header = await h2.recv_data(5)
+            if not header:
+                break
+            body = await h2.recv_data(int.from_bytes(header[1:5], "big"))
+            if answered % 997 == 0:  # spot-check order and ids without slowing the client
+                decision = EvaluatePolicyStreamResponse.FromString(body).decision
+                assert decision is not None and decision.request_id == f"r{answered}"
+                counts[decision.decision] = counts.get(decision.decision, 0) + 1
+            answered += 1
+            if answered % 64 == 0 or answered == n:
+                progressed.set()
+        elapsed = time.perf_counter() - start
+        await writer
+        await stream.recv_trailing_metadata()
+    channel.close()
+    if answered != n:
+        raise SystemExit(f"only {answered} of {n} answers")
+    return elapsed, counts
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=100_000)
+    parser.add_argument("--window", type=int, default=1024, help="unanswered requests at most")
+    parser.add_argument("--chunk", type=int, default=128, help="request messages per DATA frame")
+    parser.add_argument("--profile", help="write the server's cProfile stats to this file")
+    parser.add_argument("--serve", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        asyncio.run(_serve(args.serve, args.profile))
+        return
+    _, contexts, description = workload()
+    port_file = Path(f"/tmp/bench_grpc_port_{os.getpid()}")
+    cmd = [sys.executable, __file__, "--serve", str(port_file)]
+    if args.profile:
+        cmd += ["--profile", args.profile]
+    server = subprocess.Popen(cmd, stdin=subprocess.PIPE)
+    try:
+        for _ in range(300):
+            if port_file.exists() and port_file.read_text():
+                break
+            time.sleep(0.1)
+        port = int(port_file.read_text())
+        frames = _requests(contexts, args.requests)
+        # Warm-up stream (imports, caches), then the measured one.
+        asyncio.run(_client(port, frames[:2000], args.window, args.chunk))
+        cpu0 = _cpu_seconds(server.pid)
+        elapsed, counts = asyncio.run(_client(port, frames, args.window, args.chunk))
+        cpu = _cpu_seconds(server.pid) - cpu0
+    finally:
+        assert server.stdin is not None
+        server.stdin.write(b"x")
+        server.stdin.close()
+        server.wait(timeout=60)
+        port_file.unlink(missing_ok=True)
+    n = args.requests
+    print(f"workload: {description}; {len(contexts)} distinct contexts")
+    print(f"one stream, {n} requests, window {args.window}, chunk {args.chunk}")
+    print(f"decisions/s: {n / elapsed:,.0f}  (wall {elapsed:.2f} s)")
+    print(f"server CPU: {cpu:.2f} s = {cpu / n * 1e6:.1f} us per decision")
+    print(f"sampled decisions: {counts}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,52 @@
+"""Start a coroutine eagerly: run it now, make a task only if it has to wait.
+
+Most evaluations finish without ever suspending (L1 cache, compiled engine,
+a queued log append). A task per request costs about 6 µs of loop
+machinery, a fifth of a whole decision's budget; Python 3.12's eager task
+factory avoids it, and this is the same idea for 3.11: drive the coroutine
+by hand to its first suspension, and only then hand it to a task that goes
+on exactly as `asyncio.Task` would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+__all__ = ["start_eagerly"]
+
+T = TypeVar("T")
+
+
+def start_eagerly(
+    coro: Coroutine[Any, Any, T], loop: asyncio.AbstractEventLoop
+) -> tuple[bool, T | asyncio.Future[T]]:
+    """(True, result) when `coro` completed at once, else (False, a task finishing it).
+
+    An exception raised before the first suspension propagates to the caller.
+    """
+    try:
+        waiting_on = coro.send(None)
+    except StopIteration as stop:
+        return True, stop.value
+    return False, loop.create_task(_finish(coro, waiting_on))
+
+
+async def _finish(coro: Coroutine[Any, Any, T], waiting_on: Any) -> T:
+    while True:
+        try:
+            if waiting_on is None:  # a bare yield: asyncio.sleep(0)
+                await asyncio.sleep(0)
+            else:
+                # Like Task.__step: the coroutine awaits this future; the result (or
+                # exception) reaches it when resumed, through Future.__await__.
+                waiting_on._asyncio_future_blocking = False
+                await asyncio.wait((waiting_on,))
+        except asyncio.CancelledError:
+            coro.close()  # runs its finally blocks
+            raise
+        try:
+            waiting_on = coro.send(None)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
