@@ -142,7 +142,9 @@ def _ssn(data: bytes, start: int, end: int) -> Span | None:
 
 # --- ip address --------------------------------------------------------------
 _IPV4 = rb"\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}"
-_IPV6 = rb"(?:[0-9A-Fa-f]{0,4}:){2,7}(?:[0-9A-Fa-f]{1,4}|\d{1,3}(?:\.\d{1,3}){3})?"
+# The dotted tail comes first: leftmost-first alternation would otherwise stop
+# "2001:db8::192.0.2.1" at "192".
+_IPV6 = rb"(?:[0-9A-Fa-f]{0,4}:){2,7}(?:\d{1,3}(?:\.\d{1,3}){3}|[0-9A-Fa-f]{1,4})?"
 
 
 def _ipv4(data: bytes, start: int, end: int) -> Span | None:
@@ -308,8 +310,8 @@ _DETECTORS: tuple[_Detector, ...] = (
     _Detector("iban", _IBAN, _iban),
     _Detector("credit_card", _CARD, _card),
     _Detector("ssn", _SSN, _ssn),
+    _Detector("ip_address", _IPV6, _ipv6),  # before IPv4: it may end in one
     _Detector("ip_address", _IPV4, _ipv4),
-    _Detector("ip_address", _IPV6, _ipv6),
     _Detector("phone", _PHONE, _phone),
 )
 
