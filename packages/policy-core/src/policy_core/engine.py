@@ -67,6 +67,20 @@ class _Outcome:
         self.errors: list[EvaluationError] = []
         self.traces: list[RuleTrace] | None = [] if trace else None
 
+    def fail(self, policy: CompiledPolicy, rule: CompiledRule, message: str) -> bool:
+        """A rule raised (spec 5.4): record it; fail closed counts it as a deny match."""
+        self.errors.append(
+            EvaluationError(policy=policy.policy_id, rule=rule.rule_id, message=message)
+        )
+        if self.traces is not None:
+            self.traces.append(
+                _trace(policy.policy_id, rule.rule_id, "rule", "error", error=message)
+            )
+        if policy.fail_open:
+            return False
+        self.matches.append(_error_match(policy, rule.rule_id, message))
+        return True
+
     def extend(self, other: _Outcome) -> None:
         self.matches += other.matches
         self.exceptions += other.exceptions
@@ -273,6 +287,11 @@ def _run_policy(policy: CompiledPolicy, env: Env, out: _Outcome) -> None:
             return
     if policy.exceptions and _excepted(policy, env, out):
         return
+    if traces is None and policy.run is not None:
+        matched = policy.run(env, out, policy)
+        if not matched and policy.default_match is not None:
+            out.matches.append(policy.default_match)
+        return
     matched = False
     matches = out.matches
     for rule in policy.rules:
@@ -283,13 +302,7 @@ def _run_policy(policy: CompiledPolicy, env: Env, out: _Outcome) -> None:
             try:
                 hit = condition(env)
             except EvalError as exc:
-                message = str(exc)
-                out.errors.append(EvaluationError(policy=pid, rule=rule.rule_id, message=message))
-                if traces is not None:
-                    traces.append(_trace(pid, rule.rule_id, "rule", "error", error=message))
-                if not policy.fail_open:
-                    matches.append(_error_match(policy, rule.rule_id, message))
-                    matched = True
+                matched = out.fail(policy, rule, str(exc)) or matched
                 continue
         if hit:
             matches.append(rule)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from policy_core.compiler.codegen import RulesFunction
 from policy_core.compiler.expr import FactCall, Fn
 from policy_core.compiler.templates import Renderer
 from policy_core.ir import Expr
@@ -73,6 +74,7 @@ class CompiledPolicy:
         "policy",
         "policy_id",
         "rules",
+        "run",
         "scope",
         "scope_ir",
     )
@@ -96,6 +98,8 @@ class CompiledPolicy:
         self.exceptions = exceptions
         self.rules = rules
         self.default_match = default_match
+        # The rules as one generated function (codegen.py); None: use the closures.
+        self.run: RulesFunction | None = None
 
 
 class CompiledSet:

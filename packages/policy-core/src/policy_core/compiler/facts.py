@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import functools
+import types
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from policy_core.compiler.runtime import Env
 
-__all__ = ["DERIVED_FACTS", "derived_fact"]
+__all__ = ["DERIVED_FACTS", "derived_fact", "primitives"]
 
 
 def _llm(env: Env) -> Mapping[str, Any]:
     llm = env.ctx.get("llm")
-    return llm if isinstance(llm, Mapping) else {}
+    return llm if type(llm) is dict or isinstance(llm, Mapping) else {}
 
 
 def _request_text(llm: Mapping[str, Any]) -> str:
@@ -37,14 +39,24 @@ def _request_text(llm: Mapping[str, Any]) -> str:
 
 
 def _tokens(env: Env) -> int:
-    from policy_core.primitives.tokens import estimate_request_tokens
+    return primitives().estimate_request_tokens(_llm(env))  # type: ignore[no-any-return]
 
-    return estimate_request_tokens(_llm(env))
+
+@functools.cache
+def primitives() -> Any:
+    """The primitives, imported on first use (an import statement per call costs microseconds)."""
+    from policy_core.primitives import costs, pii, tokens
+
+    return types.SimpleNamespace(
+        estimate_request_tokens=tokens.estimate_request_tokens,
+        estimate_tokens=tokens.estimate_tokens,
+        estimate_cost=costs.estimate_cost,
+        pii_types=pii.pii_types,
+    )
 
 
 def _cost(env: Env) -> float | None:
-    from policy_core.primitives.costs import estimate_cost
-
+    estimate_cost = primitives().estimate_cost
     llm = _llm(env)
     model = llm.get("model")
     if not isinstance(model, str):
@@ -53,13 +65,14 @@ def _cost(env: Env) -> float | None:
     max_tokens = llm.get("max_tokens")
     output = max_tokens if isinstance(max_tokens, int) and not isinstance(max_tokens, bool) else 0
     tokens = derived_fact(env, "estimated_tokens")
-    return estimate_cost(model, tokens, output, provider if isinstance(provider, str) else None)
+    cost: float | None = estimate_cost(
+        model, tokens, output, provider if isinstance(provider, str) else None
+    )
+    return cost
 
 
 def _pii_types(env: Env) -> list[str]:
-    from policy_core.primitives.pii import pii_types
-
-    return pii_types(_request_text(_llm(env)))
+    return primitives().pii_types(_request_text(_llm(env)))  # type: ignore[no-any-return]
 
 
 def _contains_pii(env: Env) -> bool:
@@ -77,7 +90,7 @@ DERIVED_FACTS: dict[str, Callable[[Env], Any]] = {
 def derived_fact(env: Env, name: str) -> Any:
     """`llm.<name>`: the caller's value when present, else computed once per evaluation."""
     llm = env.ctx.get("llm")
-    if isinstance(llm, Mapping) and name in llm:
+    if (type(llm) is dict or isinstance(llm, Mapping)) and name in llm:
         return llm[name]
     key = ("derived", name)
     memo = env.memo

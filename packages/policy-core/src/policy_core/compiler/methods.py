@@ -6,6 +6,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from policy_core.compiler import values as ops
+from policy_core.compiler.facts import primitives
 from policy_core.compiler.regex import search
 from policy_core.compiler.runtime import Env, EvalError, type_name
 from policy_core.ir import Lit, Method, Path
@@ -14,12 +15,25 @@ from policy_core.language.printer import to_expression
 if TYPE_CHECKING:
     from policy_core.compiler.expr import CompileContext, FactCall
 
-__all__ = ["compile_call", "compile_fact_call", "compile_method"]
+__all__ = [
+    "GLOBAL_FUNCTIONS",
+    "case",
+    "compile_call",
+    "compile_fact_call",
+    "compile_method",
+    "fetch_fact",
+    "has_permission_fast",
+    "has_role",
+    "neg",
+    "now",
+    "size",
+    "string_method",
+]
 
 Fn = Callable[[Env], Any]
 
 
-def _string_method(name: str, receiver: Any, arg: Any) -> bool:
+def string_method(name: str, receiver: Any, arg: Any) -> bool:
     if receiver is None:
         return False
     if type(receiver) is not str:
@@ -33,7 +47,7 @@ def _string_method(name: str, receiver: Any, arg: Any) -> bool:
     return search(arg, receiver)
 
 
-def _case(name: str, value: Any) -> Any:
+def case(name: str, value: Any) -> Any:
     if value is None:
         return None
     if type(value) is not str:
@@ -41,7 +55,7 @@ def _case(name: str, value: Any) -> Any:
     return value.lower() if name == "lower" else value.upper()
 
 
-def _size(value: Any) -> int:
+def size(value: Any) -> int:
     if value is None:
         return 0
     if type(value) is str or isinstance(value, list | Mapping):
@@ -55,7 +69,7 @@ def _subject(name: str, subject: Any) -> Mapping[str, Any] | None:
     raise EvalError(f"{name}() needs an object such as user, got a {type_name(subject)}")
 
 
-def _has_role(subject: Any, role: Any) -> bool:
+def has_role(subject: Any, role: Any) -> bool:
     subject = _subject("has_role", subject)
     roles = subject.get("roles") if subject is not None else None
     return isinstance(roles, list) and ops.membership(role, roles)
@@ -75,31 +89,37 @@ def compile_method(node: Method, target: Fn, cc: CompileContext) -> Fn:
             return _regex_set_match(to_expression(node.target), pattern, target, cc)
     if not node.args:
         if name == "size":
-            return lambda env: _size(target(env))
-        return lambda env: _case(name, target(env))
+            return lambda env: size(target(env))
+        return lambda env: case(name, target(env))
     arg = compile_expr(node.args[0], cc)
     if name == "contains":
         return lambda env: ops.contains(target(env), arg(env))
     if name == "has_role":
-        return lambda env: _has_role(target(env), arg(env))
+        return lambda env: has_role(target(env), arg(env))
     if name == "has_permission":
         if isinstance(node.args[0], Lit):
             return _has_literal_permission(target, node.args[0].value)
         return lambda env: _has_permission(target(env), arg(env))
-    return lambda env: _string_method(name, target(env), arg(env))
+    return lambda env: string_method(name, target(env), arg(env))
+
+
+def has_permission_fast(subject: Any, permission: Any) -> bool:
+    """has_permission with a fast path for an exact grant; wildcards take the general check."""
+    if type(subject) is dict and type(permission) is str:
+        granted = subject.get("permissions")
+        if type(granted) is list and permission in granted:
+            return True
+    return _has_permission(subject, permission)
+
+
+def neg(value: Any) -> Any:
+    if not ops.is_number(value):
+        raise EvalError(f"unary '-' needs a number, got a {type_name(value)}")
+    return -value
 
 
 def _has_literal_permission(target: Fn, permission: Any) -> Fn:
-    def check(env: Env) -> bool:
-        subject = target(env)
-        if type(subject) is dict:
-            granted = subject.get("permissions")
-            # Fast path: an exact grant; wildcards fall through to the general check.
-            if type(granted) is list and permission in granted and type(permission) is str:
-                return True
-        return _has_permission(subject, permission)
-
-    return check
+    return lambda env: has_permission_fast(target(env), permission)
 
 
 def _regex_set_match(path_key: str, pattern: str, target: Fn, cc: CompileContext) -> Fn:
@@ -122,9 +142,7 @@ def _estimate_tokens(value: Any) -> int:
         return 0
     if type(value) is not str:
         raise EvalError(f"estimate_tokens() needs a string, got a {type_name(value)}")
-    from policy_core.primitives.tokens import estimate_tokens
-
-    return estimate_tokens(value)
+    return primitives().estimate_tokens(value)  # type: ignore[no-any-return]
 
 
 def _pii_types(value: Any) -> list[str]:
@@ -132,31 +150,31 @@ def _pii_types(value: Any) -> list[str]:
         return []
     if type(value) is not str:
         raise EvalError(f"pii_types() needs a string, got a {type_name(value)}")
-    from policy_core.primitives.pii import pii_types
-
-    return pii_types(value)
+    return primitives().pii_types(value)  # type: ignore[no-any-return]
 
 
-def _now(env: Env) -> float:
+def now(env: Env) -> float:
     if env.now is None:
         raise EvalError("now() has no clock")  # the engine always sets it when a policy uses now()
     return env.now
 
 
+GLOBAL_FUNCTIONS: dict[str, Callable[[Any], Any]] = {
+    "size": size,
+    "has": lambda v: v is not None,
+    "lower": lambda v: case("lower", v),
+    "upper": lambda v: case("upper", v),
+    "contains_pii": lambda v: bool(_pii_types(v)),
+    "pii_types": _pii_types,
+    "estimate_tokens": _estimate_tokens,
+}
+
+
 def compile_call(name: str, args: tuple[Fn, ...]) -> Fn:
     if name == "now":
-        return _now
+        return now
     (arg,) = args
-    unary: dict[str, Callable[[Any], Any]] = {
-        "size": _size,
-        "has": lambda v: v is not None,
-        "lower": lambda v: _case("lower", v),
-        "upper": lambda v: _case("upper", v),
-        "contains_pii": lambda v: bool(_pii_types(v)),
-        "pii_types": _pii_types,
-        "estimate_tokens": _estimate_tokens,
-    }
-    fn = unary[name]
+    fn = GLOBAL_FUNCTIONS[name]
     return lambda env: fn(arg(env))
 
 
@@ -172,15 +190,19 @@ def fact_key(name: str, values: tuple[Any, ...]) -> tuple[Any, ...]:
     return (name, *values)
 
 
+def fetch_fact(env: Env, name: str, args: tuple[Any, ...]) -> Any:
+    """A stateful or integration fact from the facts gathered before evaluation (spec 5.6)."""
+    key = fact_key(name, args)
+    facts = env.facts
+    try:
+        if facts is not None and key in facts:
+            return facts[key]
+    except TypeError:  # an unhashable argument (a list or map) can never have been fetched
+        pass
+    shown = ", ".join(repr(v) for v in key[1:])
+    raise EvalError(f"fact {name}({shown}) is unavailable")
+
+
 def compile_fact_call(call: FactCall) -> Fn:
     name, args = call.name, call.args
-
-    def fact(env: Env) -> Any:
-        key = fact_key(name, tuple(a(env) for a in args))
-        facts = env.facts
-        if facts is None or key not in facts:
-            shown = ", ".join(repr(v) for v in key[1:])
-            raise EvalError(f"fact {name}({shown}) is unavailable")
-        return facts[key]
-
-    return fact
+    return lambda env: fetch_fact(env, name, tuple(a(env) for a in args))

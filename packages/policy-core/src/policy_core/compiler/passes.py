@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from policy_core.compiler.codegen import generate_rules_function
 from policy_core.compiler.compiled import (
     CompiledException,
     CompiledPolicy,
@@ -70,6 +71,12 @@ def compile_conditions(build: _Build) -> None:
         build.compiled[-1].fact_calls = tuple(cc.fact_calls[first_fact:])
 
 
+def generate_code(build: _Build) -> None:
+    """Each policy's rules as one generated function for the hot path."""
+    for policy in build.compiled:
+        policy.run = generate_rules_function(policy.rules, build.cc)
+
+
 def _rule(pid: str, rule: Rule, cc: CompileContext) -> CompiledRule:
     qualified = f"{pid}/{rule.id}"
     action = rule.action
@@ -121,6 +128,7 @@ def build_regex_sets(build: _Build) -> None:
 PASSES: tuple[Callable[[_Build], None], ...] = (
     order_policies,
     compile_conditions,
+    generate_code,
     build_regex_sets,
 )
 

@@ -1,0 +1,309 @@
+"""Code generation: one Python function per policy that evaluates all its rules.
+
+The closure compiler (expr.py) is the reference form; this backend is its
+fast twin for the hot path. Every path a policy reads is loaded once into a
+local, comparisons against literals are inlined, and each rule sits in its
+own try block, so one evaluation is a single function call per policy.
+
+Safety: no text from a policy ever becomes code. Literals, path keys and
+compiled rules are reached through the tuples `K` and `R`; the generated
+source only contains names this module chose.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from policy_core.compiler import methods
+from policy_core.compiler import values as ops
+from policy_core.compiler.facts import DERIVED_FACTS, derived_fact
+from policy_core.compiler.runtime import Env, EvalError, as_bool, json_eq, type_name
+from policy_core.ir import Binary, Call, Expr, Index, ListExpr, Lit, MapExpr, Method, Neg, Not, Path
+from policy_core.language.printer import to_expression
+
+if TYPE_CHECKING:
+    from policy_core.compiler.compiled import CompiledRule
+    from policy_core.compiler.expr import CompileContext
+
+__all__ = ["RulesFunction", "generate_rules_function"]
+
+# (env, outcome, policy) -> whether any rule matched; errors are reported through `fail`.
+RulesFunction = Callable[[Env, Any, Any], bool]
+_NUM = frozenset({int, float})
+_CMP_SYMBOL = {"<": "<", "<=": "<=", ">": ">", ">=": ">="}
+_ARITH_HELPER = {"+": "_add", "-": "_sub", "*": "_mul", "/": "_div", "%": "_mod"}
+
+
+def _get(value: Any, key: Any) -> Any:
+    if type(key) is str:
+        return value.get(key) if isinstance(value, Mapping) else None
+    if type(key) is int and isinstance(value, list) and 0 <= key < len(value):
+        return value[key]
+    return None
+
+
+def _walk(value: Any, segs: tuple[str | int, ...]) -> Any:
+    for seg in segs:
+        value = _get(value, seg)
+    return value
+
+
+class _Gen:
+    def __init__(self, cc: CompileContext) -> None:
+        self.cc = cc
+        self.consts: list[Any] = []
+        self.paths: dict[tuple[str, tuple[str | int, ...]], str] = {}
+        self.path_lines: list[str] = []
+        self.temps = 0
+
+    def const(self, value: Any) -> str:
+        self.consts.append(value)
+        return f"c{len(self.consts) - 1}"
+
+    def temp(self) -> str:
+        self.temps += 1
+        return f"_t{self.temps}"
+
+    def bind(self, code: str) -> tuple[str, str]:
+        """(the name to test, the expression that binds it): locals need no walrus."""
+        if code.isidentifier():
+            return code, code
+        t = self.temp()
+        return t, f"({t} := {code})"
+
+    def path(self, root: str, segs: tuple[str | int, ...]) -> str:
+        key = (root, segs)
+        name = self.paths.get(key)
+        if name is not None:
+            return name
+        if not segs:
+            code = f"ctx.get({self.const(root)})"
+        else:
+            parent = self.path(root, segs[:-1])
+            last = self.const(segs[-1])
+            if type(segs[-1]) is str:
+                code = f"{parent}.get({last}) if type({parent}) is dict else _get({parent}, {last})"
+            else:
+                code = f"_get({parent}, {last})"
+        name = f"p{len(self.paths)}"
+        self.paths[key] = name
+        self.path_lines.append(f"        {name} = {code}")
+        return name
+
+    # expressions: (code, always boolean?) -----------------------------------
+    def cond(self, node: Expr) -> str:
+        code, is_bool = self.expr(node)
+        return code if is_bool else f"_as_bool({code})"
+
+    def expr(self, node: Expr) -> tuple[str, bool]:
+        if isinstance(node, Lit):
+            value = node.value
+            if value is None or type(value) is bool:
+                return repr(value), type(value) is bool
+            return self.const(value), False
+        if isinstance(node, Path):
+            if node.root == "llm" and node.segments and node.segments[0] in DERIVED_FACTS:
+                self.cc.derived.add(str(node.segments[0]))
+                code = f"_derived(env, {self.const(node.segments[0])})"
+                rest = node.segments[1:]
+                return (f"_walk({code}, {self.const(rest)})" if rest else code), False
+            return self.path(node.root, node.segments), False
+        if isinstance(node, Binary):
+            return self.binary(node)
+        if isinstance(node, Not):
+            return f"(not {self.cond(node.operand)})", True
+        if isinstance(node, Neg):
+            return f"_neg({self.expr(node.operand)[0]})", False
+        if isinstance(node, Index):
+            return f"_get({self.expr(node.target)[0]}, {self.expr(node.index)[0]})", False
+        if isinstance(node, ListExpr):
+            return "[" + "".join(self.expr(i)[0] + ", " for i in node.items) + "]", False
+        if isinstance(node, MapExpr):
+            pairs = (
+                f"{self.const(k)}: {self.expr(v)[0]}"
+                for k, v in zip(node.keys, node.values, strict=True)
+            )
+            return "{" + ", ".join(pairs) + "}", False
+        if isinstance(node, Method):
+            return self.method(node)
+        assert isinstance(node, Call)
+        return self.call(node)
+
+    def binary(self, node: Binary) -> tuple[str, bool]:
+        op = node.op
+        if op in ("and", "or"):
+            return f"({self.cond(node.left)} {op} {self.cond(node.right)})", True
+        if op in ("==", "!="):
+            code = self.equality(node)
+            return (code if op == "==" else f"(not {code})"), True
+        if op in ("in", "not in"):
+            code = self.membership(node)
+            return (code if op == "in" else f"(not {code})"), True
+        left = self.expr(node.left)[0]
+        if op in _CMP_SYMBOL:
+            if isinstance(node.right, Lit) and ops.is_number(node.right.value):
+                (t, bound), limit = self.bind(left), self.const(node.right.value)
+                return (
+                    f"(({t} {op} {limit}) if type({bound}) in _NUM else _cmp[{self.const(op)}]({t}, {limit}))",
+                    True,
+                )
+            return f"_cmp[{self.const(op)}]({left}, {self.expr(node.right)[0]})", True
+        return f"{_ARITH_HELPER[op]}({left}, {self.expr(node.right)[0]})", False
+
+    def equality(self, node: Binary) -> str:
+        lit, other = (
+            (node.right, node.left) if isinstance(node.right, Lit) else (node.left, node.right)
+        )
+        if isinstance(lit, Lit) and not isinstance(other, Lit):
+            value = lit.value
+            code = self.expr(other)[0]
+            if type(value) is str:
+                return f"({code} == {self.const(value)})"
+            if value is None or type(value) is bool:
+                return f"({code} is {value!r})"
+            t, bound = self.bind(code)
+            return f"(type({bound}) in _NUM and {t} == {self.const(value)})"
+        return f"_eq({self.expr(node.left)[0]}, {self.expr(node.right)[0]})"
+
+    def membership(self, node: Binary) -> str:
+        left = self.expr(node.left)[0]
+        items = node.right.items if isinstance(node.right, ListExpr) else None
+        if items and all(isinstance(i, Lit) for i in items):
+            scalars = [i.value for i in items if isinstance(i, Lit)]
+            t, bound = self.bind(left)
+            if all(type(s) is str for s in scalars):
+                return f"(type({bound}) is str and {t} in {self.const(frozenset(scalars))})"
+            if all(ops.is_number(s) for s in scalars):
+                return f"(type({bound}) in _NUM and {t} in {self.const(frozenset(scalars))})"
+        return f"_in({left}, {self.expr(node.right)[0]})"
+
+    def method(self, node: Method) -> tuple[str, bool]:
+        name = node.name
+        target = self.expr(node.target)[0]
+        if name == "matches" and isinstance(node.target, Path) and isinstance(node.args[0], Lit):
+            pattern = node.args[0].value
+            if isinstance(pattern, str):
+                key = to_expression(node.target)
+                index = self.cc.regexes.register(key, pattern)
+                return f"_rx(env, {target}, {self.const(key)}, {index})", True
+        if not node.args:
+            if name == "size":
+                return f"_size({target})", False
+            return f"_case({self.const(name)}, {target})", False
+        arg = self.expr(node.args[0])[0]
+        helper = {
+            "contains": "_contains",
+            "has_role": "_has_role",
+            "has_permission": "_has_permission",
+        }.get(name)
+        if helper is not None:
+            return f"{helper}({target}, {arg})", True
+        return f"_strm({self.const(name)}, {target}, {arg})", True
+
+    def call(self, node: Call) -> tuple[str, bool]:
+        args = [self.expr(a)[0] for a in node.args]
+        if "." in node.name:
+            return (
+                f"_fact(env, {self.const(node.name)}, ({''.join(a + ', ' for a in args)}))",
+                False,
+            )
+        if node.name == "now":
+            self.cc.uses_now = True
+            return "_now(env)", False
+        if node.name == "has":
+            return f"({args[0]} is not None)", True
+        return f"_fn[{self.const(node.name)}]({args[0]})", node.name == "contains_pii"
+
+
+def _rx_factory(cc: CompileContext) -> Callable[[Env, Any, str, int], bool]:
+    table = cc.regexes
+
+    def rx(env: Env, text: Any, key: str, index: int) -> bool:
+        if type(text) is str:
+            return index in table.matches(env, key, text)
+        if text is None:
+            return False
+        raise EvalError(f"matches() is not defined on a {type_name(text)}")
+
+    return rx
+
+
+def _fail(out: Any, policy: Any, rule: CompiledRule, exc: EvalError) -> bool:
+    """A rule raised: record it; fail closed makes it a deny match (spec 5.4)."""
+    return bool(out.fail(policy, rule, str(exc)))
+
+
+def _helpers(cc: CompileContext) -> dict[str, Any]:
+    return {
+        "_NUM": _NUM,
+        "_EvalError": EvalError,
+        "_get": _get,
+        "_walk": _walk,
+        "_as_bool": as_bool,
+        "_eq": json_eq,
+        "_in": ops.membership,
+        "_cmp": ops.COMPARE,
+        "_add": ops.ARITHMETIC["+"],
+        "_sub": ops.ARITHMETIC["-"],
+        "_mul": ops.ARITHMETIC["*"],
+        "_div": ops.ARITHMETIC["/"],
+        "_mod": ops.ARITHMETIC["%"],
+        "_neg": methods.neg,
+        "_size": methods.size,
+        "_case": methods.case,
+        "_contains": ops.contains,
+        "_has_role": methods.has_role,
+        "_has_permission": methods.has_permission_fast,
+        "_strm": methods.string_method,
+        "_fn": methods.GLOBAL_FUNCTIONS,
+        "_now": methods.now,
+        "_fact": methods.fetch_fact,
+        "_derived": derived_fact,
+        "_rx": _rx_factory(cc),
+        "_fail": _fail,
+    }
+
+
+def generate_rules_function(
+    rules: tuple[CompiledRule, ...], cc: CompileContext
+) -> RulesFunction | None:
+    """The policy's rules as one function, or None when the source cannot be compiled
+    (absurdly deep expressions): the engine then uses the closures."""
+    gen = _Gen(cc)
+    body: list[str] = []
+    try:
+        for rule in rules:
+            rule_ref = gen.const(rule)
+            if rule.ir is None:
+                body.append(f"        append({rule_ref})\n        matched = True")
+                continue
+            condition = gen.cond(rule.ir)
+            body.append(
+                f"        try:\n            if {condition}:\n                append({rule_ref})\n"
+                f"                matched = True\n        except _EvalError as exc:\n"
+                f"            matched = _fail(out, policy, {rule_ref}, exc) or matched"
+            )
+        helpers = _helpers(cc)
+        # Constants and helpers become closure cells of `run`: the fastest lookups Python has.
+        source = "\n".join(
+            [
+                "def factory(K, H):",
+                *(f"    c{i} = K[{i}]" for i in range(len(gen.consts))),
+                *(f"    {name} = H[{name!r}]" for name in helpers),
+                "    def run(env, out, policy):",
+                "        ctx = env.ctx",
+                "        append = out.matches.append",
+                "        matched = False",
+                *gen.path_lines,
+                *body,
+                "        return matched",
+                "    return run",
+            ]
+        )
+        namespace: dict[str, Any] = {}
+        exec(compile(source, "<policy rules>", "exec"), namespace)  # noqa: S102 - see module docstring
+        function: RulesFunction = namespace["factory"](tuple(gen.consts), helpers)
+    except (SyntaxError, RecursionError, MemoryError, ValueError):
+        return None
+    return function
