@@ -1,8 +1,9 @@
-"""The one guard of every protected route: authenticate, authorise, rate-limit.
+"""Authenticate, authorise, rate-limit: one gatekeeper for every protected route.
 
 Each route declares `opt={"permission": ..., "rate_class": ...}`; routes
-without a permission (health, metrics, schema) are public. The guard runs
-before the body is read, so an unauthenticated caller costs no parsing.
+without a permission (health, metrics, schema) are public. The Litestar guard
+and the evaluation fast path both call `Gatekeeper.admit`, before any body is
+read, so an unauthenticated caller costs no parsing.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from policy_http._metrics import Metrics
 from policy_http._problems import ApiProblem
 from policy_http._ratelimit import RateLimits
 
-__all__ = ["Guard", "make_guard", "principal_of"]
+__all__ = ["Gatekeeper", "Guard", "principal_of"]
 
 Guard = Callable[[ASGIConnection[Any, Any, Any, Any], BaseRouteHandler], Awaitable[None]]
 
@@ -28,7 +29,7 @@ _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="llm-policy"'}
 
 
 def principal_of(connection: ASGIConnection[Any, Any, Any, Any]) -> Principal:
-    """The principal the guard stored for this request."""
+    """The principal the gatekeeper stored for this request."""
     principal: Principal = connection.scope["state"]["principal"]
     return principal
 
@@ -43,55 +44,58 @@ def _credentials(headers: list[tuple[bytes, bytes]]) -> tuple[bytes | None, byte
     return auth, key
 
 
-def make_guard(
-    verifier: JwtVerifier, api_keys: ApiKeyAuth, limits: RateLimits, metrics: Metrics
-) -> Guard:
-    """Build the guard over this app's verifier, key store and limits."""
-    failures_401 = metrics.auth_failures.labels("401")
-    failures_403 = metrics.auth_failures.labels("403")
+class Gatekeeper:
+    """Admits a request for a permission, or raises the ApiProblem (401/403/429) to answer."""
 
-    async def authenticate(scope: Any) -> Principal:
-        auth, key = _credentials(scope["headers"])
+    def __init__(
+        self, verifier: JwtVerifier, api_keys: ApiKeyAuth, limits: RateLimits, metrics: Metrics
+    ) -> None:
+        self._verifier = verifier
+        self._api_keys = api_keys
+        self._limits = limits
+        self._metrics = metrics
+        self._failed_401 = metrics.auth_failures.labels("401")
+        self._failed_403 = metrics.auth_failures.labels("403")
+
+    async def authenticate(self, headers: list[tuple[bytes, bytes]]) -> Principal:
+        """The caller, from `Authorization: Bearer` or `X-API-Key`; AuthError otherwise."""
+        auth, key = _credentials(headers)
         if auth is not None:
             scheme, _, token = auth.decode("latin-1").partition(" ")
             if scheme.lower() != "bearer" or not token.strip():
                 raise AuthError("use `Authorization: Bearer <JWT>`")
-            if not verifier.enabled:
+            if not self._verifier.enabled:
                 raise AuthError("JWT authentication is not configured on this server")
-            return verifier.verify(token.strip())
+            return self._verifier.verify(token.strip())
         if key is not None:
-            return await api_keys.verify(key.decode("latin-1"))
+            return await self._api_keys.verify(key.decode("latin-1"))
         raise AuthError("authentication required: send a bearer token or an X-API-Key")
 
-    async def guard(
-        connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler
-    ) -> None:
-        permission = handler.opt.get("permission")
-        if permission is None:
-            return
-        scope: Any = connection.scope
+    async def admit(
+        self,
+        headers: list[tuple[bytes, bytes]],
+        permission: str,
+        rate_class: str | None,
+        request_id: str | None,
+    ) -> Principal:
         try:
-            principal = await authenticate(scope)
+            principal = await self.authenticate(headers)
         except AuthError as exc:
-            failures_401.inc()
-            logger.bind(request_id=scope["state"].get("request_id")).info(
-                "authentication failed: {}", exc
-            )
+            self._failed_401.inc()
+            logger.bind(request_id=request_id).info("authentication failed: {}", exc)
             raise ApiProblem(401, str(exc), code="unauthenticated", headers=_CHALLENGE) from None
         if permission not in principal.permissions:
-            failures_403.inc()
+            self._failed_403.inc()
             raise ApiProblem(
                 403,
                 f"this operation needs the {permission!r} permission, which the roles "
                 f"{list(principal.roles)!r} do not grant",
                 code="forbidden",
             )
-        scope["state"]["principal"] = principal
-        rate_class = handler.opt.get("rate_class")
-        if rate_class and limits.configured:
-            refusal = await limits.hit(rate_class, principal.id)
+        if rate_class and self._limits.configured:
+            refusal = await self._limits.hit(rate_class, principal.id)
             if refusal is not None:
-                metrics.rate_limited.labels(rate_class).inc()
+                self._metrics.rate_limited.labels(rate_class).inc()
                 raise ApiProblem(
                     429,
                     f"rate limit of {refusal.limit} requests exceeded for {rate_class!r}; "
@@ -99,5 +103,21 @@ def make_guard(
                     code="rate_limited",
                     headers=refusal.headers(),
                 )
+        return principal
 
-    return guard
+    def guard(self) -> Guard:
+        """The Litestar guard over `admit` (it reads the route's `opt`)."""
+
+        async def guard(
+            connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler
+        ) -> None:
+            permission = handler.opt.get("permission")
+            if permission is None:
+                return
+            scope: Any = connection.scope
+            state = scope["state"]
+            state["principal"] = await self.admit(
+                scope["headers"], permission, handler.opt.get("rate_class"), state.get("request_id")
+            )
+
+        return guard

@@ -24,7 +24,9 @@ __all__ = [
     "ApiProblem",
     "Problem",
     "ProblemIssue",
+    "classify",
     "exception_handlers",
+    "problem_body",
     "problem_response",
 ]
 
@@ -93,6 +95,30 @@ def _slug(text: str) -> str:
 _encoder = msgspec.json.Encoder()
 
 
+def problem_body(
+    status: int,
+    detail: str,
+    *,
+    code: str | None = None,
+    instance: str | None = None,
+    request_id: str | None = None,
+    errors: Sequence[ProblemIssue] | None = None,
+) -> bytes:
+    """The encoded problem document; `detail` must be safe to show to the caller."""
+    phrase = HTTPStatus(status).phrase
+    return _encoder.encode(
+        Problem(
+            type=_TYPE_PREFIX + (code or _slug(phrase)),
+            title=phrase,
+            status=status,
+            detail=detail,
+            instance=instance,
+            request_id=request_id,
+            errors=list(errors) if errors is not None else None,
+        )
+    )
+
+
 def problem_response(
     status: int,
     detail: str,
@@ -102,20 +128,17 @@ def problem_response(
     headers: Mapping[str, str] | None = None,
     errors: Sequence[ProblemIssue] | None = None,
 ) -> Response[bytes]:
-    """A problem+json response; `detail` must be safe to show to the caller."""
-    phrase = HTTPStatus(status).phrase
-    request_id = request.scope.get("state", {}).get("request_id") if request else None
-    body = Problem(
-        type=_TYPE_PREFIX + (code or _slug(phrase)),
-        title=phrase,
-        status=status,
-        detail=detail,
+    """A problem+json response for a Litestar handler."""
+    body = problem_body(
+        status,
+        detail,
+        code=code,
         instance=request.url.path if request else None,
-        request_id=request_id,
-        errors=list(errors) if errors is not None else None,
+        request_id=_rid(request) if request else None,
+        errors=errors,
     )
     return Response(
-        content=_encoder.encode(body),
+        content=body,
         status_code=status,
         media_type=PROBLEM_MEDIA_TYPE,
         headers=dict(headers or {}),
@@ -130,45 +153,43 @@ def load_error_issues(error: PolicyLoadError) -> list[ProblemIssue]:
     ]
 
 
-def _on_api_problem(request: Request[Any, Any, Any], exc: ApiProblem) -> Response[bytes]:
-    return problem_response(
-        exc.status,
-        exc.detail,
-        code=exc.code,
-        request=request,
-        headers=exc.headers,
-        errors=exc.errors,
-    )
+def classify(exc: Exception, request_id: str | None = None, path: str = "") -> ApiProblem:
+    """Any exception as the problem to answer with (the one mapping, for every route)."""
+    if isinstance(exc, ApiProblem):
+        return exc
+    if isinstance(exc, PolicyEngineError):
+        return _core_problem(exc, request_id)
+    if isinstance(exc, HTTPException) and exc.status_code < 500:
+        if isinstance(exc, ValidationException):
+            return ApiProblem(
+                400,
+                "the request is malformed",
+                code="malformed_request",
+                headers=exc.headers,
+                errors=_validation_issues(exc.extra),
+            )
+        detail = exc.detail if isinstance(exc.detail, str) else ""
+        return ApiProblem(exc.status_code, detail, headers=exc.headers)
+    logger.bind(request_id=request_id, path=path).opt(exception=exc).error("unhandled error")
+    return ApiProblem(500, "an internal error occurred; quote the request id when reporting it")
 
 
-def _on_core_error(request: Request[Any, Any, Any], exc: PolicyEngineError) -> Response[bytes]:
+def _core_problem(exc: PolicyEngineError, request_id: str | None) -> ApiProblem:
     status = CODE_STATUS.get(exc.code, _DEFAULT_CORE_STATUS)
     if status >= 500:
         # The core's message may name a backend; the caller only learns that it is down.
-        logger.bind(request_id=_rid(request), code=exc.code).warning("backend unavailable")
-        return problem_response(
+        logger.bind(request_id=request_id, code=exc.code).warning("backend unavailable")
+        return ApiProblem(
             status,
             "a backing store is unavailable; retry shortly",
             code=exc.code,
-            request=request,
             headers={"Retry-After": "1"},
         )
-    errors = load_error_issues(exc) if isinstance(exc, PolicyLoadError) else None
-    detail = "the policy document is invalid" if errors is not None else str(exc)
-    return problem_response(status, detail, code=exc.code, request=request, errors=errors)
-
-
-def _on_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes]:
-    status = exc.status_code
-    if status >= 500:
-        return _on_unexpected(request, exc)
-    errors: list[ProblemIssue] | None = None
-    detail = exc.detail if isinstance(exc.detail, str) else ""
-    if isinstance(exc, ValidationException):
-        errors = _validation_issues(exc.extra)
-        detail = "the request is malformed"
-    headers = dict(exc.headers or {})
-    return problem_response(status, detail, request=request, headers=headers, errors=errors)
+    if isinstance(exc, PolicyLoadError):
+        return ApiProblem(
+            status, "the policy document is invalid", code=exc.code, errors=load_error_issues(exc)
+        )
+    return ApiProblem(status, str(exc), code=exc.code)
 
 
 def _validation_issues(extra: Any) -> list[ProblemIssue]:
@@ -186,18 +207,16 @@ def _rid(request: Request[Any, Any, Any]) -> str | None:
     return rid if isinstance(rid, str) else None
 
 
-def _on_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
-    logger.bind(request_id=_rid(request), path=request.url.path).opt(exception=exc).error(
-        "unhandled error"
-    )
+def _handle(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+    problem = classify(exc, _rid(request), request.url.path)
     return problem_response(
-        500, "an internal error occurred; quote the request id when reporting it", request=request
+        problem.status,
+        problem.detail,
+        code=problem.code,
+        request=request,
+        headers=problem.headers,
+        errors=problem.errors,
     )
 
 
-exception_handlers: ExceptionHandlersMap = {
-    ApiProblem: _on_api_problem,
-    PolicyEngineError: _on_core_error,
-    HTTPException: _on_http_exception,
-    Exception: _on_unexpected,
-}
+exception_handlers: ExceptionHandlersMap = {Exception: _handle}

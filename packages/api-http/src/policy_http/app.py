@@ -11,14 +11,18 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from typing import cast
 
 from litestar import Litestar, Router
 from litestar.config.cors import CORSConfig
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin, SwaggerRenderPlugin, YamlRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme, Tag
+from litestar.types import LifeSpanReceive, LifeSpanScope, LifeSpanSend, Receive, Scope, Send
 
-from policy_http._guard import make_guard
+from policy_http._evaluation import Evaluations
+from policy_http._fastpath import FastPath
+from policy_http._guard import Gatekeeper
 from policy_http._middleware import observe
 from policy_http._problems import exception_handlers
 from policy_http._runtime import HttpServices, Runtime, ServicesFactory
@@ -28,7 +32,7 @@ from policy_http.routes_ops import ops_routes
 from policy_http.routes_policies import policy_routes
 from policy_http.settings import HttpSettings
 
-__all__ = ["API_PREFIX", "create_app"]
+__all__ = ["API_PREFIX", "PolicyApp", "create_app"]
 
 API_PREFIX = "/api/v1"
 
@@ -62,13 +66,19 @@ def create_app(
                 rt.bind(await stack.enter_async_context(factory()))
             yield
 
+    gatekeeper = Gatekeeper(rt.verifier, rt.api_keys, rt.limits, rt.metrics)
+    evaluations = Evaluations(rt)
     api = Router(
         API_PREFIX,
-        route_handlers=[*policy_routes(rt), *evaluate_routes(rt), *admin_routes(rt)],
+        route_handlers=[
+            *policy_routes(rt),
+            *evaluate_routes(rt, evaluations),
+            *admin_routes(rt),
+        ],
     )
-    return Litestar(
+    app = PolicyApp(
         route_handlers=[api, *ops_routes(rt)],
-        guards=[make_guard(rt.verifier, rt.api_keys, rt.limits, rt.metrics)],
+        guards=[gatekeeper.guard()],
         middleware=[observe(rt.metrics, rt.telemetry, settings.access_log)],
         exception_handlers=exception_handlers,
         request_max_body_size=settings.max_body_bytes,
@@ -81,6 +91,26 @@ def create_app(
         debug=False,
         logging_config=None,
     )
+    app.fast_path = FastPath(rt, gatekeeper, evaluations, API_PREFIX)
+    return app
+
+
+class PolicyApp(Litestar):
+    """Litestar, with the evaluation routes answered by the fast path (see `_fastpath`)."""
+
+    fast_path: FastPath | None = None
+
+    async def __call__(
+        self,
+        scope: Scope | LifeSpanScope,
+        receive: Receive | LifeSpanReceive,
+        send: Send | LifeSpanSend,
+    ) -> None:
+        fast = self.fast_path
+        if fast is not None and fast.handles(scope):
+            await fast(scope, cast("Receive", receive), cast("Send", send))
+            return
+        await super().__call__(scope, receive, send)
 
 
 def _openapi(settings: HttpSettings) -> OpenAPIConfig:

@@ -1,9 +1,4 @@
-"""Evaluation routes: one request, a batch, the audit history and its statistics.
-
-`POST /evaluate` is the hot path: Litestar decodes the body with a decoder
-built once for `EvaluateRequest`, the context limits walk it once, and the
-response is the decision mapped field by field. No body is logged.
-"""
+"""Evaluation routes: one request, a batch, the audit history and its statistics."""
 
 from __future__ import annotations
 
@@ -14,10 +9,9 @@ from litestar import Request, get, post
 from litestar.handlers import HTTPRouteHandler
 from litestar.params import Parameter
 from policy_core.ports import HistoryQuery
-from policy_core.services import EvaluationRequest, EvaluationResult
 
+from policy_http._evaluation import Evaluations
 from policy_http._http import problems
-from policy_http._limits import ContextTooLarge, check_context
 from policy_http._problems import ApiProblem
 from policy_http._runtime import Runtime
 from policy_http.schemas import (
@@ -35,31 +29,13 @@ __all__ = ["evaluate_routes"]
 _SECURITY: list[dict[str, list[str]]] = [{"bearerAuth": []}, {"apiKey": []}]
 
 
-def evaluate_routes(rt: Runtime) -> list[HTTPRouteHandler]:
-    """The /evaluate routes over this app's runtime."""
-    settings = rt.settings
-    max_depth, max_items = settings.max_context_depth, settings.max_context_items
-    metrics = rt.metrics
-    telemetry = rt.telemetry
+def evaluate_routes(rt: Runtime, evaluations: Evaluations) -> list[HTTPRouteHandler]:
+    """The /evaluate routes over this app's runtime.
 
-    def to_core(body: EvaluateRequest, default_id: str | None) -> EvaluationRequest:
-        try:
-            check_context(body.context, max_depth, max_items)
-        except ContextTooLarge as exc:
-            raise ApiProblem(422, str(exc), code="context_too_large") from None
-        return EvaluationRequest(
-            context=body.context,
-            policies=tuple(body.policies) if body.policies is not None else None,
-            namespace=body.namespace,
-            dry_run=body.dry_run,
-            trace=body.trace,
-            request_id=body.request_id or default_id,
-        )
-
-    def to_wire(result: EvaluationResult) -> EvaluateResponse:
-        d = result.decision
-        metrics.observe_decision(d.decision, d.matched_policies, result.cached)
-        return EvaluateResponse.of(d, result.request_id, result.cached)
+    The app's fast path answers POST /evaluate and /evaluate/batch with JSON
+    bodies before Litestar routes them; these handlers describe the routes in
+    the OpenAPI document and serve the requests the fast path leaves alone.
+    """
 
     @post(
         "/evaluate",
@@ -70,14 +46,7 @@ def evaluate_routes(rt: Runtime) -> list[HTTPRouteHandler]:
         summary="Evaluate one request",
     )
     async def evaluate(request: Request[Any, Any, Any], data: EvaluateRequest) -> EvaluateResponse:
-        # Without a request_id in the body, the decision takes the HTTP request's id.
-        core = to_core(data, request.scope["state"].get("request_id"))
-        if telemetry.enabled:
-            with telemetry.span("policy.evaluate", dry_run=core.dry_run):
-                result = await rt.services.evaluation.evaluate(core)
-        else:
-            result = await rt.services.evaluation.evaluate(core)
-        return to_wire(result)
+        return await evaluations.one(data, request.scope["state"].get("request_id"))
 
     @post(
         "/evaluate/batch",
@@ -88,17 +57,7 @@ def evaluate_routes(rt: Runtime) -> list[HTTPRouteHandler]:
         summary="Evaluate up to 1,000 requests; decisions in order",
     )
     async def evaluate_batch(data: BatchRequest) -> BatchResponse:
-        if len(data.requests) > settings.max_batch:
-            raise ApiProblem(
-                422, f"a batch holds at most {settings.max_batch} requests", code="batch_too_large"
-            )
-        requests = [to_core(item, None) for item in data.requests]
-        if telemetry.enabled:
-            with telemetry.span("policy.evaluate_batch", size=len(requests)):
-                results = await rt.services.evaluation.evaluate_batch(requests)
-        else:
-            results = await rt.services.evaluation.evaluate_batch(requests)
-        return BatchResponse(decisions=[to_wire(r) for r in results])
+        return await evaluations.batch(data)
 
     @get(
         "/evaluate/history",

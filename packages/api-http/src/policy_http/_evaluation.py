@@ -1,0 +1,85 @@
+"""The evaluation use of the API, shared by the Litestar routes and the fast path.
+
+Maps wire requests to `EvaluationRequest` (after the context limits), calls
+the EvaluationService, counts the decisions and maps them back.
+"""
+
+from __future__ import annotations
+
+from policy_core.services import EvaluationRequest, EvaluationResult
+
+from policy_http._limits import ContextTooLarge, check_context, within_limits
+from policy_http._problems import ApiProblem
+from policy_http._runtime import Runtime
+from policy_http.schemas import BatchRequest, BatchResponse, EvaluateRequest, EvaluateResponse
+
+__all__ = ["Evaluations"]
+
+
+class Evaluations:
+    """Evaluate one request or a batch, for one app."""
+
+    def __init__(self, rt: Runtime) -> None:
+        self._rt = rt
+        self._depth = rt.settings.max_context_depth
+        self._items = rt.settings.max_context_items
+        self._max_batch = rt.settings.max_batch
+        self._metrics = rt.metrics
+        self._telemetry = rt.telemetry
+
+    def bounded(self, raw: bytes) -> bool:
+        """True when a raw body is too small to break the context limits (no walk needed)."""
+        return within_limits(raw, self._depth, self._items)
+
+    def to_core(
+        self, body: EvaluateRequest, default_id: str | None, checked: bool = False
+    ) -> EvaluationRequest:
+        if not checked:
+            try:
+                check_context(body.context, self._depth, self._items)
+            except ContextTooLarge as exc:
+                raise ApiProblem(422, str(exc), code="context_too_large") from None
+        return EvaluationRequest(
+            context=body.context,
+            policies=tuple(body.policies) if body.policies is not None else None,
+            namespace=body.namespace,
+            dry_run=body.dry_run,
+            trace=body.trace,
+            request_id=body.request_id or default_id,
+        )
+
+    def to_wire(self, result: EvaluationResult) -> EvaluateResponse:
+        d = result.decision
+        self._metrics.observe_decision(d.decision, d.matched_policies, result.cached)
+        return EvaluateResponse.of(d, result.request_id, result.cached)
+
+    async def one(
+        self, body: EvaluateRequest, default_id: str | None, checked: bool = False
+    ) -> EvaluateResponse:
+        """Decide one request; without a request_id it takes `default_id` (the HTTP one).
+
+        `checked`: the caller already knows the context is within the limits.
+        """
+        core = self.to_core(body, default_id, checked)
+        service = self._rt.services.evaluation
+        if self._telemetry.enabled:
+            with self._telemetry.span("policy.evaluate", dry_run=core.dry_run):
+                result = await service.evaluate(core)
+        else:
+            result = await service.evaluate(core)
+        return self.to_wire(result)
+
+    async def batch(self, body: BatchRequest, checked: bool = False) -> BatchResponse:
+        """Decide every request, in order (`checked` as for `one`)."""
+        if len(body.requests) > self._max_batch:
+            raise ApiProblem(
+                422, f"a batch holds at most {self._max_batch} requests", code="batch_too_large"
+            )
+        requests = [self.to_core(item, None, checked) for item in body.requests]
+        service = self._rt.services.evaluation
+        if self._telemetry.enabled:
+            with self._telemetry.span("policy.evaluate_batch", size=len(requests)):
+                results = await service.evaluate_batch(requests)
+        else:
+            results = await service.evaluate_batch(requests)
+        return BatchResponse(decisions=[self.to_wire(r) for r in results])
