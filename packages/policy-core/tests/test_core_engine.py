@@ -1,0 +1,139 @@
+"""Engine properties that the case files cannot express: threads, immutability, selection caching."""
+
+from __future__ import annotations
+
+import copy
+import threading
+from typing import Any
+
+import msgspec
+import pytest
+from policy_core import PolicyEngine, PolicyNotFound, load_policy_text
+
+POLICIES = """\
+metadata: {id: gate, priority: 10}
+rules:
+  - id: big
+    condition: "llm.max_tokens > 1000"
+    action: {decision: modify, modifications: {llm.max_tokens: 1000}, metadata: {tags: [a]}}
+  - id: sql
+    condition: "llm.prompt.matches('(?i)select .+ from')"
+    action: {decision: deny, reason: "SQL from {{ user.id }}"}
+---
+metadata: {id: shadowed, namespace: other}
+status: draft
+rules:
+  - {id: all, action: {decision: deny, reason: would deny}}
+"""
+
+
+def _decision(engine: PolicyEngine, ctx: dict[str, Any], **kw: Any) -> dict[str, Any]:
+    out: dict[str, Any] = msgspec.to_builtins(engine.evaluate(ctx, **kw))
+    out.pop("evaluation_time_ms")
+    if out["shadow"] is not None:
+        out["shadow"].pop("evaluation_time_ms")
+    return out
+
+
+def test_evaluation_never_mutates_the_context_nor_leaks_rule_state() -> None:
+    engine = PolicyEngine(load_policy_text(POLICIES))
+    ctx = {"llm": {"max_tokens": 5000, "prompt": "hi"}, "user": {"id": "u"}}
+    before = copy.deepcopy(ctx)
+    first = engine.evaluate(ctx)
+    assert ctx == before
+    first.modifications["llm.max_tokens"] = 1
+    first.metadata["tags"].append("mutated by caller")
+    second = engine.evaluate(ctx)
+    assert second.modifications == {"llm.max_tokens": 1000}
+    assert second.metadata == {"tags": ["a"]}
+
+
+def test_shadow_decision_includes_drafts_without_changing_the_outcome() -> None:
+    engine = PolicyEngine(load_policy_text(POLICIES))
+    decision = engine.evaluate({"llm": {"max_tokens": 10}})
+    assert decision.decision == "allow"
+    assert decision.shadow is not None
+    assert decision.shadow.decision == "deny"
+    assert decision.shadow.matched_rules == ("shadowed/all",)
+    assert decision.shadow.shadow is None
+    assert engine.evaluate({}, namespace="default").shadow is None
+
+
+def test_unknown_policy_id_is_the_callers_error() -> None:
+    engine = PolicyEngine(load_policy_text(POLICIES))
+    with pytest.raises(PolicyNotFound):
+        engine.evaluate({}, policies=["gate", "nope"])
+
+
+def test_policy_set_identifies_the_selection() -> None:
+    engine = PolicyEngine(load_policy_text(POLICIES))
+    assert engine.policy_set().startswith("sha256:")
+    assert engine.policy_set() != engine.policy_set(policies=["gate"])
+    assert engine.policy_set(policies=["gate"]) == engine.evaluate({}, policies=["gate"]).policy_set
+    other = PolicyEngine(load_policy_text(POLICIES.replace("1000", "999")))
+    assert other.policy_set() != engine.policy_set()
+    assert (
+        PolicyEngine(load_policy_text(POLICIES), default_decision="deny").policy_set()
+        != engine.policy_set()
+    )
+
+
+def test_concurrent_evaluations_agree_with_sequential_ones() -> None:
+    engine = PolicyEngine(load_policy_text(POLICIES))
+    contexts = [
+        {
+            "llm": {"max_tokens": n * 300, "prompt": "select a from b" if n % 3 == 0 else "hi"},
+            "user": {"id": f"u{n}"},
+        }
+        for n in range(30)
+    ]
+    expected = [_decision(engine, c) for c in contexts]
+    results: list[list[dict[str, Any]]] = []
+
+    def worker() -> None:
+        results.append([_decision(engine, c) for c in contexts for _ in range(20)][::20])
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == [expected] * 4
+
+
+def test_engine_rejects_duplicate_ids_and_bad_defaults() -> None:
+    policies = load_policy_text(POLICIES)
+    with pytest.raises(ValueError, match="loaded twice"):
+        PolicyEngine([*policies, policies[0]])
+    with pytest.raises(ValueError, match="default_decision"):
+        PolicyEngine(policies, default_decision="maybe")  # type: ignore[arg-type]
+
+
+def test_fact_requests_list_what_the_selected_policies_need() -> None:
+    engine = PolicyEngine(
+        load_policy_text(
+            "metadata: {id: rl}\nrules:\n  - id: r\n"
+            "    condition: \"rate_limit.count('user:' + user.id, '1m') > 10 || budget.spent(team.id, 'day') > 5\"\n"
+            "    action: {decision: deny}\n"
+        )
+    )
+    ctx = {"user": {"id": "u1"}, "team": {"id": "t1"}}
+    assert engine.fact_requests(ctx) == [
+        ("rate_limit.count", "user:u1", "1m"),
+        ("budget.spent", "t1", "day"),
+    ]
+    assert engine.uses_stateful_facts()
+    missing = engine.evaluate(ctx)
+    assert missing.decision == "deny"
+    assert "unavailable" in missing.errors[0].message
+    facts = {("rate_limit.count", "user:u1", "1m"): 3, ("budget.spent", "t1", "day"): 1.0}
+    assert engine.evaluate(ctx, facts=facts).decision == "allow"
+
+
+def test_generated_code_and_closures_agree_under_trace() -> None:
+    engine = PolicyEngine(load_policy_text(POLICIES))
+    ctx = {"llm": {"max_tokens": 5000, "prompt": "SELECT x FROM y"}, "user": {"id": "u"}}
+    fast, traced = _decision(engine, ctx), _decision(engine, ctx, trace=True)
+    assert traced.pop("trace")
+    fast.pop("trace")
+    assert fast == traced
