@@ -12,7 +12,9 @@ install: ## Install the workspace (all packages and dev tools) into .venv
 	$(UV) sync --frozen
 
 run: install ## Run the main job on the embedded default
-	$(UV) run --frozen python -m policy_core examples/policies examples/contexts
+	LLM_POLICY_ENV=$${LLM_POLICY_ENV:-development} \
+	LLM_POLICY_SEED_POLICIES=$${LLM_POLICY_SEED_POLICIES:-examples/policies} \
+	$(UV) run --frozen llm-policy serve
 
 test: install ## Run every test (needs PostgreSQL and Redis for the adapter tests)
 	$(UV) run --frozen pytest $(PYTEST_ARGS)

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from policy_cli.commands import admin, config, db, evaluate, policy, testing, token
+from policy_cli.commands import admin, config, db, evaluate, policy, serve, testing, token
 from policy_cli.errors import CliError
 from policy_cli.output import OutputFormat
 from policy_cli.state import State
@@ -71,4 +71,6 @@ main.add_command(testing.test)
 main.add_command(config.config)
 main.add_command(admin.apikey)
 main.add_command(db.db)
+main.add_command(serve.serve)
+main.add_command(serve.grpc)
 main.add_command(token.token)

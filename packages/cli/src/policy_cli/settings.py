@@ -199,7 +199,8 @@ def _check_url(source: str, value: str, schemes: tuple[str, ...]) -> str | None:
             f"{source}: {_redact_url(value)!r} is not a valid URL; "
             f"expected {schemes[0]}://host[:port]/..."
         )
-    if parts.scheme != "unix" and not parts.hostname:
+    # A Unix-socket URL names its directory in the query (`?host=/run/postgresql`).
+    if parts.scheme != "unix" and not parts.hostname and "host=" not in parts.query:
         return f"{source}: {_redact_url(value)!r} is not a valid URL: it names no host"
     return None
 

@@ -1,0 +1,214 @@
+"""End to end, in subprocesses: `llm-policy serve`, then every server-mode command against it.
+
+The server runs the memory deployment in development (fast to start, nothing
+to clean up); the commands talk to it with `--server URL --token JWT`, which
+checks exit codes and output exactly as a shell script would see them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+POLICY = """\
+metadata: {id: walkthrough, tags: [demo]}
+rules:
+  - id: deny-big-models-for-free
+    condition: "team.tier == 'free' && llm.model in ['gpt-4', 'gpt-4o']"
+    action: {decision: deny, reason: "{{ llm.model }} needs a paid plan"}
+"""
+DENIED = {"team": {"tier": "free"}, "llm": {"model": "gpt-4o"}}
+ALLOWED = {"team": {"tier": "free"}, "llm": {"model": "gpt-4o-mini"}}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("LLM_POLICY_") or k.startswith("LLM_POLICY_TEST_")
+    }
+    env.update(extra)
+    return env
+
+
+def cli(
+    *args: str, env: dict[str, str], stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "policy_cli", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=120,
+        check=False,
+    )
+
+
+def wait_ready(url: str, proc: subprocess.Popen[str], timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"the server exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(url + "/ready", timeout=2) as resp:
+                if resp.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.3)
+    raise AssertionError(f"{url}/ready did not answer 200 in {timeout} s")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict[str, str]]]:
+    """A running development server; yields its URL and a client environment with a token."""
+    port = free_port()
+    data = tmp_path_factory.mktemp("serve-data")
+    env = clean_env(
+        LLM_POLICY_ENV="development",
+        LLM_POLICY_DEPLOYMENT="memory",
+        LLM_POLICY_DATA_DIR=str(data),
+        LLM_POLICY_PORT=str(port),
+    )
+    log = (data / "server.log").open("w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "policy_cli", "serve"],
+        env=env,
+        cwd=ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(url, proc)
+        token = cli("token", env=clean_env(LLM_POLICY_ENV="development")).stdout.strip()
+        client = clean_env(LLM_POLICY_SERVER=url, LLM_POLICY_TOKEN=token)
+        yield url, client
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=60)
+        log.close()
+    banner = (data / "server.log").read_text()
+    assert f"OpenAPI:  {url}/schema/swagger" in banner
+    assert "export TOKEN=" in banner
+
+
+def test_policy_commands_against_the_server(
+    server: tuple[str, dict[str, str]], tmp_path: Path
+) -> None:
+    _, env = server
+    path = tmp_path / "walkthrough.yaml"
+    path.write_text(POLICY)
+    created = cli("-o", "json", "policy", "create", str(path), env=env)
+    assert created.returncode == 0, created.stderr
+    assert json.loads(created.stdout)["revision"] == 1
+
+    valid = cli("policy", "validate", str(path), env=env)
+    assert valid.returncode == 0, valid.stderr
+    invalid = cli("policy", "validate", "-", env=env, stdin="metadata: {id: x}\nrulez: []\n")
+    assert invalid.returncode == 3
+    assert "rulez" in invalid.stderr
+
+    listed = cli("policy", "list", "--tag", "demo", env=env)
+    assert listed.returncode == 0
+    assert "walkthrough" in listed.stdout
+    got = json.loads(cli("-o", "json", "policy", "get", "walkthrough", env=env).stdout)
+    assert got["document"]["metadata"]["id"] == "walkthrough"
+
+    updated = cli("policy", "update", "walkthrough", str(path), env=env)
+    assert updated.returncode == 0, updated.stderr
+    stale = cli("policy", "update", "walkthrough", str(path), "--revision", "1", env=env)
+    assert stale.returncode == 2
+    assert "412" in stale.stderr
+    assert cli("policy", "status", "walkthrough", "draft", env=env).returncode == 0
+    revisions = json.loads(cli("-o", "json", "policy", "revisions", "walkthrough", env=env).stdout)
+    assert [r["revision"] for r in revisions["items"]] == [1, 2, 3]
+    rolled = json.loads(cli("-o", "json", "policy", "rollback", "walkthrough", "1", env=env).stdout)
+    assert (rolled["revision"], rolled["status"]) == (4, "active")
+
+    ctx = tmp_path / "ctx.json"
+    ctx.write_text(json.dumps(DENIED))
+    denied = cli("evaluate", "run", "-c", str(ctx), "--policy", "walkthrough", env=env)
+    assert denied.returncode == 1
+    assert "gpt-4o needs a paid plan" in denied.stdout
+    ctx.write_text(json.dumps(ALLOWED))
+    allowed = cli("evaluate", "run", "-c", str(ctx), "--policy", "walkthrough", env=env)
+    assert allowed.returncode == 0
+
+    assert cli("policy", "delete", "walkthrough", env=env).returncode == 0
+    missing = cli("policy", "get", "walkthrough", env=env)
+    assert missing.returncode == 2
+    assert "404" in missing.stderr
+
+
+def test_batch_history_and_stats_against_the_server(server: tuple[str, dict[str, str]]) -> None:
+    _, env = server
+    lines = "".join(
+        json.dumps({"context": c, "request_id": f"srv-{i}"}) + "\n"
+        for i, c in enumerate([ALLOWED, {"user": {"id": "x"}}, ALLOWED])
+    )
+    batch = cli("evaluate", "batch", "-", env=env, stdin=lines)
+    assert batch.returncode == 0, batch.stderr
+    decisions = [json.loads(line) for line in batch.stdout.splitlines()]
+    assert [d["request_id"] for d in decisions] == ["srv-0", "srv-1", "srv-2"]
+    history = json.loads(
+        cli("-o", "json", "evaluate", "history", "--request-id", "srv-1", env=env).stdout
+    )
+    assert [r["request_id"] for r in history["items"]] == ["srv-1"]
+    stats = cli("-o", "json", "evaluate", "stats", "--days", "1", env=env)
+    assert stats.returncode == 0, stats.stderr
+    assert json.loads(stats.stdout)["total"] >= 3
+
+
+def test_apikeys_against_the_server(server: tuple[str, dict[str, str]], tmp_path: Path) -> None:
+    url, env = server
+    created = cli("-o", "json", "apikey", "create", "ci", "--role", "evaluator", env=env)
+    assert created.returncode == 0, created.stderr
+    key = json.loads(created.stdout)
+    assert key["key"].startswith("lpk_")
+    # the key itself authenticates an evaluation, and nothing more
+    with_key = clean_env(LLM_POLICY_SERVER=url, LLM_POLICY_API_KEY=key["key"])
+    ctx = tmp_path / "ctx.json"
+    ctx.write_text(json.dumps(ALLOWED))
+    assert cli("evaluate", "run", "-c", str(ctx), env=with_key).returncode == 0
+    forbidden = cli("policy", "list", env=with_key)
+    assert forbidden.returncode == 2
+    assert "403" in forbidden.stderr
+    assert key["id"] in cli("apikey", "list", env=env).stdout
+    assert cli("apikey", "revoke", key["id"], env=env).returncode == 0
+
+
+def test_missing_token_is_a_clear_usage_error(server: tuple[str, dict[str, str]]) -> None:
+    url, _ = server
+    result = cli("policy", "list", env=clean_env(LLM_POLICY_SERVER=url))
+    assert result.returncode == 2
+    assert "401" in result.stderr
+    assert "--token" in result.stderr
+
+
+def test_unreachable_server_exits_4() -> None:
+    env = clean_env(LLM_POLICY_SERVER=f"http://127.0.0.1:{free_port()}")
+    result = cli("policy", "list", env=env)
+    assert result.returncode == 4
+    assert result.stderr.startswith("error: cannot reach the server")
