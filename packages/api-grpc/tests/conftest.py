@@ -12,7 +12,6 @@ import pytest
 from grpclib.client import Channel
 from joserfc import jwt
 from joserfc.jwk import OctKey
-
 from policy_core.memory import ManualClock, MemoryApiKeyStore, MemoryDecisionLog, MemoryPolicyStore
 from policy_core.services import ApiKeyService, EngineHolder, EvaluationService, PolicyService
 from policy_grpc import GrpcServer, GrpcSettings, create_grpc_server

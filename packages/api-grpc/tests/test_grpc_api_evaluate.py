@@ -7,7 +7,6 @@ from typing import Any
 import pytest
 from grpclib.const import Status
 from grpclib.exceptions import GRPCError
-
 from policy_core.ports import HistoryQuery
 from policy_core.services import EvaluationRequest
 from policy_grpc._generated.google.protobuf import Struct
@@ -48,7 +47,8 @@ async def test_unary_struct_context_gives_the_same_decision(
 ) -> None:
     by_json = await stub.evaluate_policy(kit.eval_request(kit.SQL))
     by_struct = await stub.evaluate_policy(EvaluatePolicyRequest(context=Struct.from_dict(kit.SQL)))
-    assert by_json.decision is not None and by_struct.decision is not None
+    assert by_json.decision is not None
+    assert by_struct.decision is not None
     assert by_struct.decision.reason == by_json.decision.reason == "SQL for u-1"
     assert by_struct.decision.matched_rules == by_json.decision.matched_rules
 
@@ -63,7 +63,8 @@ async def test_unary_generates_a_request_id(stub: PolicyServiceStub, kit: Any) -
 
 async def test_unary_trace_is_a_list_when_asked(stub: PolicyServiceStub, kit: Any) -> None:
     reply = await stub.evaluate_policy(kit.eval_request(kit.OK, trace=True))
-    assert reply.decision is not None and reply.decision.trace is not None
+    assert reply.decision is not None
+    assert reply.decision.trace is not None
     trace = reply.decision.trace.to_dict()
     assert [(t["rule"], t["result"]) for t in trace] == [
         ("block-sql", "not_matched"),

@@ -8,7 +8,6 @@ from typing import Any
 import msgspec
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from policy_core.model import (
     AuditObligation,
     Decision,

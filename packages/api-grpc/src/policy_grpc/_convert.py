@@ -114,10 +114,3 @@ def page_size(value: int) -> int:
             f"`page_size` must be between 1 and {MAX_PAGE_SIZE} (0: the default)"
         )
     return value or _DEFAULT_PAGE_SIZE
-
-
-def document_text(value: str) -> str:
-    """A policy document given as text; it must not be empty."""
-    if not value.strip():
-        raise InvalidRequestError("`document` is empty: send the policy as YAML or JSON text")
-    return value

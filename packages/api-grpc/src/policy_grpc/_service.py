@@ -207,7 +207,7 @@ class PolicyGrpcService:
     # --- administration -----------------------------------------------------------
 
     async def _create(self, who: Principal, req: CreatePolicyRequest) -> CreatePolicyResponse:
-        text = convert.document_text(req.document)
+        text = req.document
         record = await self._policies.create(text, author=who.id)
         return CreatePolicyResponse(policy=convert.policy_message(record))
 
@@ -224,7 +224,7 @@ class PolicyGrpcService:
             )
         record = await self._policies.update(
             _policy_id(req.id),
-            convert.document_text(req.document),
+            req.document,
             expected_revision=req.expected_revision,
             author=who.id,
         )
@@ -248,7 +248,7 @@ class PolicyGrpcService:
         )
 
     async def _validate(self, who: Principal, req: ValidatePolicyRequest) -> ValidatePolicyResponse:
-        text = convert.document_text(req.document)
+        text = req.document
         try:
             report = self._policies.validate(text)
         except PolicyLoadError as exc:

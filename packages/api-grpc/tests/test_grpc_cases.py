@@ -1,0 +1,248 @@
+"""The language case files (tests/cases) through the gRPC API.
+
+Each evaluating case goes through EvaluatePolicy, and all of them together
+through ONE EvaluatePolicyStream; load errors and warnings go through
+ValidatePolicy. Behind the server, a router picks, by request_id, an
+EvaluationService built for that case (its policies, clock, facts), so one
+stream can carry cases with different policy sets.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+from grpclib.client import Channel
+from grpclib.const import Status
+from grpclib.exceptions import GRPCError
+from policy_core import PolicyEngine, PolicyLoadError, load_policy_text
+from policy_core import errors as core_errors
+from policy_core.memory import ManualClock, MemoryPolicyStore, SystemClock
+from policy_core.services import (
+    EngineHolder,
+    EvaluationRequest,
+    EvaluationResult,
+    EvaluationService,
+    PolicyService,
+)
+from policy_core.testing.cases import LanguageCase, load_case_files, run_case
+from policy_grpc import GrpcSettings, create_grpc_server
+from policy_grpc._generated.llm_policy.v1 import (
+    Decision,
+    EvaluatePolicyRequest,
+    EvaluatePolicyStreamRequest,
+    PolicyServiceStub,
+    ValidatePolicyRequest,
+)
+
+CASES = load_case_files(Path(__file__).resolve().parents[3] / "tests" / "cases")
+EVALUATING = [c for c in CASES if c.evaluates and not c.xfail]
+
+
+class _Facts:
+    """Usage store, shield and cost oracle answering from a case's facts."""
+
+    def __init__(self, facts: Mapping[tuple[Any, ...], Any]) -> None:
+        self._facts = facts
+
+    async def fetch(self, requests: Sequence[tuple[Any, ...]], *, record: bool = True) -> Any:
+        return {r: self._facts[r] for r in requests if r in self._facts}
+
+    async def scan(self, text: str) -> Any:
+        return self._facts[("shield.scan", text)]
+
+    async def estimate(self, provider: str, model: str, prompt: int, max_tokens: int) -> Any:
+        for key, value in self._facts.items():
+            if key[0] == "costops.estimate" and list(key[1:3]) == [provider, model]:
+                return value
+        raise LookupError("no such fact")
+
+
+def _service(case: LanguageCase) -> EvaluationService:
+    opts = case.options
+    engine = PolicyEngine(
+        load_policy_text(case.policies, file=case.id), default_decision=opts.default_decision
+    )
+    facts = _Facts(opts.fact_map() or {})
+    clock = ManualClock(opts.now) if opts.now is not None else SystemClock()
+    return EvaluationService(
+        EngineHolder(engine), clock=clock, usage=facts, shield=facts, cost=facts
+    )
+
+
+class _Router:
+    """An EvaluationService look-alike dispatching on request_id (the case id)."""
+
+    def __init__(self, cases: Sequence[LanguageCase]) -> None:
+        self._services = {c.id: _service(c) for c in cases}
+
+    async def evaluate(self, request: EvaluationRequest) -> EvaluationResult:
+        return await self._services[request.request_id or ""].evaluate(request)
+
+
+class _Bundle:
+    def __init__(self, policies: PolicyService, evaluation: Any) -> None:
+        self.policies, self.evaluation, self.api_keys = policies, evaluation, None
+
+
+@pytest.fixture
+async def case_stub() -> AsyncIterator[PolicyServiceStub]:
+    store = MemoryPolicyStore(SystemClock())
+    policies = PolicyService(reader=store, writer=store, holder=EngineHolder())
+    bundle = _Bundle(policies, _Router(EVALUATING))
+    server = create_grpc_server(bundle, GrpcSettings(require_auth=False))
+    await server.start("127.0.0.1", 0)
+    channel = Channel("127.0.0.1", server.port)
+    yield PolicyServiceStub(channel)
+    channel.close()
+    await server.drain()
+
+
+def _request(case: LanguageCase) -> EvaluatePolicyRequest:
+    opts = case.options
+    return EvaluatePolicyRequest(
+        request_id=case.id,
+        context_json=json.dumps(case.context).encode(),
+        policies=list(opts.policies or ()),
+        namespace=opts.namespace or "",
+        trace=opts.trace,
+    )
+
+
+def as_builtins(message: Decision) -> dict[str, Any]:
+    """A Decision message in the engine's `msgspec.to_builtins` form."""
+    return {
+        "decision": message.decision,
+        "allowed": message.allowed,
+        "reason": message.reason,
+        "matched_policies": list(message.matched_policies),
+        "matched_rules": list(message.matched_rules),
+        "matched_exceptions": list(message.matched_exceptions),
+        "warnings": list(message.warnings),
+        "modifications": message.modifications.to_dict() if message.modifications else {},
+        "obligations": [o.to_dict() for o in message.obligations],
+        "metadata": message.metadata.to_dict() if message.metadata else {},
+        "errors": [e.to_dict() for e in message.errors],
+        "shadow": message.shadow.to_dict() if message.shadow is not None else None,
+        "policy_set": message.policy_set,
+        "evaluation_time_ms": message.evaluation_time_ms,
+        "trace": message.trace.to_dict() if message.trace is not None else None,
+    }
+
+
+def _error_class(code: str) -> type[Exception]:
+    for name in core_errors.__all__:
+        cls = getattr(core_errors, name)
+        if getattr(cls, "code", None) == code:
+            return type(name, (cls,), {"__init__": Exception.__init__})
+    return RuntimeError
+
+
+def _raise_for_error_decision(message: Decision) -> None:
+    """A stream answers a failed request with an error decision: turn it back into the error."""
+    meta = message.metadata.to_dict() if message.metadata else {}
+    if "error" in meta and not message.matched_rules:
+        raise _error_class(str(meta["error"]["code"]))(message.reason)
+
+
+def _unary_error(exc: GRPCError) -> Exception:
+    if exc.status is Status.NOT_FOUND:
+        return _error_class("policy_not_found")(exc.message)
+    return exc
+
+
+def test_there_are_cases_to_run() -> None:
+    assert len(EVALUATING) >= 50
+
+
+async def test_cases_through_evaluate_policy(case_stub: PolicyServiceStub) -> None:
+    answers: dict[str, Any] = {}
+    for case in EVALUATING:
+        try:
+            reply = await case_stub.evaluate_policy(_request(case))
+            assert reply.decision is not None
+            assert reply.decision.request_id == case.id
+            answers[case.id] = as_builtins(reply.decision)
+        except GRPCError as exc:
+            answers[case.id] = _unary_error(exc)
+    failures = _compare(answers)
+    assert not failures, "\n".join(failures)
+
+
+async def test_cases_through_one_stream(case_stub: PolicyServiceStub) -> None:
+    requests = [EvaluatePolicyStreamRequest(request=_request(c)) for c in EVALUATING]
+    replies = [r.decision async for r in case_stub.evaluate_policy_stream(requests)]
+    assert [r.request_id for r in replies if r] == [c.id for c in EVALUATING]
+    answers: dict[str, Any] = {}
+    for case, reply in zip(EVALUATING, replies, strict=True):
+        assert reply is not None
+        try:
+            _raise_for_error_decision(reply)
+            answers[case.id] = as_builtins(reply)
+        except Exception as exc:
+            answers[case.id] = exc
+    failures = _compare(answers)
+    assert not failures, "\n".join(failures)
+
+
+def _compare(answers: Mapping[str, Any]) -> list[str]:
+    def evaluate(case: LanguageCase) -> Mapping[str, Any]:
+        answer = answers[case.id]
+        if isinstance(answer, Exception):
+            raise answer
+        result: Mapping[str, Any] = answer
+        return result
+
+    failures = []
+    for case in EVALUATING:
+        evaluation_only = msgspec.structs.replace(
+            case, expect_load_error=None, expect_warnings=None
+        )
+        for mismatch in run_case(evaluation_only, evaluate):
+            failures.append(f"{case.id}: {mismatch}")
+    return failures
+
+
+async def test_load_errors_and_warnings_through_validate_policy(
+    case_stub: PolicyServiceStub,
+) -> None:
+    checked = [
+        c
+        for c in CASES
+        if not c.xfail and (c.expect_load_error is not None or c.expect_warnings is not None)
+    ]
+    assert checked
+    replies = {}
+    for case in checked:
+        replies[case.id] = await case_stub.validate_policy(
+            ValidatePolicyRequest(document=case.policies)
+        )
+
+    def load_issues(case: LanguageCase) -> Sequence[Any]:
+        return [i.to_dict() for i in replies[case.id].errors]
+
+    def warnings(case: LanguageCase) -> Sequence[Any]:
+        return [i.to_dict() for i in replies[case.id].warnings]
+
+    failures = []
+    for case in checked:
+        validation_only = msgspec.structs.replace(case, expect=None, expect_error=None)
+        mismatches = run_case(
+            validation_only, _no_evaluation, load_issues=load_issues, warnings=warnings
+        )
+        failures += [f"{case.id}: {m}" for m in mismatches]
+    assert not failures, "\n".join(failures)
+
+
+def _no_evaluation(case: LanguageCase) -> Mapping[str, Any]:
+    raise AssertionError("evaluations are checked by the other tests")
+
+
+def test_error_classes_round_trip() -> None:
+    with pytest.raises(core_errors.PolicyNotFound):
+        raise _error_class("policy_not_found")("x")
+    assert issubclass(_error_class("invalid_policy"), PolicyLoadError)
