@@ -19,6 +19,7 @@ __all__ = [
     "DEV_JWT_SECRET",
     "ENV_PREFIX",
     "SECRET_FIELDS",
+    "SETTING_HELP",
     "Settings",
     "SettingsError",
     "check_settings",
@@ -100,6 +101,49 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
             return DEV_JWT_SECRET
         return None
 
+
+#: One line per setting, for `config show` and the documentation (a test checks
+#: that the README's configuration table lists every setting).
+SETTING_HELP: dict[str, str] = {
+    "env": "`development` signs tokens with a built-in secret; anything else needs real secrets",
+    "deployment": "`memory`, `single` (PostgreSQL, embedded by default) or `cluster` (+ Redis)",
+    "data_dir": "embedded PostgreSQL, decision-log spool and other local state",
+    "database_url": "PostgreSQL URL; unset in `single`: the embedded server in the data dir",
+    "database_schema": "PostgreSQL schema to use (default: `public`)",
+    "redis_url": "Redis URL (cluster: decision cache, usage counters, change feed, rate limits)",
+    "seed_policies": "file or directory of policies loaded when the store is empty at start",
+    "migrate_on_start": "apply pending database migrations when a server starts",
+    "default_decision": "decision when no rule of any policy matches: `allow` or `deny`",
+    "host": "HTTP interface to listen on",
+    "port": "HTTP port",
+    "workers": "HTTP worker processes",
+    "max_body_bytes": "largest request body (413 above)",
+    "max_context_depth": "deepest nesting of an evaluation context (422 above)",
+    "max_context_items": "most keys and values in one context (422 above)",
+    "max_batch": "most requests in one `/evaluate/batch` call (at most 1000)",
+    "rate_limits": "per route class, e.g. `evaluate=5000/second;admin=20/second`",
+    "rate_limit_strategy": "`fixed-window`, `moving-window` or `sliding-window`",
+    "api_key_cache_seconds": "how long a verified API key is remembered (revocation delay)",
+    "cors_origins": "comma-separated origins allowed by CORS",
+    "access_log": "one JSON log line per HTTP request",
+    "otlp_endpoint": "OpenTelemetry collector (OTLP/HTTP) receiving spans",
+    "metrics_dir": "Prometheus multiprocess directory (needed with several workers)",
+    "grpc_host": "gRPC interface to listen on",
+    "grpc_port": "gRPC port",
+    "jwt_secret": "HS256 secret of bearer tokens (required outside development)",
+    "jwks_file": "JWKS file of RS256/ES256 public keys (instead of, or with, the secret)",
+    "jwt_issuer": "required `iss` of tokens, when set",
+    "jwt_audience": "required `aud` of tokens, when set",
+    "shield_url": "prompt-security scanner behind `shield.scan()`",
+    "costops_url": "cost oracle behind `costops.estimate()`",
+    "governance_url": "governance system receiving decision records",
+    "edge_url": "edge enforcement points receiving the active policy set",
+    "integration_timeout_ms": "timeout of each integration call",
+    "server": "CLI: use this running server (`--server`) instead of the store",
+    "token": "CLI: bearer token for `--server` (`--token`)",
+    "api_key": "CLI: API key for `--server` (`--api-key`)",
+    "log_level": "`debug`, `info`, `warning` or `error`",
+}
 
 SECRET_FIELDS = frozenset({"jwt_secret", "token", "api_key"})
 _URL_SCHEMES: dict[str, tuple[str, ...]] = {
