@@ -7,6 +7,7 @@ that issue positions are relative to the case's policy text block.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -27,16 +28,37 @@ def _evaluate(case: LanguageCase) -> Mapping[str, Any]:
     policies = load_policy_text(case.policies, file=case.id)
     engine = PolicyEngine(policies, default_decision=case.options.default_decision)
     opts = case.options
-    decision = engine.evaluate(
-        case.context,
-        policies=list(opts.policies) if opts.policies is not None else None,
-        namespace=opts.namespace,
-        trace=opts.trace,
-        now=opts.now,
-        facts=opts.fact_map(),
-    )
-    result: dict[str, Any] = msgspec.to_builtins(decision)
+    before = copy.deepcopy(case.context)
+
+    def once() -> dict[str, Any]:
+        decision = engine.evaluate(
+            case.context,
+            policies=list(opts.policies) if opts.policies is not None else None,
+            namespace=opts.namespace,
+            trace=opts.trace,
+            now=opts.now,
+            facts=opts.fact_map(),
+        )
+        out: dict[str, Any] = msgspec.to_builtins(decision)
+        return out
+
+    result = once()
+    # Spec 5.3: the engine never mutates the caller's context (derived facts
+    # included); and one engine gives the same decision twice (no state
+    # leaks between evaluations, e.g. through lazily computed facts).
+    if case.context != before:
+        raise AssertionError(f"evaluate mutated the context: {before!r} -> {case.context!r}")
+    again = once()
+    if _untimed(again) != _untimed(result):
+        raise AssertionError(f"a second evaluation differs: {result!r} then {again!r}")
     return result
+
+
+def _untimed(decision: dict[str, Any]) -> dict[str, Any]:
+    out = {k: v for k, v in decision.items() if k != "evaluation_time_ms"}
+    if isinstance(out.get("shadow"), dict):
+        out["shadow"] = _untimed(out["shadow"])
+    return out
 
 
 def _load_issues(case: LanguageCase) -> Sequence[Any]:
