@@ -1,124 +1,73 @@
-"""Shared fixtures: in-memory services, token makers, a test client per app."""
+"""Fixtures: an app over memory services built in its own event loop, and its client."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
-from joserfc import jwt
-from joserfc.jwk import OctKey
 from litestar import Litestar
 from litestar.testing import TestClient
-from policy_core.memory import (
-    MemoryApiKeyStore,
-    MemoryDecisionCache,
-    MemoryDecisionLog,
-    MemoryPolicyStore,
-    MemoryUsageStore,
-    SystemClock,
+from policy_http import create_app
+from policy_http.testing import (
+    MemoryServices,
+    bearer,
+    make_token,
+    open_memory_services,
+    test_settings,
 )
-from policy_core.ports import DecisionLog
-from policy_core.services import (
-    ApiKeyService,
-    EngineHolder,
-    EvaluationService,
-    PolicyService,
-    UsageService,
-)
-from policy_http import HttpSettings, create_app
 
-SECRET = "test-secret-for-the-http-api-0123456789"
-ISSUER = "https://issuer.test"
-AUDIENCE = "llm-policy"
-
-
-@dataclass
-class MemoryServices:
-    """The services over memory adapters, shaped like the CLI's `Services`."""
-
-    policies: PolicyService
-    evaluation: EvaluationService
-    usage: UsageService | None
-    api_keys: ApiKeyService | None
-    decisions: DecisionLog | None
-    holder: EngineHolder
-    checks: dict[str, Callable[[], Awaitable[bool]]] = field(default_factory=dict)
-
-    async def ready(self) -> bool:
-        return self.holder.loaded and all([await c() for c in self.checks.values()])
+POLICY_YAML = """\
+metadata:
+  id: p1
+  name: First policy
+  tags: [security]
+rules:
+  - id: big-requests
+    name: Big requests
+    condition: "llm.max_tokens > 1000"
+    action: {decision: deny, reason: too many tokens}
+"""
+YAML = {"Content-Type": "application/yaml"}
 
 
-async def memory_services() -> MemoryServices:
-    clock = SystemClock()
-    holder = EngineHolder()
-    store = MemoryPolicyStore(clock)
-    log = MemoryDecisionLog()
-    policies = PolicyService(reader=store, writer=store, holder=holder)
-    await policies.start()
-    usage = MemoryUsageStore(clock)
-    evaluation = EvaluationService(
-        holder, cache=MemoryDecisionCache(clock), usage=usage, log=log, clock=clock
-    )
-    return MemoryServices(
-        policies=policies,
-        evaluation=evaluation,
-        usage=UsageService(usage),
-        api_keys=ApiKeyService(MemoryApiKeyStore(), clock),
-        decisions=log,
-        holder=holder,
-    )
+def policy_yaml(policy_id: str = "p1", limit: int = 1000, extra: str = "") -> str:
+    """A one-rule policy document (deny when llm.max_tokens > limit)."""
+    return POLICY_YAML.replace("id: p1", f"id: {policy_id}").replace("1000", str(limit)) + extra
 
 
-def make_token(
-    *,
-    roles: list[str] | None = None,
-    sub: str = "alice",
-    exp_in: float = 300,
-    secret: str = SECRET,
-    extra: dict[str, Any] | None = None,
-    header: dict[str, Any] | None = None,
-) -> str:
-    now = int(time.time())
-    claims: dict[str, Any] = {
-        "sub": sub,
-        "roles": roles if roles is not None else ["admin"],
-        "iat": now,
-        "exp": now + exp_in,
-        "iss": ISSUER,
-        "aud": AUDIENCE,
-    }
-    claims.update(extra or {})
-    claims = {k: v for k, v in claims.items() if v is not None}
-    return jwt.encode(header or {"alg": "HS256"}, claims, OctKey.import_key(secret))
+class Built:
+    """The services an app built at startup (factory mode), for tests to look at."""
+
+    services: MemoryServices | None = None
+
+    @property
+    def svc(self) -> MemoryServices:
+        assert self.services is not None, "the app has not started"
+        return self.services
 
 
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
+def app_with(built: Built, services: dict[str, Any] | None = None, **settings: Any) -> Litestar:
+    """An app over memory services built in the app's own event loop (as workers do)."""
 
+    @asynccontextmanager
+    async def factory() -> AsyncIterator[MemoryServices]:
+        async with open_memory_services(**(services or {})) as svc:
+            built.services = svc
+            yield svc
 
-def settings(**overrides: Any) -> HttpSettings:
-    base: dict[str, Any] = {
-        "jwt_secret": SECRET,
-        "jwt_issuer": ISSUER,
-        "jwt_audience": AUDIENCE,
-    }
-    base.update(overrides)
-    return HttpSettings(**base)
+    return create_app(factory, test_settings(**settings))
 
 
 @pytest.fixture
-async def services() -> AsyncIterator[MemoryServices]:
-    svc = await memory_services()
-    yield svc
-    await svc.policies.close()
+def built() -> Built:
+    return Built()
 
 
 @pytest.fixture
-def app(services: MemoryServices) -> Litestar:
-    return create_app(services, settings())
+def app(built: Built) -> Litestar:
+    return app_with(built)
 
 
 @pytest.fixture
@@ -130,3 +79,11 @@ def client(app: Litestar) -> Iterator[TestClient[Litestar]]:
 @pytest.fixture
 def admin() -> dict[str, str]:
     return bearer(make_token(roles=["admin"]))
+
+
+@pytest.fixture
+def seeded(client: TestClient[Litestar], admin: dict[str, str]) -> TestClient[Litestar]:
+    """A client whose app holds policy p1 at revision 1."""
+    r = client.post("/api/v1/policies", content=policy_yaml(), headers={**admin, **YAML})
+    assert r.status_code == 201, r.text
+    return client

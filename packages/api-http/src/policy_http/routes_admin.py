@@ -6,7 +6,7 @@ from typing import Annotated
 
 from litestar import Response, delete, get, post
 from litestar.handlers import HTTPRouteHandler
-from litestar.params import Parameter
+from litestar.params import FromQuery, JSONBody, PathParameter
 from policy_core.services import ApiKeyService
 
 from policy_http._http import problems
@@ -44,7 +44,7 @@ def admin_routes(rt: Runtime) -> list[HTTPRouteHandler]:
         security=_SECURITY,
         summary="Record spend for budget facts",
     )
-    async def record_usage(data: UsageRequest) -> UsageRecorded:
+    async def record_usage(data: JSONBody[UsageRequest]) -> UsageRecorded:
         usage = rt.services.usage
         if usage is None:
             raise ApiProblem(503, "no usage store is configured on this server", code="no_usage")
@@ -62,7 +62,7 @@ def admin_routes(rt: Runtime) -> list[HTTPRouteHandler]:
         security=_SECURITY,
         summary="Create a service API key (the key is shown once)",
     )
-    async def create_key(data: ApiKeyCreate) -> Response[ApiKeyCreated]:
+    async def create_key(data: JSONBody[ApiKeyCreate]) -> Response[ApiKeyCreated]:
         key, record = await key_service().create(data.name, tuple(data.roles))
         body = ApiKeyCreated(
             id=record.id,
@@ -83,7 +83,7 @@ def admin_routes(rt: Runtime) -> list[HTTPRouteHandler]:
         security=_SECURITY,
         summary="List service API keys (never the keys themselves)",
     )
-    async def list_keys(include_revoked: bool = False) -> ApiKeyList:
+    async def list_keys(include_revoked: FromQuery[bool] = False) -> ApiKeyList:
         records = await key_service().list(include_revoked=include_revoked)
         return ApiKeyList(
             items=[
@@ -106,7 +106,7 @@ def admin_routes(rt: Runtime) -> list[HTTPRouteHandler]:
         security=_SECURITY,
         summary="Revoke a service API key",
     )
-    async def revoke_key(key_id: Annotated[str, Parameter(max_length=128)]) -> None:
+    async def revoke_key(key_id: Annotated[str, PathParameter(max_length=128)]) -> None:
         if not await key_service().revoke(key_id):
             raise ApiProblem(404, f"no API key has the id {key_id!r}", code="api_key_not_found")
         rt.api_keys.forget(key_id)

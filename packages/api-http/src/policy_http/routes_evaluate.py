@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from litestar import Request, get, post
 from litestar.handlers import HTTPRouteHandler
-from litestar.params import Parameter
+from litestar.params import FromQuery, JSONBody, QueryParameter
 from policy_core.ports import HistoryQuery
 
 from policy_http._evaluation import Evaluations
@@ -45,7 +45,9 @@ def evaluate_routes(rt: Runtime, evaluations: Evaluations) -> list[HTTPRouteHand
         security=_SECURITY,
         summary="Evaluate one request",
     )
-    async def evaluate(request: Request[Any, Any, Any], data: EvaluateRequest) -> EvaluateResponse:
+    async def evaluate(
+        request: Request[Any, Any, Any], data: JSONBody[EvaluateRequest]
+    ) -> EvaluateResponse:
         return await evaluations.one(data, request.scope["state"].get("request_id"))
 
     @post(
@@ -56,7 +58,7 @@ def evaluate_routes(rt: Runtime, evaluations: Evaluations) -> list[HTTPRouteHand
         security=_SECURITY,
         summary="Evaluate up to 1,000 requests; decisions in order",
     )
-    async def evaluate_batch(data: BatchRequest) -> BatchResponse:
+    async def evaluate_batch(data: JSONBody[BatchRequest]) -> BatchResponse:
         return await evaluations.batch(data)
 
     @get(
@@ -67,15 +69,15 @@ def evaluate_routes(rt: Runtime, evaluations: Evaluations) -> list[HTTPRouteHand
         summary="Audit records of past decisions (newest first)",
     )
     async def history(
-        request_id: Annotated[str | None, Parameter(max_length=128)] = None,
-        policy_id: Annotated[str | None, Parameter(max_length=128)] = None,
+        request_id: Annotated[str | None, QueryParameter(max_length=128)] = None,
+        policy_id: Annotated[str | None, QueryParameter(max_length=128)] = None,
         decision: Annotated[
-            str | None, Parameter(pattern="^(allow|deny|warn|modify)$", max_length=8)
+            str | None, QueryParameter(pattern="^(allow|deny|warn|modify)$", max_length=8)
         ] = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        limit: Annotated[int, Parameter(ge=1, le=1000)] = 50,
-        cursor: Annotated[str | None, Parameter(max_length=512)] = None,
+        since: FromQuery[datetime | None] = None,
+        until: FromQuery[datetime | None] = None,
+        limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 50,
+        cursor: Annotated[str | None, QueryParameter(max_length=512)] = None,
     ) -> HistoryList:
         log = _decisions(rt)
         query = HistoryQuery(
@@ -113,7 +115,7 @@ def evaluate_routes(rt: Runtime, evaluations: Evaluations) -> list[HTTPRouteHand
         security=_SECURITY,
         summary="Counts by decision, policy and rule, and latency percentiles",
     )
-    async def stats(days: Annotated[int, Parameter(ge=1, le=366)] = 1) -> StatsResponse:
+    async def stats(days: Annotated[int, QueryParameter(ge=1, le=366)] = 1) -> StatsResponse:
         until = datetime.now(UTC)
         s = await _decisions(rt).stats(until - timedelta(days=days), until)
         return StatsResponse(

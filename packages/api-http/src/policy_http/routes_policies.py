@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from litestar import Request, Response, delete, get, patch, post, put
 from litestar.handlers import HTTPRouteHandler
 from litestar.openapi.spec import OpenAPIMediaType, OpenAPIType, Operation, RequestBody, Schema
-from litestar.params import Parameter
+from litestar.params import FromPath, FromQuery, HeaderParameter, JSONBody, QueryParameter
 from policy_core.errors import PolicyLoadError
 from policy_core.ports import PolicyRecord
 
@@ -42,13 +42,14 @@ from policy_http.schemas import (
 __all__ = ["policy_routes"]
 
 _SECURITY: list[dict[str, list[str]]] = [{"bearerAuth": []}, {"apiKey": []}]
-Limit = Annotated[int, Parameter(ge=1, le=1000, description="Page size (default 50).")]
+Limit = Annotated[int, QueryParameter(ge=1, le=1000, description="Page size (default 50).")]
 Cursor = Annotated[
     str | None,
-    Parameter(max_length=512, description="`next_cursor` of the previous page, unchanged."),
+    QueryParameter(max_length=512, description="`next_cursor` of the previous page, unchanged."),
 ]
 IfMatch = Annotated[
-    str | None, Parameter(header="If-Match", description='ETag of the current revision ("id:N").')
+    str | None,
+    HeaderParameter(name="If-Match", description='ETag of the current revision ("id:N").'),
 ]
 
 
@@ -136,9 +137,9 @@ def policy_routes(rt: Runtime) -> list[HTTPRouteHandler]:
         summary="List policies",
     )
     async def list_policies(
-        namespace: Annotated[str | None, Parameter(max_length=128)] = None,
-        status: StatusName | None = None,
-        tag: Annotated[str | None, Parameter(max_length=128)] = None,
+        namespace: Annotated[str | None, QueryParameter(max_length=128)] = None,
+        status: FromQuery[StatusName | None] = None,
+        tag: Annotated[str | None, QueryParameter(max_length=128)] = None,
         limit: Limit = 50,
         cursor: Cursor = None,
     ) -> PolicyList:
@@ -159,8 +160,8 @@ def policy_routes(rt: Runtime) -> list[HTTPRouteHandler]:
     )
     async def get_policy(
         request: Request[Any, Any, Any],
-        policy_id: str,
-        revision: Annotated[int | None, Parameter(ge=1, le=2**31)] = None,
+        policy_id: FromPath[str],
+        revision: Annotated[int | None, QueryParameter(ge=1, le=2**31)] = None,
     ) -> Response[Any]:
         record = await rt.services.policies.get(policy_id, revision)
         if wants_yaml(header(request.scope, b"accept")):
@@ -180,7 +181,7 @@ def policy_routes(rt: Runtime) -> list[HTTPRouteHandler]:
         summary="Replace a policy (new revision); requires If-Match",
     )
     async def update_policy(
-        request: Request[Any, Any, Any], policy_id: str, if_match: IfMatch = None
+        request: Request[Any, Any, Any], policy_id: FromPath[str], if_match: IfMatch = None
     ) -> Response[PolicyResource]:
         if if_match is None:
             raise ApiProblem(428, "send If-Match with the ETag of the revision you are replacing")
@@ -204,8 +205,8 @@ def policy_routes(rt: Runtime) -> list[HTTPRouteHandler]:
     )
     async def set_status(
         request: Request[Any, Any, Any],
-        policy_id: str,
-        data: StatusChange,
+        policy_id: FromPath[str],
+        data: JSONBody[StatusChange],
         if_match: IfMatch = None,
     ) -> Response[PolicyResource]:
         expected = await _expected(rt, policy_id, if_match)
@@ -228,7 +229,7 @@ def policy_routes(rt: Runtime) -> list[HTTPRouteHandler]:
         summary="Delete a policy (soft: revisions are kept)",
     )
     async def delete_policy(
-        request: Request[Any, Any, Any], policy_id: str, if_match: IfMatch = None
+        request: Request[Any, Any, Any], policy_id: FromPath[str], if_match: IfMatch = None
     ) -> None:
         expected = await _expected(rt, policy_id, if_match)
         await rt.services.policies.delete(
@@ -243,7 +244,7 @@ def policy_routes(rt: Runtime) -> list[HTTPRouteHandler]:
         summary="Revision history (who, when, what changed)",
     )
     async def list_revisions(
-        policy_id: str, limit: Limit = 50, cursor: Cursor = None
+        policy_id: FromPath[str], limit: Limit = 50, cursor: Cursor = None
     ) -> RevisionList:
         try:
             page = await rt.services.policies.revisions(policy_id, limit=limit, cursor=cursor)
@@ -271,8 +272,8 @@ def policy_routes(rt: Runtime) -> list[HTTPRouteHandler]:
     )
     async def rollback(
         request: Request[Any, Any, Any],
-        policy_id: str,
-        data: Rollback,
+        policy_id: FromPath[str],
+        data: JSONBody[Rollback],
         if_match: IfMatch = None,
     ) -> Response[PolicyResource]:
         expected = await _expected(rt, policy_id, if_match)
