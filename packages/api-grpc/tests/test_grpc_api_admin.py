@@ -7,7 +7,6 @@ from typing import Any
 import pytest
 from grpclib.const import Status
 from grpclib.exceptions import GRPCError
-
 from policy_grpc._generated.llm_policy.v1 import (
     CreatePolicyRequest,
     DeletePolicyRequest,

@@ -15,7 +15,6 @@ from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 from joserfc import jwt
 from joserfc.jwk import ECKey, OctKey, RSAKey
-
 from policy_grpc._auth import AuthError, JwtVerifier, load_jwks, permissions_of
 from policy_grpc._generated.llm_policy.v1 import (
     CreatePolicyRequest,
