@@ -30,12 +30,12 @@ def _evaluate(case: LanguageCase) -> Mapping[str, Any]:
     opts = case.options
     before = copy.deepcopy(case.context)
 
-    def once() -> dict[str, Any]:
+    def once(trace: bool = opts.trace) -> dict[str, Any]:
         decision = engine.evaluate(
             case.context,
             policies=list(opts.policies) if opts.policies is not None else None,
             namespace=opts.namespace,
-            trace=opts.trace,
+            trace=trace,
             now=opts.now,
             facts=opts.fact_map(),
         )
@@ -51,6 +51,13 @@ def _evaluate(case: LanguageCase) -> Mapping[str, Any]:
     again = once()
     if _untimed(again) != _untimed(result):
         raise AssertionError(f"a second evaluation differs: {result!r} then {again!r}")
+    # Spec 5.2.5: trace never changes any other field (the engine has a traced
+    # and an untraced path; every case runs both).
+    flipped = _untimed(once(not opts.trace))
+    if {k: v for k, v in flipped.items() if k != "trace"} != {
+        k: v for k, v in _untimed(result).items() if k != "trace"
+    }:
+        raise AssertionError(f"trace={not opts.trace} changes the decision: {flipped!r}")
     return result
 
 
