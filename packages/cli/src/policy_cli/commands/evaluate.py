@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import select
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
@@ -151,11 +152,26 @@ def _lines(stream: IO[str]) -> Iterator[tuple[int, str]]:
             yield number, line
 
 
-def _chunks(items: Iterator[tuple[int, str]]) -> Iterator[list[tuple[int, str]]]:
+def _input_pending(stream: IO[str]) -> bool:
+    """Whether more input is ready now; False on an idle pipe (answer what we have)."""
+    try:
+        fd = stream.fileno()
+    except (OSError, ValueError):  # not a real file (tests feed a StringIO)
+        return True
+    try:
+        ready, _, _ = select.select([fd], [], [], 0)
+    except (OSError, ValueError):
+        return True
+    return bool(ready)
+
+
+def _chunks(items: Iterator[tuple[int, str]], stream: IO[str]) -> Iterator[list[tuple[int, str]]]:
+    """Lines in groups of up to _CHUNK; a group ends early when the producer pauses,
+    so that a client writing one request at a time gets each answer at once."""
     chunk: list[tuple[int, str]] = []
     for item in items:
         chunk.append(item)
-        if len(chunk) >= _CHUNK:
+        if len(chunk) >= _CHUNK or not _input_pending(stream):
             yield chunk
             chunk = []
     if chunk:
@@ -217,7 +233,7 @@ def batch(
     async def go() -> None:
         async with open_backend(state, paths) as backend:
             with stream as lines, _progress(total) as bar:
-                for chunk in _chunks(_lines(lines)):
+                for chunk in _chunks(_lines(lines), lines):
                     for result in await _evaluate_chunk(backend, chunk, defaults):
                         outcome["denied"] |= result.get("decision") == "deny"
                         outcome["malformed"] |= "error" in result and "decision" not in result
