@@ -137,3 +137,43 @@ def test_generated_code_and_closures_agree_under_trace() -> None:
     assert traced.pop("trace")
     fast.pop("trace")
     assert fast == traced
+
+
+def test_large_policies_are_generated_in_chunks_and_agree_with_closures() -> None:
+    rules = "\n".join(
+        f"  - id: r{i}\n    condition: \"llm.max_tokens > {i} && user.id != 'u{i % 7}'\"\n"
+        f"    action: {{decision: {['allow', 'warn', 'deny', 'modify'][i % 4]}"
+        + (", modifications: {llm.max_tokens: 1}" if i % 4 == 3 else "")
+        + "}"
+        for i in range(150)
+    )
+    engine = PolicyEngine(load_policy_text(f"metadata: {{id: big}}\nrules:\n{rules}\n"))
+    for tokens in (0, 70, 149, 500):
+        ctx = {"llm": {"max_tokens": tokens}, "user": {"id": "u3"}}
+        fast, traced = _decision(engine, ctx), _decision(engine, ctx, trace=True)
+        traced.pop("trace")
+        fast.pop("trace")
+        assert fast == traced
+        assert len(fast["matched_rules"]) == sum(1 for i in range(150) if tokens > i and i % 7 != 3)
+
+
+def test_conditions_too_deep_for_generated_code_fall_back_to_closures() -> None:
+    chain = " && ".join(f"user.n != {i}" for i in range(300))
+    text = f'metadata: {{id: deep}}\nrules:\n  - id: r\n    condition: "{chain}"\n    action: {{decision: deny}}\n'
+    engine = PolicyEngine(load_policy_text(text))
+    assert engine.evaluate({"user": {"n": 1000}}).decision == "deny"
+    assert engine.evaluate({"user": {"n": 299}}).decision == "allow"
+
+
+def test_absurd_nesting_is_a_load_error_not_a_crash() -> None:
+    from policy_core import PolicyLoadError
+
+    text = (
+        'metadata: {id: p}\nrules:\n  - id: r\n    condition: "'
+        + "(" * 400
+        + "true"
+        + ")" * 400
+        + '"\n    action: {decision: deny}\n'
+    )
+    with pytest.raises(PolicyLoadError, match="nested too deeply"):
+        load_policy_text(text)

@@ -295,7 +295,7 @@ def _run_policy(policy: CompiledPolicy, env: Env, out: _Outcome) -> None:
     matched = False
     matches = out.matches
     for rule in policy.rules:
-        condition = rule.condition
+        condition = rule.closure()
         if condition is None:
             hit = True
         else:

@@ -204,6 +204,10 @@ class _Gen:
     def call(self, node: Call) -> tuple[str, bool]:
         args = [self.expr(a)[0] for a in node.args]
         if "." in node.name:
+            from policy_core.compiler.expr import FactCall, compile_expr
+
+            call = FactCall(name=node.name, args=tuple(compile_expr(a, self.cc) for a in node.args))
+            self.cc.fact_calls.append(call)
             return (
                 f"_fact(env, {self.const(node.name)}, ({''.join(a + ', ' for a in args)}))",
                 False,
@@ -265,11 +269,36 @@ def _helpers(cc: CompileContext) -> dict[str, Any]:
     }
 
 
+# Python's compiler grows faster than linearly with the size of one function:
+# large policies are split into chunks of this many rules.
+CHUNK_RULES = 64
+
+
 def generate_rules_function(
     rules: tuple[CompiledRule, ...], cc: CompileContext
 ) -> RulesFunction | None:
-    """The policy's rules as one function, or None when the source cannot be compiled
-    (absurdly deep expressions): the engine then uses the closures."""
+    """The policy's rules as generated code, or None when the source cannot be
+    compiled (absurdly deep expressions): the engine then uses the closures."""
+    chunks: list[RulesFunction] = []
+    for start in range(0, len(rules), CHUNK_RULES):
+        chunk = _generate_chunk(rules[start : start + CHUNK_RULES], cc)
+        if chunk is None:
+            return None
+        chunks.append(chunk)
+    if len(chunks) == 1:
+        return chunks[0]
+    parts = tuple(chunks)
+
+    def run(env: Env, out: Any, policy: Any) -> bool:
+        matched = False
+        for part in parts:
+            matched = part(env, out, policy) or matched
+        return matched
+
+    return run
+
+
+def _generate_chunk(rules: tuple[CompiledRule, ...], cc: CompileContext) -> RulesFunction | None:
     gen = _Gen(cc)
     body: list[str] = []
     try:

@@ -6,6 +6,7 @@ from typing import Any
 
 from policy_core.compiler.codegen import RulesFunction
 from policy_core.compiler.expr import FactCall, Fn
+from policy_core.compiler.regex import RegexTable
 from policy_core.compiler.templates import Renderer
 from policy_core.ir import Expr
 from policy_core.model import Obligation, Policy
@@ -15,6 +16,7 @@ __all__ = ["CompiledException", "CompiledPolicy", "CompiledRule", "CompiledSet"]
 
 class CompiledRule:
     __slots__ = (
+        "_closure",
         "condition",
         "decision",
         "ir",
@@ -24,6 +26,7 @@ class CompiledRule:
         "policy_id",
         "qualified",
         "reason",
+        "regexes",
         "rule_id",
         "strength",
     )
@@ -49,10 +52,22 @@ class CompiledRule:
         self.strength = strength
         self.condition = condition
         self.ir = ir
+        self.regexes: RegexTable | None = None
+        self._closure = condition
         self.reason = reason
         self.modifications = modifications
         self.metadata = metadata
         self.obligations = obligations
+
+    def closure(self) -> Fn | None:
+        """The condition as closures, compiled on first use (trace, or no generated code)."""
+        if self._closure is None and self.ir is not None:
+            from policy_core.compiler.expr import CompileContext, compile_condition
+
+            # The generated code registered the same patterns in this table already.
+            assert self.regexes is not None
+            self._closure = compile_condition(self.ir, CompileContext(self.regexes))
+        return self._closure
 
 
 class CompiledException:

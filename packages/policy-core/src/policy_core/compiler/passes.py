@@ -73,8 +73,15 @@ def compile_conditions(build: _Build) -> None:
 
 def generate_code(build: _Build) -> None:
     """Each policy's rules as one generated function for the hot path."""
+    cc = build.cc
     for policy in build.compiled:
-        policy.run = generate_rules_function(policy.rules, build.cc)
+        first_fact = len(cc.fact_calls)
+        policy.run = generate_rules_function(policy.rules, cc)
+        for rule in policy.rules:
+            rule.regexes = cc.regexes
+            if policy.run is None and rule.ir is not None:
+                rule.condition = rule._closure = compile_condition(rule.ir, cc)
+        policy.fact_calls += tuple(cc.fact_calls[first_fact:])
 
 
 def _rule(pid: str, rule: Rule, cc: CompileContext) -> CompiledRule:
@@ -90,7 +97,7 @@ def _rule(pid: str, rule: Rule, cc: CompileContext) -> CompiledRule:
         rule_id=rule.id,
         decision=action.decision,
         strength=DECISION_STRENGTH[action.decision],
-        condition=compile_condition(rule.condition_ir, cc) if rule.condition_ir else None,
+        condition=None,  # generated code, or closures in `generate_code` when that fails
         ir=rule.condition_ir,
         reason=reason,
         modifications=dict(action.modifications),

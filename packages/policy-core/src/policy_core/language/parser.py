@@ -40,7 +40,10 @@ RegexCheck = Callable[[str], str | None]
 def parse_expression(text: str, *, check_regex: RegexCheck | None = None) -> Expr:
     """Parse one expression; raises ExprSyntaxError with the offending offset."""
     parser = _Parser(tokenize(text), check_regex)
-    expr = parser.parse_or()
+    try:
+        expr = parser.parse_or()
+    except RecursionError:
+        raise ExprSyntaxError(0, "expression is nested too deeply; simplify it") from None
     tok = parser.peek()
     if tok.kind != "eof":
         raise ExprSyntaxError(
