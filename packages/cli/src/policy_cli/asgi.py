@@ -18,10 +18,11 @@ __all__ = ["create_app_from_env"]
 
 def create_app_from_env() -> Any:
     """The HTTP app over `bootstrap(settings)`, settings from the environment."""
-    from policy_http import create_app
+    from policy_http import configure_json_logging, create_app
 
     from policy_cli.api_settings import http_settings
     from policy_cli.bootstrap import bootstrap
 
     settings = load_settings(os.environ, serving=True)
+    configure_json_logging(settings.log_level)
     return create_app(lambda: bootstrap(settings), http_settings(settings))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import shlex
 import sys
@@ -187,6 +188,9 @@ def grpc() -> None:
 def grpc_serve(state: State, /, **flags: Any) -> None:
     """Run the gRPC API (PolicyService, Health, reflection) until SIGINT/SIGTERM."""
     settings = state.load(serving=True, **flags)
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     from policy_grpc import serve as serve_grpc
 
     from policy_cli.api_settings import grpc_settings
