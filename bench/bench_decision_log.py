@@ -20,7 +20,7 @@ from policy_core.memory import MemoryDecisionLog
 from policy_core.services import EngineHolder, EvaluationRequest, EvaluationService
 from policy_core.testing import decision_record
 from policy_postgres import PostgresDecisionLog
-from policy_postgres.testing import isolated_pool, test_database_url
+from policy_postgres.testing import database_url, isolated_pool
 
 POLICY = """\
 metadata: {id: bench}
@@ -58,7 +58,7 @@ async def evaluation_overhead(n: int) -> dict[str, float]:
     ]
     out: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        async with isolated_pool(test_database_url()) as (pool, _):
+        async with isolated_pool(database_url()) as (pool, _):
             pg_log = PostgresDecisionLog(pool, spool_path=Path(tmp) / "spool")
             await pg_log.start()
             variants = {
@@ -84,7 +84,7 @@ async def append_cost(n: int) -> dict[str, float]:
     """Cost of PostgresDecisionLog.append alone (the part on the request path)."""
     records = [decision_record(f"a{i}") for i in range(n)]
     with tempfile.TemporaryDirectory() as tmp:
-        async with isolated_pool(test_database_url()) as (pool, _):
+        async with isolated_pool(database_url()) as (pool, _):
             log = PostgresDecisionLog(pool, spool_path=Path(tmp) / "spool", queue_size=n + 1)
             samples = []
             for r in records:  # the writer is not started: this measures the queue only

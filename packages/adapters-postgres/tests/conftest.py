@@ -2,24 +2,17 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from policy_postgres.testing import isolated_pool, require_server, test_database_url
+from policy_postgres.testing import isolated_pool, usable_database_url
 from psycopg_pool import AsyncConnectionPool
 
 
 @pytest.fixture
 async def pg_url() -> str:
-    url = test_database_url()
-    problem = await require_server(url)
-    if problem is not None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(problem)
-        pytest.skip(problem)
-    return url
+    return await usable_database_url()
 
 
 @pytest.fixture

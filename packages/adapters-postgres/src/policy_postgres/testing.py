@@ -20,16 +20,17 @@ from policy_postgres.pool import open_pool
 
 __all__ = [
     "DEFAULT_TEST_URL",
+    "database_url",
     "embedded_data_dir",
     "isolated_pool",
     "require_server",
-    "test_database_url",
+    "usable_database_url",
 ]
 
 DEFAULT_TEST_URL = "postgresql://postgres@127.0.0.1:5432/test"
 
 
-def test_database_url() -> str:
+def database_url() -> str:
     """LLM_POLICY_TEST_DATABASE_URL, or the local server's `test` database."""
     return os.environ.get("LLM_POLICY_TEST_DATABASE_URL", DEFAULT_TEST_URL)
 
@@ -42,6 +43,20 @@ async def require_server(url: str) -> str | None:
         return f"PostgreSQL at {url} is not reachable: {exc}"
     await conn.close()
     return None
+
+
+async def usable_database_url() -> str:
+    """The test database URL; skips the calling test when the server is missing, or fails
+    it when CI=true (a CI run must never silently skip the PostgreSQL suites)."""
+    import pytest
+
+    url = database_url()
+    problem = await require_server(url)
+    if problem is not None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(problem)
+        pytest.skip(problem)
+    return url
 
 
 @asynccontextmanager
