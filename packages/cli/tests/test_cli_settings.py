@@ -62,7 +62,7 @@ def test_test_suite_variables_are_not_settings_and_not_rejected() -> None:
         ("LLM_POLICY_DATABASE_URL", "postgresql:///nohost", "names no host"),
         ("LLM_POLICY_REDIS_URL", "localhost:6379", "expected redis://host[:port]/..."),
         ("LLM_POLICY_SERVER", "ftp://example.com", "expected http://host[:port]/..."),
-        ("LLM_POLICY_SHIELD_URL", "http://h:99999", "bad port"),
+        ("LLM_POLICY_OTLP_ENDPOINT", "http://h:99999", "bad port"),
     ],
 )
 def test_bad_url_is_one_clear_line(name: str, value: str, expected: str) -> None:

@@ -116,7 +116,6 @@ async def wire(
         usage=adapters.usage,
         log=adapters.log,
         clock=adapters.clock,
-        integration_timeout=settings.integration_timeout_ms / 1000,
     )
     await policies.start()
     stack.push_async_callback(policies.close)

@@ -77,12 +77,6 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     jwks_file: str | None = None
     jwt_issuer: str | None = None
     jwt_audience: str | None = None
-    # integrations
-    shield_url: str | None = None
-    costops_url: str | None = None
-    governance_url: str | None = None
-    edge_url: str | None = None
-    integration_timeout_ms: int = 200
     # client side: talk to a running server instead of a local store
     server: str | None = None
     token: str | None = None
@@ -134,11 +128,6 @@ SETTING_HELP: dict[str, str] = {
     "jwks_file": "JWKS file of RS256/ES256 public keys (instead of, or with, the secret)",
     "jwt_issuer": "required `iss` of tokens, when set",
     "jwt_audience": "required `aud` of tokens, when set",
-    "shield_url": "prompt-security scanner behind `shield.scan()`",
-    "costops_url": "cost oracle behind `costops.estimate()`",
-    "governance_url": "governance system receiving decision records",
-    "edge_url": "edge enforcement points receiving the active policy set",
-    "integration_timeout_ms": "timeout of each integration call",
     "server": "CLI: use this running server (`--server`) instead of the store",
     "token": "CLI: bearer token for `--server` (`--token`)",
     "api_key": "CLI: API key for `--server` (`--api-key`)",
@@ -150,10 +139,6 @@ _URL_SCHEMES: dict[str, tuple[str, ...]] = {
     "database_url": ("postgresql", "postgres"),
     "redis_url": ("redis", "rediss", "unix"),
     "server": ("http", "https"),
-    "shield_url": ("http", "https"),
-    "costops_url": ("http", "https"),
-    "governance_url": ("http", "https"),
-    "edge_url": ("http", "https"),
     "otlp_endpoint": ("http", "https"),
 }
 _PORT_FIELDS = ("port", "grpc_port")
@@ -163,7 +148,6 @@ _POSITIVE_FIELDS = (
     "max_context_depth",
     "max_context_items",
     "max_batch",
-    "integration_timeout_ms",
 )
 
 
