@@ -49,7 +49,8 @@ class DecisionLogCounters(msgspec.Struct, frozen=True, kw_only=True):
     `backpressure`: records that found the queue full and went straight to the
     spool; `dropped`: records lost (only if the spool itself cannot be
     written); `rejected`: records PostgreSQL refused as invalid (kept in the
-    `.rejected` file).
+    `.rejected` file); `corrupt_spool_lines`: spool lines torn by a crash
+    mid-write, unreadable at replay.
     """
 
     appended: int
@@ -63,6 +64,7 @@ class DecisionLogCounters(msgspec.Struct, frozen=True, kw_only=True):
     spool_bytes: int
     available: bool
     outages: int
+    corrupt_spool_lines: int
 
 
 class PostgresDecisionLog:
@@ -167,6 +169,7 @@ class PostgresDecisionLog:
             spool_bytes=self._spool.size_bytes(),
             available=not self._down,
             outages=self._outages,
+            corrupt_spool_lines=self._spool.corrupt_lines,
         )
 
     async def history(
