@@ -15,7 +15,7 @@ from policy_http.testing import (
     bearer,
     make_token,
     open_memory_services,
-    test_settings,
+    make_settings,
 )
 
 POLICY_YAML = """\
@@ -57,7 +57,7 @@ def app_with(built: Built, services: dict[str, Any] | None = None, **settings: A
             built.services = svc
             yield svc
 
-    return create_app(factory, test_settings(**settings))
+    return create_app(factory, make_settings(**settings))
 
 
 @pytest.fixture

@@ -42,7 +42,7 @@ __all__ = [
     "make_token",
     "memory_services",
     "open_memory_services",
-    "test_settings",
+    "make_settings",
 ]
 
 TEST_SECRET = "test-secret-for-the-http-api-0123456789"  # noqa: S105 - tests only
@@ -139,7 +139,7 @@ def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-def test_settings(**overrides: Any) -> HttpSettings:
+def make_settings(**overrides: Any) -> HttpSettings:
     """Settings with the test secret, issuer and audience."""
     base: dict[str, Any] = {
         "jwt_secret": TEST_SECRET,

@@ -1,0 +1,263 @@
+"""Readiness, metrics, OpenAPI, errors without internals, logs without secrets, rate limits,
+API keys."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+from litestar import Litestar
+from litestar.testing import TestClient
+from loguru import logger
+from policy_http import create_app, parse_rate_limits
+from policy_http.logs import configure_json_logging
+from policy_http.testing import (
+    MemoryServices,
+    bearer,
+    make_token,
+    open_memory_services,
+    make_settings,
+)
+
+E = "/api/v1/evaluate"
+
+
+def build(**settings: Any) -> tuple[Litestar, dict[str, MemoryServices]]:
+    holder: dict[str, MemoryServices] = {}
+
+    @asynccontextmanager
+    async def factory() -> AsyncIterator[MemoryServices]:
+        async with open_memory_services() as svc:
+            holder["svc"] = svc
+            yield svc
+
+    return create_app(factory, make_settings(**settings)), holder
+
+
+def test_ready_reports_a_failing_check() -> None:
+    app, holder = build()
+    with TestClient(app) as client:
+        assert client.get("/ready").json()["status"] == "ok"
+
+        async def down() -> bool:
+            return False
+
+        holder["svc"].checks["store"] = down
+        r = client.get("/ready")
+        assert r.status_code == 503
+        assert r.json() == {
+            "status": "unavailable",
+            "checks": {"services": False, "rate_limits": True},
+        }
+        assert client.get("/health").status_code == 200
+
+
+def test_metrics_expose_requests_decisions_and_the_policy_set(
+    seeded: TestClient[Litestar], admin: dict[str, str]
+) -> None:
+    seeded.post(E, json={"context": {"llm": {"max_tokens": 5000}}}, headers=admin)
+    seeded.post(E, json={"context": {"llm": {"max_tokens": 5000}}}, headers=admin)
+    seeded.post(E, json={"context": {}})
+    text = seeded.get("/metrics").text
+    assert (
+        'llm_policy_http_requests_total{method="POST",route="/api/v1/evaluate",status="200"} 2.0'
+        in text
+    )
+    assert (
+        'llm_policy_http_requests_total{method="POST",route="/api/v1/evaluate",status="401"} 1.0'
+        in text
+    )
+    assert "llm_policy_http_request_duration_seconds_bucket" in text
+    assert 'llm_policy_decisions_total{decision="deny"} 2.0' in text
+    assert 'llm_policy_policy_decisions_total{decision="deny",policy="p1"} 2.0' in text
+    assert 'llm_policy_decision_cache_total{result="hit"} 1.0' in text
+    assert 'llm_policy_decision_cache_total{result="miss"} 1.0' in text
+    assert 'llm_policy_policy_set_info{policy_set="sha256:' in text
+    assert "llm_policy_policies_loaded 1.0" in text
+    assert 'llm_policy_auth_failures_total{status="401"} 1.0' in text
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            assert line.startswith("llm_policy_"), line
+
+
+def test_openapi_describes_problems_security_and_both_policy_body_types(
+    client: TestClient[Litestar],
+) -> None:
+    schema = client.get("/schema/openapi.json").json()
+    assert schema["openapi"].startswith("3.1")
+    assert set(schema["components"]["securitySchemes"]) == {"bearerAuth", "apiKey"}
+    create = schema["paths"]["/api/v1/policies"]["post"]
+    assert set(create["requestBody"]["content"]) >= {"application/json", "application/yaml"}
+    assert "application/problem+json" in create["responses"]["422"]["content"]
+    evaluate = schema["paths"]["/api/v1/evaluate"]["post"]
+    assert set(evaluate["responses"]) >= {"200", "400", "401", "403", "413", "422", "429"}
+    assert client.get("/schema/swagger").status_code == 200
+
+
+def test_unknown_routes_and_methods_are_problems(
+    client: TestClient[Litestar], admin: dict[str, str]
+) -> None:
+    r = client.get("/api/v1/nothing-here", headers=admin)
+    assert r.status_code == 404
+    assert r.headers["content-type"].startswith("application/problem+json")
+    r = client.get(E, headers=admin)
+    assert r.status_code == 405
+    assert r.headers["content-type"].startswith("application/problem+json")
+
+
+class Boom(Exception):
+    pass
+
+
+def test_an_internal_error_is_a_bare_500_and_is_logged(
+    seeded: TestClient[Litestar], admin: dict[str, str], built: Any
+) -> None:
+    async def explode(*_: Any, **__: Any) -> Any:
+        raise Boom("database password is hunter2")
+
+    built.svc.evaluation.evaluate = explode
+    built.svc.policies.list = explode
+    stream = io.StringIO()
+    handler = configure_json_logging("INFO", stream)
+    try:
+        for r in (
+            seeded.post(E, json={"context": {}}, headers=admin),
+            seeded.get("/api/v1/policies", headers=admin),
+        ):
+            assert r.status_code == 500
+            assert r.headers["content-type"].startswith("application/problem+json")
+            assert "hunter2" not in r.text
+            assert "Boom" not in r.text
+            assert "Traceback" not in r.text
+            assert r.json()["request_id"] == r.headers["x-request-id"]
+    finally:
+        logger.remove(handler)
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    errors = [entry for entry in lines if entry["level"] == "ERROR"]
+    assert len(errors) == 2
+    assert "Boom" in errors[0]["exception"]
+    assert errors[0]["request_id"]
+
+
+def test_logs_never_hold_tokens_keys_or_prompts(
+    seeded: TestClient[Litestar], admin: dict[str, str]
+) -> None:
+    stream = io.StringIO()
+    handler = configure_json_logging("DEBUG", stream)
+    secret_prompt = "my social security number is 078-05-1120"
+    bad_token = make_token(secret="wrong-secret-0123456789-0123456789")
+    try:
+        seeded.post(E, json={"context": {"llm": {"prompt": secret_prompt}}}, headers=admin)
+        seeded.post(E, json={"context": {}}, headers=bearer(bad_token))
+        seeded.post(E, json={"context": {}}, headers={"X-API-Key": "lpk_abc_def"})
+        logger.bind(token="t", prompt="p", request_id="r").info("with sensitive extras")
+    finally:
+        logger.remove(handler)
+    text = stream.getvalue()
+    assert "authentication failed" in text
+    for secret in (secret_prompt, bad_token, admin["Authorization"][7:], "lpk_abc_def"):
+        assert secret not in text
+    last = json.loads(text.splitlines()[-1])
+    assert "token" not in last
+    assert "prompt" not in last
+    assert last["request_id"] == "r"
+
+
+def test_access_log_when_enabled() -> None:
+    app, _ = build(access_log=True)
+    stream = io.StringIO()
+    handler = configure_json_logging("INFO", stream)
+    try:
+        with TestClient(app) as client:
+            client.post(E, json={"context": {}}, headers=bearer(make_token()))
+            client.get("/health")
+    finally:
+        logger.remove(handler)
+    entries = [json.loads(line) for line in stream.getvalue().splitlines()]
+    access = [e for e in entries if e["message"] == "request"]
+    assert {(e["route"], e["status"]) for e in access} == {(E, 200), ("/health", 200)}
+    assert all(e["request_id"] and e["duration_ms"] >= 0 for e in access)
+    assert access[0]["principal"] == "alice"
+
+
+def test_rate_limit_is_429_with_retry_after_and_ratelimit_headers() -> None:
+    app, _ = build(rate_limits="evaluate=3/minute;read=2/minute")
+    with TestClient(app) as client:
+        alice, bob = bearer(make_token(sub="alice")), bearer(make_token(sub="bob"))
+        statuses = [
+            client.post(E, json={"context": {}}, headers=alice).status_code for _ in range(4)
+        ]
+        assert statuses == [200, 200, 200, 429]
+        r = client.post(f"{E}/batch", json={"requests": [{"context": {}}]}, headers=alice)
+        assert r.status_code == 429
+        assert int(r.headers["retry-after"]) >= 1
+        assert r.headers["ratelimit-limit"] == "3"
+        assert r.headers["ratelimit-remaining"] == "0"
+        assert int(r.headers["ratelimit-reset"]) >= 1
+        assert r.headers["content-type"].startswith("application/problem+json")
+        # Per principal, and per route class.
+        assert client.post(E, json={"context": {}}, headers=bob).status_code == 200
+        assert client.get("/api/v1/policies", headers=alice).status_code == 200
+
+
+def test_rate_limit_spec_errors_name_the_bad_part() -> None:
+    assert parse_rate_limits("evaluate=5000/second;admin=20/second, 100/hour")["admin"]
+    assert parse_rate_limits("") == {}
+    with pytest.raises(ValueError, match="bogus"):
+        parse_rate_limits("bogus=1/second")
+    with pytest.raises(ValueError, match="lots"):
+        parse_rate_limits("evaluate=lots")
+
+
+def test_api_keys_are_shown_once_work_and_can_be_revoked(
+    seeded: TestClient[Litestar], admin: dict[str, str]
+) -> None:
+    created = seeded.post(
+        "/api/v1/api-keys", json={"name": "gateway", "roles": ["evaluator"]}, headers=admin
+    )
+    assert created.status_code == 201
+    assert created.headers["cache-control"] == "no-store"
+    key = created.json()["key"]
+    key_id = created.json()["id"]
+    assert created.headers["location"] == f"/api/v1/api-keys/{key_id}"
+    listed = seeded.get("/api/v1/api-keys", headers=admin).json()["items"]
+    assert [k["id"] for k in listed] == [key_id]
+    assert key not in json.dumps(listed)
+    use = {"X-API-Key": key}
+    assert seeded.post(E, json={"context": {}}, headers=use).status_code == 200
+    # The key's roles bound it: an evaluator cannot read policies.
+    assert seeded.get("/api/v1/policies", headers=use).status_code == 403
+    assert seeded.delete(f"/api/v1/api-keys/{key_id}", headers=admin).status_code == 204
+    assert seeded.post(E, json={"context": {}}, headers=use).status_code == 401
+    assert seeded.delete(f"/api/v1/api-keys/{key_id}", headers=admin).status_code == 204
+    assert seeded.delete("/api/v1/api-keys/unknown", headers=admin).status_code == 404
+    revoked = seeded.get("/api/v1/api-keys", params={"include_revoked": True}, headers=admin)
+    assert revoked.json()["items"][0]["revoked_at"] is not None
+    bad_role = {"name": "x", "roles": ["root"]}
+    assert seeded.post("/api/v1/api-keys", json=bad_role, headers=admin).status_code == 400
+    assert seeded.post(E, json={"context": {}}, headers={"X-API-Key": "lpk_x_y"}).status_code == 401
+
+
+def test_a_malformed_authorization_header_is_401(client: TestClient[Litestar]) -> None:
+    for value in ("Basic YWxpY2U6cHc=", "Bearer", "Bearer    ", "token"):
+        r = client.post(E, json={"context": {}}, headers={"Authorization": value})
+        assert r.status_code == 401, value
+
+
+def test_jwt_not_configured_is_401_not_500() -> None:
+    app, _ = build(jwt_secret=None)
+    with TestClient(app) as client:
+        r = client.post(E, json={"context": {}}, headers=bearer(make_token()))
+        assert r.status_code == 401
+        assert "not configured" in r.json()["detail"]
+
+
+def test_cors_when_origins_are_configured() -> None:
+    app, _ = build(cors_origins=("https://console.example",))
+    with TestClient(app) as client:
+        r = client.get("/health", headers={"Origin": "https://console.example"})
+        assert r.headers["access-control-allow-origin"] == "https://console.example"
