@@ -13,9 +13,9 @@ from policy_http import create_app
 from policy_http.testing import (
     MemoryServices,
     bearer,
+    make_settings,
     make_token,
     open_memory_services,
-    make_settings,
 )
 
 POLICY_YAML = """\

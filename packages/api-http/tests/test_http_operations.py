@@ -18,9 +18,9 @@ from policy_http.logs import configure_json_logging
 from policy_http.testing import (
     MemoryServices,
     bearer,
+    make_settings,
     make_token,
     open_memory_services,
-    make_settings,
 )
 
 E = "/api/v1/evaluate"

@@ -39,10 +39,10 @@ __all__ = [
     "TEST_SECRET",
     "MemoryServices",
     "bearer",
+    "make_settings",
     "make_token",
     "memory_services",
     "open_memory_services",
-    "make_settings",
 ]
 
 TEST_SECRET = "test-secret-for-the-http-api-0123456789"  # noqa: S105 - tests only
