@@ -6,7 +6,6 @@ mutable state is a cache of policy selections, filled with atomic dict writes.
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -373,6 +372,15 @@ def _trace(
 # --- combining (spec 5.2) ------------------------------------------------------
 
 
+def _json_copy(value: Any) -> Any:
+    """A copy of a JSON value, so that callers cannot change a compiled rule through a decision."""
+    if type(value) is dict:
+        return {k: _json_copy(v) for k, v in value.items()}
+    if type(value) is list:
+        return [_json_copy(v) for v in value]
+    return value
+
+
 def _render(rule: CompiledRule, env: Env) -> str | None:
     reason = rule.reason
     if reason is None or type(reason) is str:
@@ -400,33 +408,41 @@ def _decide(
             evaluation_time_ms=(_perf() - start) * 1000.0,
             trace=tuple(out.traces) if out.traces is not None else None,
         )
-    strength = max(m.strength for m in matches)
+    strength = 0
+    for m in matches:
+        if m.strength > strength:
+            strength = m.strength
     outcome = _BY_STRENGTH[strength]
     winners = [m for m in matches if m.strength == strength]
     first = winners[0]
     reason = _render(first, env)
     metadata: dict[str, Any] = {}
-    for m in winners:
-        for key, value in m.metadata.items():
-            metadata.setdefault(key, value)
     modifications: dict[str, Any] = {}
-    if outcome == "modify":
-        for m in winners:
+    for m in winners:
+        if m.metadata:
+            for key, value in m.metadata.items():
+                metadata.setdefault(key, value)
+        if m.modifications and outcome == "modify":
             for path, value in m.modifications.items():
                 modifications.setdefault(path, value)
-        modifications = copy.deepcopy(modifications)
-    policies = dict.fromkeys(m.policy_id for m in matches)
+    warnings: list[str] = []
+    obligations: list[Any] = []
+    for m in matches:
+        if m.obligations:
+            obligations += m.obligations
+        if m.strength == 1:  # warn
+            warnings.append(_render(m, env) or m.qualified)
     return Decision(
         decision=outcome,  # type: ignore[arg-type]
         allowed=outcome != "deny",
         reason=reason if reason is not None else first.qualified,
-        matched_policies=tuple(policies),
+        matched_policies=tuple(dict.fromkeys([m.policy_id for m in matches])),
         matched_rules=tuple(m.qualified for m in matches),
         matched_exceptions=tuple(out.exceptions),
-        warnings=tuple(_render(m, env) or m.qualified for m in matches if m.decision == "warn"),
-        modifications=modifications,
-        obligations=tuple(o for m in matches for o in m.obligations),
-        metadata=copy.deepcopy(metadata) if metadata else metadata,
+        warnings=tuple(warnings),
+        modifications=_json_copy(modifications) if modifications else modifications,
+        obligations=tuple(obligations),
+        metadata=_json_copy(metadata) if metadata else metadata,
         errors=tuple(out.errors),
         shadow=shadow,
         policy_set=selection.policy_set,

@@ -64,12 +64,16 @@ def size(value: Any) -> int:
 
 
 def _subject(name: str, subject: Any) -> Mapping[str, Any] | None:
-    if subject is None or isinstance(subject, Mapping):
+    if subject is None or type(subject) is dict or isinstance(subject, Mapping):
         return subject
     raise EvalError(f"{name}() needs an object such as user, got a {type_name(subject)}")
 
 
 def has_role(subject: Any, role: Any) -> bool:
+    if type(subject) is dict and type(role) is str:
+        roles = subject.get("roles")
+        if type(roles) is list:
+            return role in roles  # a str only equals a str, so Python's == is the spec's here
     subject = _subject("has_role", subject)
     roles = subject.get("roles") if subject is not None else None
     return isinstance(roles, list) and ops.membership(role, roles)

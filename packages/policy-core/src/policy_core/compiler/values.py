@@ -102,7 +102,11 @@ def has_permission(subject: Any, permission: Any) -> bool:
     """`X.has_permission(p)`: exact grant, `q.*` for everything under `q.`, or `*`."""
     if type(permission) is not str:
         raise EvalError(f"has_permission() needs a string, got a {type_name(permission)}")
-    granted = subject.get("permissions") if isinstance(subject, Mapping) else None
+    granted = (
+        subject.get("permissions")
+        if type(subject) is dict or isinstance(subject, Mapping)
+        else None
+    )
     if not isinstance(granted, list):
         return False
     for grant in granted:
