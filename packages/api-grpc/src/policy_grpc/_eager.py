@@ -35,18 +35,35 @@ def start_eagerly(
 
 async def _finish(coro: Coroutine[Any, Any, T], waiting_on: Any) -> T:
     while True:
+        error: BaseException | None = None
         try:
             if waiting_on is None:  # a bare yield: asyncio.sleep(0)
                 await asyncio.sleep(0)
             else:
-                # Like Task.__step: the coroutine awaits this future; the result (or
-                # exception) reaches it when resumed, through Future.__await__.
+                # Like Task.__step: the coroutine awaits this future; its result (or
+                # exception) reaches the coroutine when resumed, via Future.__await__.
                 waiting_on._asyncio_future_blocking = False
                 await asyncio.wait((waiting_on,))
         except asyncio.CancelledError:
-            coro.close()  # runs its finally blocks
-            raise
-        try:
-            waiting_on = coro.send(None)
-        except StopIteration as stop:
-            return stop.value  # type: ignore[no-any-return]
+            # Like Task.cancel: cancel what the coroutine waits on (or throw into it),
+            # so it sees CancelledError where it awaits and can clean up.
+            if waiting_on is None or not waiting_on.cancel():
+                error = asyncio.CancelledError()
+        step = _step(coro, error)
+        if isinstance(step, _Done):
+            return step.value  # type: ignore[no-any-return]
+        waiting_on = step
+
+
+class _Done:
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+
+def _step(coro: Coroutine[Any, Any, Any], error: BaseException | None) -> Any:
+    try:
+        return coro.throw(error) if error is not None else coro.send(None)
+    except StopIteration as stop:
+        return _Done(stop.value)
