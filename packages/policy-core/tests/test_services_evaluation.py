@@ -288,3 +288,25 @@ async def test_works_without_optional_ports() -> None:
     service = EvaluationService(EngineHolder(PolicyEngine(load_policy_text(BASIC))))
     result = await service.evaluate(EvaluationRequest(context={"user": {"id": "bad"}}))
     assert (result.decision.decision, result.cached) == ("deny", False)
+
+
+async def test_stored_context_has_redact_obligations_applied() -> None:
+    text = """\
+metadata: {id: pii}
+rules:
+  - id: mask
+    condition: "contains_pii(llm.prompt)"
+    action: {decision: allow}
+    obligations: [{type: redact, fields: [llm.prompt], pattern: pii}]
+"""
+    h = Harness(text)
+    context = {"llm": {"prompt": "mail me at jane@example.com"}, "user": {"id": "u1"}}
+    result = await h.run(context=context, request_id="p1")
+    assert result.decision.obligations
+    (record,) = (await h.log.history(HistoryQuery(request_id="p1"))).items
+    assert "jane@example.com" not in record.context["llm"]["prompt"]
+    assert record.context["user"] == {"id": "u1"}
+    # The caller's context is untouched and the digest is of what was received.
+    assert context["llm"]["prompt"] == "mail me at jane@example.com"
+    digest = hashlib.sha256(canonical_json(context)).hexdigest()
+    assert record.context_digest == f"sha256:{digest}"

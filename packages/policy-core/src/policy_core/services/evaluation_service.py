@@ -31,6 +31,7 @@ from policy_core.ports import (
     ShieldScanner,
     UsageStore,
 )
+from policy_core.primitives import redact_context
 from policy_core.services.holder import EngineHolder
 from policy_core.services.records import EvaluationRequest, EvaluationResult
 
@@ -171,13 +172,9 @@ class EvaluationService:
         if not self._audited(engine, request, decision):
             return
         context: Mapping[str, Any] = request.context
-        raw = canonical_json(context)
-        for obligation in decision.obligations:
-            if isinstance(obligation, RedactObligation):
-                # Imported here: only decisions carrying a redact obligation need it.
-                from policy_core.primitives import redact_context
-
-                context = redact_context(context, obligation.fields, obligation.pattern)
+        digest = "sha256:" + hashlib.sha256(canonical_json(context)).hexdigest()
+        if decision.obligations:
+            context = _redacted(context, decision)
         record = DecisionRecord(
             request_id=request_id,
             policy_set=decision.policy_set,
@@ -185,8 +182,8 @@ class EvaluationService:
             matched_policies=decision.matched_policies,
             matched_rules=decision.matched_rules,
             reason=decision.reason,
-            context_digest="sha256:" + hashlib.sha256(raw).hexdigest(),
-            context=dict(context),
+            context_digest=digest,
+            context=context if type(context) is dict else dict(context),
             detail=decision,
             latency_ms=(_perf() - start) * 1000.0,
             created_at=self._clock.now(),
@@ -198,7 +195,7 @@ class EvaluationService:
 
     def _audited(self, engine: PolicyEngine, request: EvaluationRequest, d: Decision) -> bool:
         """Whether `config.audit` of the policies involved (or an audit obligation) asks for it."""
-        if any(isinstance(o, AuditObligation) for o in d.obligations):
+        if d.obligations and any(isinstance(o, AuditObligation) for o in d.obligations):
             return True
         if engine is not self._audit_engine:
             self._audit_engine = engine
@@ -219,6 +216,19 @@ class EvaluationService:
             audited = not modes or any(m != "none" for m in modes)
             self._nomatch_audit[sel] = audited
         return audited
+
+
+def _redacted(context: Mapping[str, Any], decision: Decision) -> Mapping[str, Any]:
+    """The context with the decision's `redact` obligations applied (never mutated in place)."""
+    for obligation in decision.obligations:
+        if isinstance(obligation, RedactObligation):
+            try:
+                context = redact_context(context, obligation.fields, obligation.pattern)
+            except ValueError as exc:
+                # Never store what should have been redacted: keep nothing instead.
+                _log.warning("redaction failed (%s); the stored context is withheld", exc)
+                return {"redaction_failed": str(exc)}
+    return context
 
 
 def _wants(mode: str, decision: Decision) -> bool:
