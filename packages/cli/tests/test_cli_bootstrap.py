@@ -148,3 +148,20 @@ print("ok")
     )
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip() == "ok"
+
+
+async def test_each_process_gets_its_own_spool_slot(tmp_path: os.PathLike[str]) -> None:
+    from contextlib import AsyncExitStack
+    from pathlib import Path
+
+    from policy_cli.wiring import _spool_slot
+
+    root = Path(tmp_path) / "spool"
+    first, second = AsyncExitStack(), AsyncExitStack()
+    assert _spool_slot(root, first).name == "decisions-0"
+    assert _spool_slot(root, second).name == "decisions-1"
+    await first.aclose()  # released: the next process takes (and replays) slot 0
+    third = AsyncExitStack()
+    assert _spool_slot(root, third).name == "decisions-0"
+    await second.aclose()
+    await third.aclose()

@@ -8,6 +8,7 @@ composition root closes it all, in reverse order, whatever happens.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -108,6 +109,31 @@ async def database_connection(settings: Settings) -> AsyncIterator[Any]:
             yield conn
 
 
+def _spool_slot(root: Path, stack: AsyncExitStack) -> Path:
+    """A spool file this process alone writes: `decisions-<n>`, n the first free slot.
+
+    The decision log's spool is single-writer, and several processes share a
+    data dir (HTTP workers, a CLI command beside the server). Each holds an
+    exclusive lock on its slot while it runs; a restarted process takes a
+    free slot again and replays what an earlier holder left there.
+    """
+    root.mkdir(parents=True, exist_ok=True)
+    for n in range(1024):
+        lock = (root / f"decisions-{n}.lock").open("a")
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.close()
+            continue
+        stack.callback(lock.close)  # closing the file releases the lock
+        return root / f"decisions-{n}"
+    raise CliError(
+        f"every decision-log spool slot in {root} is taken",
+        ExitCode.USAGE,
+        hint="too many processes share this data dir; give each deployment its own",
+    )
+
+
 async def postgres(
     settings: Settings, url: str, clock: Clock, stack: AsyncExitStack
 ) -> PostgresParts:
@@ -125,8 +151,7 @@ async def postgres(
             applied = await migrate(conn)
         if applied:
             _log.info("applied migrations %s", applied)
-    spool = Path(settings.data_dir) / "spool" / "decisions"
-    spool.parent.mkdir(parents=True, exist_ok=True)
+    spool = _spool_slot(Path(settings.data_dir) / "spool", stack)
     log = PostgresDecisionLog(pool, spool_path=spool)
     await log.start()
     stack.push_async_callback(log.close)
