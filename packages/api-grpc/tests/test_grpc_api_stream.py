@@ -152,6 +152,8 @@ async def test_drain_answers_accepted_requests_then_ends_the_stream(gated: Any) 
     health = HealthStub(channel)
     check = HealthCheckRequest(service="llm_policy.v1.PolicyService")
     assert (await health.Check(check)).status == HealthCheckResponse.SERVING
+    overall = HealthCheckRequest(service="")
+    assert (await health.Check(overall)).status == HealthCheckResponse.SERVING
     answers: list[str] = []
     ending: BaseException | None = None
     try:
@@ -162,6 +164,7 @@ async def test_drain_answers_accepted_requests_then_ends_the_stream(gated: Any) 
             draining = asyncio.create_task(server.drain())
             await _until(server.calls.draining.is_set)
             assert (await health.Check(check)).status == HealthCheckResponse.NOT_SERVING
+            assert (await health.Check(overall)).status == HealthCheckResponse.NOT_SERVING
             refused = await _refusal(PolicyServiceStub(channel))
             assert refused.status is Status.UNAVAILABLE
             evaluation.gate.set()

@@ -11,7 +11,7 @@ from typing import Any, cast
 
 from google.protobuf import descriptor_pb2, descriptor_pool  # type: ignore[import-untyped]
 from grpclib.health.check import ServiceStatus
-from grpclib.health.service import Health
+from grpclib.health.service import OVERALL, Health
 from grpclib.health.v1 import health_pb2
 from grpclib.reflection.service import ServerReflection
 from grpclib.server import Server
@@ -72,7 +72,8 @@ class GrpcServer:
         self.health_status = ServiceStatus()
         handlers: list[Any] = [
             self.service,
-            Health({self.service: [self.health_status]}),
+            # The service by name, and "" (the whole server) for plain health probes.
+            Health({self.service: [self.health_status], OVERALL: [self.health_status]}),
         ]
         if settings.reflection:
             handlers = ServerReflection.extend(handlers, pool=_descriptor_pool())
