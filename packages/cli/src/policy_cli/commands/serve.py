@@ -9,6 +9,7 @@ import shlex
 import sys
 from collections.abc import Iterator
 from contextlib import AsyncExitStack, contextmanager
+from pathlib import Path
 from typing import Any
 
 import click
@@ -80,6 +81,21 @@ def _worker_environment(settings: Settings) -> dict[str, str]:
         env[env_name("migrate_on_start")] = "false"
         env[env_name("seed_policies")] = ""
     return env
+
+
+def _with_metrics_dir(settings: Settings) -> Settings:
+    """Several workers share /metrics through prometheus_client's multiprocess files.
+
+    Without LLM_POLICY_METRICS_DIR they go to `<data_dir>/metrics`. Files of an
+    earlier run are removed: they would add old counts to the new ones.
+    """
+    if settings.workers <= 1 and not settings.metrics_dir:
+        return settings
+    root = Path(settings.metrics_dir or Path(settings.data_dir) / "metrics").resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    for stale in root.glob("*.db"):
+        stale.unlink()
+    return msgspec.structs.replace(settings, metrics_dir=str(root))
 
 
 def _base_url(settings: Settings) -> str:
@@ -160,8 +176,9 @@ def serve(state: State, /, server_impl: str, **flags: Any) -> None:
     with _embedded_for(settings) as effective:
         if effective.deployment != "memory":
             _prepare(effective)
+        effective = _with_metrics_dir(effective)
         os.environ.update(_worker_environment(effective))
-        if effective.workers > 1 and effective.metrics_dir:
+        if effective.metrics_dir:
             os.environ["PROMETHEUS_MULTIPROC_DIR"] = effective.metrics_dir
         click.echo(banner(effective, store))
         sys.stdout.flush()
