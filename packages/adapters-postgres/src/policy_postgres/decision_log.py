@@ -176,14 +176,14 @@ class PostgresDecisionLog:
         self, query: HistoryQuery, *, limit: int = 50, cursor: str | None = None
     ) -> Page[DecisionRecord]:
         limit = max(limit, 0)
-        after = decode_cursor(cursor) if cursor else [None, None]
+        after = decode_cursor(cursor, str, str) if cursor else [None, None]
         params = {
             "request_id": query.request_id,
             "policy_id": query.policy_id,
             "decision": query.decision,
             "since": query.since,
             "until": query.until,
-            "after_at": datetime.fromisoformat(after[0]) if after[0] else None,
+            "after_at": _instant(after[0]) if after[0] else None,
             "after_id": after[1],
             "limit": limit + 1,
         }
@@ -328,6 +328,13 @@ class PostgresDecisionLog:
         if self._down:
             _log.info("decision log: PostgreSQL is back")
         self._down = False
+
+
+def _instant(text: str) -> datetime:
+    at = datetime.fromisoformat(text)
+    if at.tzinfo is None:
+        raise ValueError("invalid cursor; pass back a next_cursor unchanged")
+    return at
 
 
 def _copy_data(batch: Sequence[DecisionRecord]) -> bytes:

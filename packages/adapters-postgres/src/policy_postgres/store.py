@@ -79,7 +79,7 @@ class PostgresPolicyStore:
         cursor: str | None = None,
     ) -> Page[PolicyRecord]:
         limit = max(limit, 0)
-        after = str(decode_cursor(cursor)[0]) if cursor else None
+        after = str(decode_cursor(cursor, str)[0]) if cursor else None
         params = {
             "after": after,
             "namespace": namespace,
@@ -104,7 +104,7 @@ class PostgresPolicyStore:
         self, policy_id: str, *, limit: int = 50, cursor: str | None = None
     ) -> Page[RevisionInfo]:
         limit = max(limit, 0)
-        after = int(decode_cursor(cursor)[0]) if cursor else 0
+        after = int(decode_cursor(cursor, int)[0]) if cursor else 0
         async with translate_errors("read policy revisions"), self._pool.connection() as conn:
             cur = await conn.execute(_REVISIONS, (policy_id, after, limit + 1))
             rows = await cur.fetchall()

@@ -7,7 +7,8 @@ Edge semantics (missing keys, ordering, idempotency) are stated in each
 docstring; `policy_core.testing` holds the contract suites that check them.
 
 Times are timezone-aware UTC `datetime`s. Cursors are opaque strings that an
-adapter produces and accepts back; a caller must not build them.
+adapter produces and accepts back; a caller must not build them, and a
+malformed one raises ValueError (the APIs answer 400).
 """
 
 from __future__ import annotations

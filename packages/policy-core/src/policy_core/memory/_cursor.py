@@ -14,13 +14,22 @@ def encode_cursor(*parts: Any) -> str:
     return base64.urlsafe_b64encode(_encoder.encode(list(parts))).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str) -> list[Any]:
-    """Decode a cursor made by `encode_cursor`; ValueError when it is not one."""
+def decode_cursor(cursor: str, *kinds: type) -> list[Any]:
+    """Decode a cursor made by `encode_cursor` whose parts have the given types.
+
+    Raises ValueError when it is not such a cursor (the APIs answer 400).
+    """
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         parts = msgspec.json.decode(raw)
-    except (ValueError, msgspec.DecodeError) as exc:
-        raise ValueError(f"invalid cursor {cursor!r}; pass back a next_cursor unchanged") from exc
-    if not isinstance(parts, list):
+    except (ValueError, msgspec.DecodeError):
+        parts = None
+    if (
+        not isinstance(parts, list)
+        or len(parts) != len(kinds)
+        or not all(
+            isinstance(p, k) and not isinstance(p, bool) for p, k in zip(parts, kinds, strict=True)
+        )
+    ):
         raise ValueError(f"invalid cursor {cursor!r}; pass back a next_cursor unchanged")
     return parts

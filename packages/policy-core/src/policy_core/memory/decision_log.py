@@ -43,14 +43,14 @@ class MemoryDecisionLog:
     async def history(
         self, query: HistoryQuery, *, limit: int = 50, cursor: str | None = None
     ) -> Page[DecisionRecord]:
-        after = decode_cursor(cursor) if cursor else None
+        after = decode_cursor(cursor, str, str) if cursor else None
         rows = sorted(
             (r for r in self._records.values() if _matches(r, query)),
             key=lambda r: (r.created_at, r.request_id),
             reverse=True,
         )
         if after is not None:
-            bound = (datetime.fromisoformat(str(after[0])), str(after[1]))
+            bound = (_instant(str(after[0])), str(after[1]))
             rows = [r for r in rows if (r.created_at, r.request_id) < bound]
         page = rows[: max(limit, 0)]
         next_cursor = None
@@ -73,6 +73,13 @@ class MemoryDecisionLog:
             since=since,
             until=until,
         )
+
+
+def _instant(text: str) -> datetime:
+    at = datetime.fromisoformat(text)
+    if at.tzinfo is None:
+        raise ValueError("invalid cursor; pass back a next_cursor unchanged")
+    return at
 
 
 _PERCENTILES = (("p50", 0.5), ("p95", 0.95), ("p99", 0.99))

@@ -63,7 +63,7 @@ class MemoryPolicyStore:
         limit: int = 50,
         cursor: str | None = None,
     ) -> Page[PolicyRecord]:
-        after = str(decode_cursor(cursor)[0]) if cursor else None
+        after = str(decode_cursor(cursor, str)[0]) if cursor else None
         matches = [
             r
             for r in await self.load_all()
@@ -85,7 +85,7 @@ class MemoryPolicyStore:
         entry = self._entries.get(policy_id)
         if entry is None:
             raise PolicyNotFound(policy_id)
-        start = int(decode_cursor(cursor)[0]) if cursor else 0
+        start = int(decode_cursor(cursor, int)[0]) if cursor else 0
         chosen = entry.revisions[start : start + max(limit, 0)]
         items = tuple(
             RevisionInfo(

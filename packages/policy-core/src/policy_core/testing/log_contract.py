@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from policy_core.ports import DecisionLog, HistoryQuery
-from policy_core.testing._support import T0, decision_record
+from policy_core.testing._support import T0, decision_record, raises
 
 __all__ = ["DecisionLogContract"]
 
@@ -113,3 +113,8 @@ class DecisionLogContract:
         assert stats.total == 0
         assert stats.by_decision == {}
         assert stats.latency_ms == {}
+
+    async def test_malformed_cursor_raises_value_error(self, decision_log: DecisionLog) -> None:
+        for bad in ("garbage", "W10", "WyJ4IiwieSJd", "WyIyMDI2LTAxLTAxVDAwOjAwOjAwIiwieCJd"):
+            with raises(ValueError):
+                await decision_log.history(HistoryQuery(), cursor=bad)

@@ -210,3 +210,11 @@ class PolicyStoreContract:
         got = await policy_store.get("p1")
         assert got.text == weird == stored.text
         assert got.document == doc
+
+    async def test_malformed_cursor_raises_value_error(self, policy_store: PolicyStore) -> None:
+        await policy_store.create(new_revision("p1"))
+        for bad in ("garbage", "W10", "WzFd", "eyJhIjoxfQ"):
+            with raises(ValueError):
+                await policy_store.list(cursor=bad)
+        with raises(ValueError):
+            await policy_store.revisions("p1", cursor="WyJ4Il0")  # ["x"]: not a revision
