@@ -212,3 +212,62 @@ def test_unreachable_server_exits_4() -> None:
     result = cli("policy", "list", env=env)
     assert result.returncode == 4
     assert result.stderr.startswith("error: cannot reach the server")
+
+
+def test_several_workers_on_postgresql(tmp_path: Path) -> None:
+    """Workers share one store (seeded once by the parent) and one /metrics."""
+    import uuid
+
+    import psycopg
+
+    database = os.environ.get(
+        "LLM_POLICY_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test"
+    )
+    try:
+        psycopg.connect(database, connect_timeout=3).close()
+    except psycopg.OperationalError:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"PostgreSQL is required in CI: {database} is unreachable")
+        pytest.skip(f"PostgreSQL not reachable at {database}")
+    schema = f"cli_serve_{uuid.uuid4().hex[:10]}"
+    seed = tmp_path / "seed"
+    seed.mkdir()
+    (seed / "walkthrough.yaml").write_text(POLICY)
+    port = free_port()
+    env = clean_env(
+        LLM_POLICY_JWT_SECRET="workers-test-secret",
+        LLM_POLICY_DATABASE_URL=database,
+        LLM_POLICY_DATABASE_SCHEMA=schema,
+        LLM_POLICY_DATA_DIR=str(tmp_path / "data"),
+        LLM_POLICY_PORT=str(port),
+    )
+    log = (tmp_path / "server.log").open("w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "policy_cli", "serve", "--workers", "2", "--seed", str(seed)],
+        env=env,
+        cwd=ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(url, proc)
+        token = cli("token", env=clean_env(LLM_POLICY_JWT_SECRET="workers-test-secret"))
+        client = clean_env(LLM_POLICY_SERVER=url, LLM_POLICY_TOKEN=token.stdout.strip())
+        listed = json.loads(cli("-o", "json", "policy", "list", env=client).stdout)
+        assert [p["id"] for p in listed["items"]] == ["walkthrough"]
+        lines = "".join(json.dumps({"context": DENIED}) + "\n" for _ in range(6))
+        for _ in range(3):  # separate connections, so both workers are likely to answer
+            assert cli("evaluate", "batch", "-", env=client, stdin=lines).returncode == 1
+        with urllib.request.urlopen(url + "/metrics", timeout=10) as resp:
+            metrics = resp.read().decode()
+        assert 'llm_policy_decisions_total{decision="deny"} 18.0' in metrics
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=60)
+        log.close()
+        with psycopg.connect(database, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    assert "Development token" not in (tmp_path / "server.log").read_text()
