@@ -11,7 +11,7 @@ from litestar.openapi.datastructures import ResponseSpec
 from policy_core.errors import PolicyLoadError
 from policy_core.ports import PolicyRecord
 
-from policy_http._problems import PROBLEM_MEDIA_TYPE, ApiProblem, Problem
+from policy_http._problems import PROBLEM_MEDIA_TYPE, ApiProblem, Problem, ProblemIssue
 from policy_http.schemas import PolicyResource
 
 __all__ = [
@@ -99,7 +99,13 @@ def policy_text(body: bytes, content_type: str | None) -> str:
     except UnicodeDecodeError:
         raise ApiProblem(400, "the body is not UTF-8 text", code="malformed_body") from None
     if not text.strip():
-        raise ApiProblem(400, "the body is empty; send a policy document", code="malformed_body")
+        message = "the body is empty; send a policy document"
+        raise ApiProblem(
+            400,
+            message,
+            code="malformed_body",
+            errors=[ProblemIssue(line=1, column=1, message=message)],
+        )
     if kind in JSON_TYPES:
         try:
             msgspec.json.decode(body)
