@@ -1,0 +1,85 @@
+"""What the memory adapters do beyond the shared contracts: bounds, clocks, parsing."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from policy_core.memory import (
+    ManualClock,
+    MemoryDecisionCache,
+    MemoryDecisionLog,
+    period_start,
+    window_seconds,
+)
+from policy_core.model import Decision
+from policy_core.testing import T0, decision_record
+
+
+def _d(reason: str) -> Decision:
+    return Decision(decision="allow", allowed=True, reason=reason)
+
+
+async def test_cache_evicts_least_recently_used() -> None:
+    cache = MemoryDecisionCache(ManualClock(T0), max_entries=2)
+    await cache.set("a", _d("a"), 60)
+    await cache.set("b", _d("b"), 60)
+    assert await cache.get("a") is not None  # a is now the most recent
+    await cache.set("c", _d("c"), 60)
+    assert await cache.get("b") is None
+    assert await cache.get("a") == _d("a")
+    assert await cache.get("c") == _d("c")
+    assert (len(cache), cache.evictions) == (2, 1)
+    assert cache.hits == 3
+    assert cache.misses == 1
+
+
+async def test_cache_ignores_non_positive_ttl_and_bad_size() -> None:
+    cache = MemoryDecisionCache(ManualClock(T0))
+    await cache.set("k", _d("k"), 0)
+    assert len(cache) == 0
+    with pytest.raises(ValueError, match="max_entries"):
+        MemoryDecisionCache(ManualClock(T0), max_entries=0)
+
+
+async def test_memory_log_bound_drops_oldest() -> None:
+    log = MemoryDecisionLog(max_records=2)
+    for i in range(3):
+        log.append(decision_record(f"r{i}"))
+    assert len(log) == 2
+    assert log.dropped == 1
+
+
+def test_manual_clock() -> None:
+    clock = ManualClock(T0)
+    assert clock.now() == T0
+    clock.advance(timedelta(minutes=1))
+    clock.advance(0.5)
+    assert clock.time() == T0.timestamp() + 60.5
+    assert clock.monotonic() == clock.time()
+    clock.set(T0 + timedelta(hours=1))
+    assert clock.now() == T0 + timedelta(hours=1)
+    with pytest.raises(ValueError, match="forward"):
+        clock.advance(-1)
+    assert clock.now().tzinfo is not None
+
+
+@pytest.mark.parametrize(
+    ("window", "seconds"), [("1s", 1), ("1m", 60), ("5m", 300), ("1h", 3600), ("1d", 86400)]
+)
+def test_window_seconds(window: str, seconds: int) -> None:
+    assert window_seconds(window) == seconds
+
+
+@pytest.mark.parametrize("window", ["", "0m", "1w", "m", "-1s", "1.5m"])
+def test_window_seconds_rejects(window: str) -> None:
+    with pytest.raises(ValueError, match="invalid window"):
+        window_seconds(window)
+
+
+def test_period_start() -> None:
+    at = datetime(2026, 3, 14, 23, 30, tzinfo=UTC)
+    assert period_start("day", at) == datetime(2026, 3, 14, tzinfo=UTC)
+    assert period_start("month", at) == datetime(2026, 3, 1, tzinfo=UTC)
+    with pytest.raises(ValueError, match="period"):
+        period_start("week", at)
