@@ -139,8 +139,9 @@ def test_policy_commands_against_the_server(
     updated = cli("policy", "update", "walkthrough", str(path), env=env)
     assert updated.returncode == 0, updated.stderr
     stale = cli("policy", "update", "walkthrough", str(path), "--revision", "1", env=env)
-    assert stale.returncode == 2
+    assert stale.returncode == 1  # a revision conflict, as in store mode
     assert "412" in stale.stderr
+    assert "hint: the policy changed meanwhile" in stale.stderr
     assert cli("policy", "status", "walkthrough", "draft", env=env).returncode == 0
     revisions = json.loads(cli("-o", "json", "policy", "revisions", "walkthrough", env=env).stdout)
     assert [r["revision"] for r in revisions["items"]] == [1, 2, 3]

@@ -242,8 +242,9 @@ def _http_error(exc: urllib.error.HTTPError, method: str, url: str) -> CliError:
     elif status >= 500 or status == 503:
         code = ExitCode.UNREACHABLE
         hint = "the server failed or its store is down; see its logs and /ready"
+    elif status == 412:
+        code = ExitCode.DENIED  # as RevisionConflict in store mode
+        hint = "the policy changed meanwhile: get it again and reapply your change"
     else:
         code = ExitCode.USAGE
-    if status == 412:
-        hint = "the policy changed meanwhile: get it again and reapply your change"
     return CliError(f"{method} {url}: {status} {detail}", code, hint=hint, data=problem)
