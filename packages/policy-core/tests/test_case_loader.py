@@ -174,3 +174,11 @@ def test_run_case_load_errors_and_warnings() -> None:
     warned = _case(expect_warnings=())
     assert run_case(warned, evaluate, warnings=lambda c: []) == []
     assert run_case(warned, evaluate, warnings=lambda c: issue) != []
+    assert run_case(warned, evaluate) == ["this target cannot check warnings"]
+
+
+def test_a_target_without_warnings_still_checks_the_evaluation() -> None:
+    case = _case(expect={"decision": "warn"}, expect_warnings=(ExpectedIssue(line=3),))
+    assert run_case(case, lambda c: {"decision": "warn"}) == []
+    assert run_case(case, lambda c: {"decision": "deny"}) != []
+    assert run_case(case, lambda c: {"decision": "warn"}, warnings=lambda c: []) != []
