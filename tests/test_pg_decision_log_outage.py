@@ -91,7 +91,6 @@ async def _run(tmp_path: Path) -> None:
     finally:
         await asyncio.to_thread(server.stop)
 
-    print("FIGURES", rows, distinct, len(while_down), counters)
     assert (rows, distinct) == (TOTAL, TOTAL)
     # Evaluations went on while the database was down: none waited for it.
     assert len(while_down) >= 5_000

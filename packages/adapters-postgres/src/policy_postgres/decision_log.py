@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 import re
 import time
@@ -94,6 +95,7 @@ class PostgresDecisionLog:
         self._wakeup = asyncio.Event()
         self._progress = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._conn: AsyncConnection[Any] | None = None
         self._closing = False
         self._flush_now = False
         self._down = False
@@ -121,6 +123,7 @@ class PostgresDecisionLog:
             self._spool_batch(list(self._queue))
             self._queue.clear()
         self._spool.close()
+        await self._close_connection()
         if self.owns_pool:
             await self._pool.close()
 
@@ -283,8 +286,40 @@ class PostgresDecisionLog:
             for record in batch:
                 await self._insert_resilient([record])
 
+    async def _connection(self) -> AsyncConnection[Any]:
+        """The writer's own connection, made with the pool's settings.
+
+        Not taken from the pool: after an outage a pool waits out its reconnect
+        back-off, while the writer should resume as soon as the server answers
+        (and it should not hold a connection the request path may need).
+        """
+        conn = self._conn
+        if conn is None or conn.closed or conn.broken:
+            self._conn = None
+            conninfo, kwargs = await _connect_args(self._pool)
+            kwargs.setdefault("connect_timeout", max(2, round(self._timeout)))
+            conn = await asyncio.wait_for(
+                psycopg.AsyncConnection.connect(conninfo, **kwargs), self._timeout
+            )
+            self._conn = conn
+        return conn
+
+    async def _close_connection(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(*UNAVAILABLE):
+                await conn.close()
+
     async def _insert(self, batch: Sequence[DecisionRecord]) -> None:
-        async with self._pool.connection(timeout=self._timeout) as conn, conn.transaction():
+        conn = await self._connection()
+        try:
+            await self._insert_on(conn, batch)
+        except UNAVAILABLE:
+            await self._close_connection()
+            raise
+
+    async def _insert_on(self, conn: AsyncConnection[Any], batch: Sequence[DecisionRecord]) -> None:
+        async with conn.transaction():
             await self._ensure_partitions(conn, batch)
             await conn.execute(sql("decision_staging"))
             async with conn.cursor() as cur, cur.copy(_COPY) as copy:
@@ -328,6 +363,19 @@ class PostgresDecisionLog:
         if self._down:
             _log.info("decision log: PostgreSQL is back")
         self._down = False
+
+
+async def _connect_args(pool: AsyncConnectionPool[Any]) -> tuple[str, dict[str, Any]]:
+    """The pool's conninfo and connection kwargs (either may be a function, sync or async)."""
+    return await _resolve(pool.conninfo), dict(await _resolve(pool.kwargs) or {})
+
+
+async def _resolve(value: Any) -> Any:
+    if callable(value):
+        value = value()
+        if inspect.isawaitable(value):
+            value = await value
+    return value
 
 
 def _instant(text: str) -> datetime:

@@ -18,6 +18,7 @@ UNAVAILABLE: tuple[type[BaseException], ...] = (
     psycopg_pool.PoolTimeout,
     psycopg_pool.PoolClosed,
     OSError,
+    TimeoutError,
 )
 
 
