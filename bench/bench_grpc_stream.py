@@ -61,11 +61,14 @@ def workload() -> tuple[str, list[dict[str, Any]], str]:
     if examples.is_dir() and (ROOT / "examples" / "contexts").is_dir():
         texts = [p.read_text() for p in sorted(examples.glob("*.y*ml"))]
         contexts = [
-            json.loads(p.read_text()) for p in sorted((ROOT / "examples" / "contexts").glob("*.json"))
+            json.loads(p.read_text())
+            for p in sorted((ROOT / "examples" / "contexts").glob("*.json"))
         ]
         contexts = [c.get("context", c) if isinstance(c, dict) else c for c in contexts]
-        return "\n---\n".join(t.strip().removeprefix("---").strip() for t in texts), contexts, (
-            "examples/policies + examples/contexts"
+        return (
+            "\n---\n".join(t.strip().removeprefix("---").strip() for t in texts),
+            contexts,
+            ("examples/policies + examples/contexts"),
         )
     return _BUILTIN_POLICY, _BUILTIN_CONTEXTS, "built-in policy"
 
@@ -73,7 +76,23 @@ def workload() -> tuple[str, list[dict[str, Any]], str]:
 # --- server process -------------------------------------------------------------------
 
 
-async def _serve(port_file: str, profile: str | None) -> None:
+class _ConstantEvaluation:
+    """`--service null`: a fixed decision, to measure the gRPC layer alone."""
+
+    def __init__(self, policy_set: str) -> None:
+        from policy_core.model import Decision
+        from policy_core.services import EvaluationResult
+
+        self._result = EvaluationResult
+        self._decision = Decision(
+            decision="allow", allowed=True, matched_policies=("p",), policy_set=policy_set
+        )
+
+    async def evaluate(self, request: Any) -> Any:
+        return self._result(decision=self._decision, request_id=request.request_id or "")
+
+
+async def _serve(port_file: str, profile: str | None, service: str) -> None:
     from policy_core import load_policy_text
     from policy_core.memory import MemoryDecisionLog, MemoryPolicyStore, SystemClock
     from policy_core.services import EngineHolder, EvaluationService, PolicyService
@@ -88,7 +107,10 @@ async def _serve(port_file: str, profile: str | None) -> None:
     for policy in load_policy_text(text, file="bench"):
         await policies.create(json.dumps(policy.source))
     # A bounded in-memory log: the service's audit path runs, as in production.
-    services = _Bundle(policies, EvaluationService(holder, log=MemoryDecisionLog(max_records=1000)))
+    evaluation: Any = EvaluationService(holder, log=MemoryDecisionLog(max_records=1000))
+    if service == "null":
+        evaluation = _ConstantEvaluation(holder.current.policy_set())
+    services = _Bundle(policies, evaluation)
     server = create_grpc_server(services, GrpcSettings(require_auth=False))
     await server.start("127.0.0.1", 0)
     Path(port_file).write_text(str(server.port))
@@ -140,7 +162,9 @@ def _request_id(answer: bytes) -> str:
     return decision.request_id
 
 
-async def _client(port: int, frames: list[bytes], window: int, chunk: int) -> tuple[float, dict[str, int]]:
+async def _client(
+    port: int, frames: list[bytes], window: int, chunk: int
+) -> tuple[float, dict[str, int]]:
     from grpclib.client import Channel
     from grpclib.const import Cardinality
 
@@ -203,14 +227,20 @@ def main() -> None:
     parser.add_argument("--window", type=int, default=1024, help="unanswered requests at most")
     parser.add_argument("--chunk", type=int, default=128, help="request messages per DATA frame")
     parser.add_argument("--profile", help="write the server's cProfile stats to this file")
+    parser.add_argument(
+        "--service",
+        choices=["real", "null"],
+        default="real",
+        help="real: EvaluationService (engine + audit log); null: a constant decision",
+    )
     parser.add_argument("--serve", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        asyncio.run(_serve(args.serve, args.profile))
+        asyncio.run(_serve(args.serve, args.profile, args.service))
         return
     _, contexts, description = workload()
     port_file = Path(f"/tmp/bench_grpc_port_{os.getpid()}")
-    cmd = [sys.executable, __file__, "--serve", str(port_file)]
+    cmd = [sys.executable, __file__, "--serve", str(port_file), "--service", args.service]
     if args.profile:
         cmd += ["--profile", args.profile]
     server = subprocess.Popen(cmd, stdin=subprocess.PIPE)
@@ -233,7 +263,7 @@ def main() -> None:
         server.wait(timeout=60)
         port_file.unlink(missing_ok=True)
     n = args.requests
-    print(f"workload: {description}; {len(contexts)} distinct contexts")
+    print(f"workload: {description}; {len(contexts)} distinct contexts; service {args.service}")
     print(f"one stream, {n} requests, window {args.window}, chunk {args.chunk}")
     print(f"decisions/s: {n / elapsed:,.0f}  (wall {elapsed:.2f} s)")
     print(f"server CPU: {cpu:.2f} s = {cpu / n * 1e6:.1f} us per decision")

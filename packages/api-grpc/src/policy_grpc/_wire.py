@@ -96,7 +96,11 @@ def _text(buf: bytes, start: int, end: int) -> str:
 
 
 def _len_end(buf: bytes, pos: int, end: int) -> tuple[int, int]:
-    length, pos = _varint(buf, pos)
+    length = buf[pos]
+    if length < 0x80:
+        pos += 1
+    else:
+        length, pos = _varint(buf, pos)
     stop = pos + length
     if stop > end:
         raise WireError("a length-delimited field runs past the end of its message")
@@ -184,7 +188,11 @@ def decode_struct(data: bytes) -> dict[str, Any]:
 
 def _decode_request_fields(buf: bytes, pos: int, end: int, out: WireRequest) -> None:
     while pos < end:
-        key, pos = _varint(buf, pos)
+        key = buf[pos]
+        if key < 0x80:  # every known field has a one-byte key
+            pos += 1
+        else:
+            key, pos = _varint(buf, pos)
         if key == 0x0A:  # 1: request_id
             start, pos = _len_end(buf, pos, end)
             out.request_id = _text(buf, start, pos)
@@ -365,11 +373,26 @@ _MEMO: dict[int, tuple[Any, bytes]] = {}
 _MEMO_MAX = 1024
 
 
-def _strings(tag: bytes, values: Sequence[str], parts: list[bytes]) -> None:
-    for value in values:
+def _cached_field(cache: dict[str, bytes], tag: bytes, value: str) -> bytes:
+    """A string field whose values repeat (ids, policy set): its bytes are kept."""
+    hit = cache.get(value)
+    if hit is None:
         data = value.encode()
         n = len(data)
-        parts.append(tag + (_SHORT[n] if n < 128 else _encode_varint(n)) + data)
+        hit = tag + (_SHORT[n] if n < 128 else _encode_varint(n)) + data
+        if len(cache) < _FIELDS_MAX:
+            cache[value] = hit
+    return hit
+
+
+_FIELDS_MAX = 4096
+_KINDS: dict[str, bytes] = {}
+_POLICIES: dict[str, bytes] = {}
+_RULES: dict[str, bytes] = {}
+_EXCEPTIONS: dict[str, bytes] = {}
+_POLICY_SETS: dict[str, bytes] = {}
+_EMPTY_MODIFICATIONS = b"\x4a\x00"
+_EMPTY_METADATA = b"\x5a\x00"
 
 
 def encode_decision(decision: Any, request_id: str, *, cached: bool = False) -> bytes:
@@ -378,29 +401,41 @@ def encode_decision(decision: Any, request_id: str, *, cached: bool = False) -> 
     `modifications` and `metadata` are always present (possibly empty);
     `shadow` and `trace` only when set, as the contract says.
     """
+    rid = request_id.encode()
+    n = len(rid)
     parts = [
-        _len_field(b"\x0a", request_id.encode()),
-        _len_field(b"\x12", decision.decision.encode()),
+        b"\x0a" + (_SHORT[n] if n < 128 else _encode_varint(n)) + rid,
+        _cached_field(_KINDS, b"\x12", decision.decision),
     ]
     if decision.allowed:
         parts.append(b"\x18\x01")
     reason = decision.reason
     if reason is not None:
         parts.append(_len_field(b"\x22", reason.encode()))
-    _strings(b"\x2a", decision.matched_policies, parts)
-    _strings(b"\x32", decision.matched_rules, parts)
-    _strings(b"\x3a", decision.matched_exceptions, parts)
-    _strings(b"\x42", decision.warnings, parts)
-    parts.append(_len_field(b"\x4a", encode_struct(decision.modifications)))
-    parts.extend(b"\x52" + _memo_struct(obligation) for obligation in decision.obligations)
-    parts.append(_len_field(b"\x5a", encode_struct(decision.metadata)))
-    parts.extend(
-        _len_field(b"\x62", encode_struct(msgspec.to_builtins(error))) for error in decision.errors
+    if decision.matched_policies:
+        parts.extend([_cached_field(_POLICIES, b"\x2a", v) for v in decision.matched_policies])
+    if decision.matched_rules:
+        parts.extend([_cached_field(_RULES, b"\x32", v) for v in decision.matched_rules])
+    if decision.matched_exceptions:
+        parts.extend([_cached_field(_EXCEPTIONS, b"\x3a", v) for v in decision.matched_exceptions])
+    if decision.warnings:
+        parts.extend([_len_field(b"\x42", v.encode()) for v in decision.warnings])
+    modifications = decision.modifications
+    parts.append(
+        _len_field(b"\x4a", encode_struct(modifications)) if modifications else _EMPTY_MODIFICATIONS
     )
+    if decision.obligations:
+        parts.extend([b"\x52" + _memo_struct(o) for o in decision.obligations])
+    metadata = decision.metadata
+    parts.append(_len_field(b"\x5a", encode_struct(metadata)) if metadata else _EMPTY_METADATA)
+    if decision.errors:
+        parts.extend(
+            [_len_field(b"\x62", encode_struct(msgspec.to_builtins(e))) for e in decision.errors]
+        )
     if decision.shadow is not None:
         parts.append(_len_field(b"\x6a", encode_struct(msgspec.to_builtins(decision.shadow))))
     if decision.policy_set:
-        parts.append(_len_field(b"\x72", decision.policy_set.encode()))
+        parts.append(_cached_field(_POLICY_SETS, b"\x72", decision.policy_set))
     if decision.evaluation_time_ms:
         parts.append(b"\x79" + _DOUBLE.pack(decision.evaluation_time_ms))
     if decision.trace is not None:
