@@ -113,7 +113,7 @@ async def _serve(port_file: str, profile: str | None, service: str) -> None:
     services = _Bundle(policies, evaluation)
     server = create_grpc_server(services, GrpcSettings(require_auth=False))
     await server.start("127.0.0.1", 0)
-    Path(port_file).write_text(str(server.port))
+    Path(port_file).write_text(str(server.port))  # noqa: ASYNC240 - once, at start-up
     stop = asyncio.Event()
     asyncio.get_running_loop().add_reader(sys.stdin.fileno(), stop.set)
     if profile:
@@ -167,9 +167,8 @@ async def _client(
 ) -> tuple[float, dict[str, int]]:
     from grpclib.client import Channel
     from grpclib.const import Cardinality
-
-    from policy_grpc._transport import RawMessage
     from policy_grpc._generated.llm_policy.v1 import EvaluatePolicyStreamResponse
+    from policy_grpc._transport import RawMessage
 
     channel = Channel("127.0.0.1", port)
     answered = 0
@@ -202,7 +201,8 @@ async def _client(
             body = await h2.recv_data(int.from_bytes(header[1:5], "big"))
             if answered % 997 == 0:  # spot-check order and ids without slowing the client
                 decision = EvaluatePolicyStreamResponse.FromString(body).decision
-                assert decision is not None and decision.request_id == f"r{answered}"
+                assert decision is not None
+                assert decision.request_id == f"r{answered}"
                 counts[decision.decision] = counts.get(decision.decision, 0) + 1
             answered += 1
             if answered % 64 == 0 or answered == n:
