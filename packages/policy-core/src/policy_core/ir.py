@@ -25,6 +25,7 @@ __all__ = [
     "Neg",
     "Not",
     "Path",
+    "flatten",
 ]
 
 
@@ -93,6 +94,19 @@ class MapExpr(_Node, tag="map", frozen=True):
 
 
 Expr: TypeAlias = Lit | Path | Index | Call | Method | Not | Neg | Binary | ListExpr | MapExpr
+
+
+def flatten(node: Expr, op: str) -> list[Expr]:
+    """The operands of a left-nested chain of `op` (`a && b && c`), without recursion:
+    machine-written policies hold chains of hundreds of terms."""
+    spine: list[Expr] = []
+    while isinstance(node, Binary) and node.op == op:
+        spine.append(node.right)
+        node = node.left
+    spine.append(node)
+    spine.reverse()
+    return spine
+
 
 BINARY_OPS = frozenset(
     {"or", "and", "==", "!=", "<", "<=", ">", ">=", "in", "not in", "+", "-", "*", "/", "%"}

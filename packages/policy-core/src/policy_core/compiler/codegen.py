@@ -15,11 +15,23 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from policy_core.compiler import methods
-from policy_core.compiler import values as ops
+from policy_core.compiler import methods, values as ops
 from policy_core.compiler.facts import DERIVED_FACTS, derived_fact
 from policy_core.compiler.runtime import Env, EvalError, as_bool, json_eq, type_name
-from policy_core.ir import Binary, Call, Expr, Index, ListExpr, Lit, MapExpr, Method, Neg, Not, Path
+from policy_core.ir import (
+    Binary,
+    Call,
+    Expr,
+    Index,
+    ListExpr,
+    Lit,
+    MapExpr,
+    Method,
+    Neg,
+    Not,
+    Path,
+    flatten,
+)
 from policy_core.language.printer import to_expression
 
 if TYPE_CHECKING:
@@ -133,7 +145,7 @@ class _Gen:
     def binary(self, node: Binary) -> tuple[str, bool]:
         op = node.op
         if op in ("and", "or"):
-            return f"({self.cond(node.left)} {op} {self.cond(node.right)})", True
+            return "(" + f" {op} ".join(self.cond(o) for o in flatten(node, op)) + ")", True
         if op in ("==", "!="):
             code = self.equality(node)
             return (code if op == "==" else f"(not {code})"), True

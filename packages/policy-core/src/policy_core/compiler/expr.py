@@ -11,7 +11,20 @@ from policy_core.compiler import values as ops
 from policy_core.compiler.facts import DERIVED_FACTS, derived_fact
 from policy_core.compiler.regex import RegexTable
 from policy_core.compiler.runtime import Env, EvalError, as_bool, json_eq, type_name
-from policy_core.ir import Binary, Call, Expr, Index, ListExpr, Lit, MapExpr, Method, Neg, Not, Path
+from policy_core.ir import (
+    Binary,
+    Call,
+    Expr,
+    Index,
+    ListExpr,
+    Lit,
+    MapExpr,
+    Method,
+    Neg,
+    Not,
+    Path,
+    flatten,
+)
 
 __all__ = ["CompileContext", "Fn", "compile_condition", "compile_expr", "returns_bool"]
 
@@ -148,10 +161,13 @@ def _walk(value: Any, segs: tuple[str | int, ...]) -> Any:
 def _binary(node: Binary, cc: CompileContext) -> Fn:
     op = node.op
     if op == "and" or op == "or":
-        left, right = compile_condition(node.left, cc), compile_condition(node.right, cc)
-        if op == "and":
-            return lambda env: left(env) and right(env)
-        return lambda env: left(env) or right(env)
+        operands = tuple(compile_condition(o, cc) for o in flatten(node, op))
+        if len(operands) == 2:
+            left, right = operands
+            if op == "and":
+                return lambda env: left(env) and right(env)
+            return lambda env: left(env) or right(env)
+        return _all(operands) if op == "and" else _any(operands)
     if op in ("==", "!="):
         eq = _equality(node, cc)
         if op == "==":
@@ -167,6 +183,26 @@ def _binary(node: Binary, cc: CompileContext) -> Fn:
         return _comparison(op, node, left, right)
     arith = ops.ARITHMETIC[op]
     return lambda env: arith(left(env), right(env))
+
+
+def _all(operands: tuple[Fn, ...]) -> Fn:
+    def conjunction(env: Env) -> bool:
+        for operand in operands:
+            if not operand(env):
+                return False
+        return True
+
+    return conjunction
+
+
+def _any(operands: tuple[Fn, ...]) -> Fn:
+    def disjunction(env: Env) -> bool:
+        for operand in operands:
+            if operand(env):
+                return True
+        return False
+
+    return disjunction
 
 
 def _equality(node: Binary, cc: CompileContext) -> Fn:

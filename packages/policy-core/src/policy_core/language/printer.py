@@ -15,6 +15,7 @@ from policy_core.ir import (
     Neg,
     Not,
     Path,
+    flatten,
 )
 
 __all__ = ["to_expression"]
@@ -70,6 +71,12 @@ def _print(expr: Expr) -> str:
         return _literal(expr.value)
     if isinstance(expr, Path):
         return expr.root + "".join(_segment(s) for s in expr.segments)
+    if isinstance(expr, Binary) and expr.op in ("and", "or"):
+        # Iterative over the left spine: chains can hold hundreds of terms.
+        prec = _PRECEDENCE[expr.op]
+        first, *rest = flatten(expr, expr.op)
+        parts = [_wrap(first, prec), *(_wrap(o, prec + 1) for o in rest)]
+        return f" {_SYMBOL[expr.op]} ".join(parts)
     if isinstance(expr, Binary):
         prec = _PRECEDENCE[expr.op]
         op = _SYMBOL.get(expr.op, expr.op)

@@ -11,6 +11,7 @@ import msgspec
 from policy_core.errors import Issue
 from policy_core.ir import Expr
 from policy_core.language.conditions import ConditionError, parse_condition, parse_path_text
+from policy_core.language.printer import to_expression
 from policy_core.language.source import SourceText, to_plain
 from policy_core.language.templates import parse_template
 from policy_core.model import (
@@ -21,6 +22,7 @@ from policy_core.model import (
     PolicyException,
     PolicyMetadata,
     PolicyStatus,
+    RedactObligation,
     Rule,
 )
 
@@ -354,11 +356,23 @@ def _action(c: _Checker, rule: Any, path: str, at: tuple[int, int]) -> Action | 
             f"{apath}.modifications",
         )
     mods_node = node.get("modifications")
-    for key in modifications:
+    canonical: dict[str, Any] = {}
+    for key, value in modifications.items():
+        at = c.key_at(mods_node, key, aat)
         try:
-            parse_path_text(c.src, key, *c.key_at(mods_node, key, aat), "modification path")
+            path = to_expression(parse_path_text(c.src, key, *at, "modification path"))
         except ConditionError as exc:
             c.error((exc.line, exc.col), exc.message, f"{apath}.modifications")
+            continue
+        # `llm['model']` and `llm.model` are one path: keyed by the printed form (spec 5.3).
+        if path in canonical:
+            c.error(
+                at,
+                f"modification path {key!r} is given twice (as {path})",
+                f"{apath}.modifications",
+            )
+        canonical[path] = value
+    modifications = canonical
     if decision is None:
         return None
     return Action(decision=decision, reason=reason, modifications=modifications, metadata=metadata)  # type: ignore[arg-type]
@@ -377,10 +391,41 @@ def _obligations(c: _Checker, rule: Any, path: str, at: tuple[int, int]) -> list
             c.error(c.key_at(node, "rule", oat), f"{opath}: 'rule' is set by the engine", opath)
             continue
         try:
-            out.append(msgspec.convert(plain, Obligation))
+            obligation = msgspec.convert(plain, Obligation)
         except msgspec.ValidationError as exc:
             c.error(oat, f"invalid obligation: {_obligation_message(str(exc), plain)}", opath)
+            continue
+        if isinstance(obligation, RedactObligation) and not _redact_ok(
+            c, obligation, node, opath, oat
+        ):
+            continue
+        out.append(obligation)
     return out
+
+
+def _redact_ok(
+    c: _Checker, obligation: RedactObligation, node: Any, opath: str, at: tuple[int, int]
+) -> bool:
+    """A redact obligation is applied to every stored record: check it now, not then."""
+    from policy_core.paths import parse_path
+    from policy_core.primitives.redact import REDACT_PATTERNS
+
+    ok = True
+    if obligation.pattern not in REDACT_PATTERNS:
+        known = ", ".join(sorted(REDACT_PATTERNS))
+        c.error(
+            c.value_at(node, "pattern", at),
+            f"unknown redact pattern {obligation.pattern!r} (one of: {known})",
+            opath,
+        )
+        ok = False
+    for field in obligation.fields:
+        try:
+            parse_path(field)
+        except ValueError as exc:
+            c.error(c.value_at(node, "fields", at), f"invalid redact field {field!r}: {exc}", opath)
+            ok = False
+    return ok
 
 
 def _obligation_message(message: str, plain: dict[str, Any]) -> str:

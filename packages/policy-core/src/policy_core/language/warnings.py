@@ -5,7 +5,20 @@ from __future__ import annotations
 from typing import Any
 
 from policy_core.errors import Issue
-from policy_core.ir import Binary, Call, Expr, Index, ListExpr, Lit, MapExpr, Method, Neg, Not, Path
+from policy_core.ir import (
+    Binary,
+    Call,
+    Expr,
+    Index,
+    ListExpr,
+    Lit,
+    MapExpr,
+    Method,
+    Neg,
+    Not,
+    Path,
+    flatten,
+)
 from policy_core.language.source import SourceText
 from policy_core.model import Policy, Rule
 
@@ -22,6 +35,8 @@ def _is_constant(node: Expr) -> bool:
     if isinstance(node, Not | Neg):
         return _is_constant(node.operand)
     if isinstance(node, Binary):
+        if node.op in ("and", "or"):
+            return all(_is_constant(o) for o in flatten(node, node.op))
         return _is_constant(node.left) and _is_constant(node.right)
     if isinstance(node, Method):
         return _is_constant(node.target) and all(_is_constant(a) for a in node.args)
@@ -50,6 +65,19 @@ def constant_value(node: Expr | None) -> Any:
         return fn(Env({}, 0.0, None))
     except EvalError:
         return _UNKNOWN
+
+
+def never_true(node: Expr | None) -> bool:
+    """True when the condition can never be true: constantly false or null, an `&&` with
+    such an operand (it is false or an error), or an `||` of such operands only."""
+    if node is None:
+        return False
+    if isinstance(node, Binary) and node.op in ("and", "or"):
+        operands = flatten(node, node.op)
+        test = any if node.op == "and" else all
+        return test(never_true(o) for o in operands)
+    value = constant_value(node)
+    return value is False or value is None
 
 
 def _rule_position(doc: Any, rule: Rule) -> tuple[int, int]:
@@ -83,7 +111,7 @@ def policy_warnings(policy: Policy, src: SourceText, doc: Any) -> list[Issue]:
                 )
             )
         value = constant_value(rule.condition_ir)
-        if value is False or value is None:
+        if never_true(rule.condition_ir):
             warnings.append(
                 src.issue(
                     line,
