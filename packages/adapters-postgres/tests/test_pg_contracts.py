@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from policy_core.testing import ApiKeyStoreContract, DecisionLogContract, PolicyStoreContract
-from policy_postgres import PostgresApiKeyStore, PostgresDecisionLog, PostgresPolicyStore
+from policy_core.testing import (
+    ApiKeyStoreContract,
+    ChangeFeedContract,
+    DecisionLogContract,
+    PolicyStoreContract,
+)
+from policy_postgres import (
+    PostgresApiKeyStore,
+    PostgresChangeFeed,
+    PostgresDecisionLog,
+    PostgresPolicyStore,
+)
 from psycopg_pool import AsyncConnectionPool
 
 
@@ -35,3 +46,14 @@ class TestPostgresApiKeyStore(ApiKeyStoreContract):
     @pytest.fixture
     def api_key_store(self, pg_pool: AsyncConnectionPool[Any]) -> PostgresApiKeyStore:
         return PostgresApiKeyStore(pg_pool)
+
+
+class TestPostgresChangeFeed(ChangeFeedContract):
+    @pytest.fixture
+    async def change_feed(
+        self, pg_pool: AsyncConnectionPool[Any]
+    ) -> AsyncIterator[PostgresChangeFeed]:
+        # A channel per test: NOTIFY is database-wide, tests run side by side.
+        feed = PostgresChangeFeed(pg_pool, channel=f"test_{uuid.uuid4().hex}")
+        yield feed
+        await feed.close()

@@ -3,6 +3,7 @@
 from policy_postgres.api_keys import PostgresApiKeyStore
 from policy_postgres.decision_log import DecisionLogCounters, PostgresDecisionLog
 from policy_postgres.embedded import DEFAULT_DATA_DIR, EmbeddedPostgres
+from policy_postgres.feed import PostgresChangeFeed
 from policy_postgres.migrations import (
     Migration,
     MigrationStatus,
@@ -22,6 +23,7 @@ __all__ = [
     "Migration",
     "MigrationStatus",
     "PostgresApiKeyStore",
+    "PostgresChangeFeed",
     "PostgresDecisionLog",
     "PostgresPolicyStore",
     "load_migrations",

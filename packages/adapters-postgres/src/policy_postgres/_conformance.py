@@ -9,6 +9,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from policy_postgres.api_keys import PostgresApiKeyStore
 from policy_postgres.decision_log import PostgresDecisionLog
+from policy_postgres.feed import PostgresChangeFeed
 from policy_postgres.store import PostgresPolicyStore
 
 
@@ -16,3 +17,4 @@ def _check(pool: AsyncConnectionPool[Any]) -> None:  # pragma: no cover
     _store: ports.PolicyStore = PostgresPolicyStore(pool)
     _log: ports.DecisionLog = PostgresDecisionLog(pool, spool_path="spool")
     _keys: ports.ApiKeyStore = PostgresApiKeyStore(pool)
+    _feed: ports.ChangeFeed = PostgresChangeFeed(pool)

@@ -296,7 +296,7 @@ class PostgresDecisionLog:
         conn = self._conn
         if conn is None or conn.closed or conn.broken:
             self._conn = None
-            conninfo, kwargs = await _connect_args(self._pool)
+            conninfo, kwargs = await connect_args(self._pool)
             kwargs.setdefault("connect_timeout", max(2, round(self._timeout)))
             conn = await asyncio.wait_for(
                 psycopg.AsyncConnection.connect(conninfo, **kwargs), self._timeout
@@ -365,7 +365,7 @@ class PostgresDecisionLog:
         self._down = False
 
 
-async def _connect_args(pool: AsyncConnectionPool[Any]) -> tuple[str, dict[str, Any]]:
+async def connect_args(pool: AsyncConnectionPool[Any]) -> tuple[str, dict[str, Any]]:
     """The pool's conninfo and connection kwargs (either may be a function, sync or async)."""
     return await _resolve(pool.conninfo), dict(await _resolve(pool.kwargs) or {})
 
