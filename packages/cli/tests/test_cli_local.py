@@ -6,6 +6,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from click.testing import Result
 from ruamel.yaml import YAML
 
@@ -243,3 +244,18 @@ def test_policy_list_and_get_on_files(cli: Invoke, policy_dir: Path) -> None:
 def test_missing_policy_path_is_a_usage_error(cli: Invoke, policy_dir: Path) -> None:
     result = cli("policy", "list", "-p", str(policy_dir / "nope"))
     assert result.exit_code == 2
+
+
+def test_a_backend_lost_mid_command_exits_4(
+    cli: Invoke, policy_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from policy_cli.backends.local import LocalBackend
+
+    async def lost(self: LocalBackend, requests: object) -> list[dict[str, object]]:
+        raise ConnectionResetError("peer went away")
+
+    monkeypatch.setattr(LocalBackend, "evaluate", lost)
+    ctx = write_json(tmp_path / "ctx.json", CTX_OK)
+    result = cli("evaluate", "run", "-p", str(policy_dir), "-c", ctx)
+    assert result.exit_code == 4
+    assert result.stderr.startswith("error: lost the connection to a backend: peer went away")

@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from policy_cli.commands import admin, config, db, evaluate, policy, serve, testing, token
-from policy_cli.errors import CliError
+from policy_cli.errors import CliError, ExitCode
 from policy_cli.output import OutputFormat
 from policy_cli.state import State
 
@@ -26,6 +26,14 @@ class _Cli(click.Group):
         except CliError as exc:
             exc.show()
             ctx.exit(exc.exit_code)
+        except (ConnectionError, TimeoutError) as exc:
+            # A backend that vanished mid-command, below the adapters' own translation.
+            CliError(
+                f"lost the connection to a backend: {exc}",
+                ExitCode.UNREACHABLE,
+                hint="check that the database, Redis or server is up, then retry",
+            ).show()
+            ctx.exit(int(ExitCode.UNREACHABLE))
 
 
 @click.group(cls=_Cli, context_settings=_CONTEXT)
