@@ -14,11 +14,12 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from policy_cli.bootstrap import Services as Services
-    from policy_cli.bootstrap import bootstrap as bootstrap
-    from policy_cli.settings import Settings as Settings
-    from policy_cli.settings import SettingsError as SettingsError
-    from policy_cli.settings import load_settings as load_settings
+    from policy_cli.bootstrap import Services as Services, bootstrap as bootstrap
+    from policy_cli.settings import (
+        Settings as Settings,
+        SettingsError as SettingsError,
+        load_settings as load_settings,
+    )
 
 _EXPORTS = {
     "Services": "policy_cli.bootstrap",
