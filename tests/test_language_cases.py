@@ -98,3 +98,32 @@ def test_there_are_enough_cases() -> None:
 def test_language_case(case: LanguageCase) -> None:
     mismatches = run_case(case, _evaluate, load_issues=_load_issues, warnings=_warnings)
     assert not mismatches, f"{case.id}:\n  " + "\n  ".join(mismatches)
+
+
+def _nested_list(depth: int) -> list[Any]:
+    root: list[Any] = []
+    current = root
+    for _ in range(depth):
+        inner: list[Any] = []
+        current.append(inner)
+        current = inner
+    return root
+
+
+@pytest.mark.xfail(
+    raises=RecursionError,
+    strict=True,
+    reason="deep equality on a 2000-level context recurses: evaluate raises RecursionError",
+)
+def test_a_deeply_nested_context_never_crashes_evaluation() -> None:
+    # Spec 5.4: a decision is always produced. A context too deep to compare
+    # is an evaluation error (fail closed), not an exception for the caller;
+    # this cannot be a case file, whose YAML loader has its own depth limit.
+    from policy_core import PolicyEngine, load_policy_text
+
+    text = "metadata: {id: p}\nrules: [{id: r, condition: 'user.x == user.y', action: {decision: allow}}]"
+    engine = PolicyEngine(load_policy_text(text, file="deep"))
+    deep = _nested_list(2000)
+    decision = engine.evaluate({"user": {"x": deep, "y": deep}})
+    assert decision.decision == "deny"
+    assert [(e.policy, e.rule) for e in decision.errors] == [("p", "r")]
