@@ -19,8 +19,7 @@ import pytest
 from grpclib.client import Channel
 from grpclib.const import Status
 from grpclib.exceptions import GRPCError
-from policy_core import PolicyEngine, PolicyLoadError, load_policy_text
-from policy_core import errors as core_errors
+from policy_core import PolicyEngine, PolicyLoadError, errors as core_errors, load_policy_text
 from policy_core.memory import ManualClock, MemoryPolicyStore, SystemClock
 from policy_core.services import (
     EngineHolder,

@@ -6,8 +6,7 @@ import json
 from typing import Any
 
 import msgspec
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 from policy_core.model import (
     AuditObligation,
     Decision,
@@ -17,8 +16,8 @@ from policy_core.model import (
 )
 from policy_grpc import _wire
 from policy_grpc._generated.google.protobuf import Struct
-from policy_grpc._generated.llm_policy.v1 import Decision as PbDecision
 from policy_grpc._generated.llm_policy.v1 import (
+    Decision as PbDecision,
     EvaluatePolicyRequest,
     EvaluatePolicyResponse,
     EvaluatePolicyStreamRequest,
