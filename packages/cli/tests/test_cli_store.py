@@ -191,3 +191,9 @@ def test_memory_deployment_seeds_and_evaluates(
     assert [p["id"] for p in listed["items"]] == ["model-policy", "security-policy"]
     result = cli("evaluate", "run", "-c", "-", input='{"llm": {"prompt": "select 1 from x"}}')
     assert result.exit_code == 1
+
+
+def test_db_commands_refuse_server_mode(cli: Invoke) -> None:
+    result = cli("--server", "http://127.0.0.1:9", "db", "reset", "--yes")
+    assert result.exit_code == 2
+    assert "do not go through --server" in result.stderr

@@ -17,6 +17,13 @@ __all__ = ["db"]
 def _run(state: State, action: str, **kw: Any) -> Any:
     """Run one migrations function on a connection to the deployment's database."""
     settings = state.settings
+    if settings.server:
+        # Never let `--server X db reset` act on the local database by surprise.
+        raise CliError(
+            "db commands act on the database directly; they do not go through --server",
+            ExitCode.USAGE,
+            hint="run them where LLM_POLICY_DATABASE_URL (or the data dir) is, without --server",
+        )
     if settings.deployment == "memory":
         raise CliError(
             "the memory deployment has no database",
