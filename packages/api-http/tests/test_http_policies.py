@@ -337,3 +337,19 @@ def test_a_write_is_enforced_before_the_response(
     assert seeded.post("/api/v1/evaluate", json=big, headers=admin).json()["decision"] == "deny"
     seeded.put(f"{P}/p1", content=doc(limit=2000), headers={**admin, **YAML, "If-Match": '"p1:1"'})
     assert seeded.post("/api/v1/evaluate", json=big, headers=admin).json()["decision"] == "allow"
+
+
+@pytest.mark.parametrize(
+    ("text", "content_type"),
+    [
+        ('metadata: {id: x, name: "\\ud83d"}\nrules: []\n', "application/yaml"),
+        ('{"metadata": {"id": "x", "name": "\\ud83d"}, "rules": []}', "application/json"),
+    ],
+)
+def test_lone_surrogate_escapes_are_400_not_500(
+    client: TestClient[Litestar], admin: dict[str, str], text: str, content_type: str
+) -> None:
+    headers = {**admin, "Content-Type": content_type}
+    problem(client.post(P, content=text, headers=headers), 400)
+    problem(client.post(f"{P}/validate", content=text, headers=headers), 400)
+    assert client.get(P, headers=admin).json()["items"] == []

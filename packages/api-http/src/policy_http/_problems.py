@@ -106,17 +106,31 @@ def problem_body(
 ) -> bytes:
     """The encoded problem document; `detail` must be safe to show to the caller."""
     phrase = HTTPStatus(status).phrase
-    return _encoder.encode(
-        Problem(
-            type=_TYPE_PREFIX + (code or _slug(phrase)),
-            title=phrase,
-            status=status,
-            detail=detail,
-            instance=instance,
-            request_id=request_id,
-            errors=list(errors) if errors is not None else None,
-        )
+    problem = Problem(
+        type=_TYPE_PREFIX + (code or _slug(phrase)),
+        title=phrase,
+        status=status,
+        detail=detail,
+        instance=instance,
+        request_id=request_id,
+        errors=list(errors) if errors is not None else None,
     )
+    try:
+        return _encoder.encode(problem)
+    except UnicodeEncodeError:
+        # A message quoting the caller's input may hold lone surrogates (valid JSON
+        # escapes, not UTF-8): replace them rather than fail the error response.
+        return _encoder.encode(_scrub(msgspec.to_builtins(problem)))
+
+
+def _scrub(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.encode("utf-8", "replace").decode("utf-8")
+    if isinstance(value, dict):
+        return {_scrub(k): _scrub(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_scrub(v) for v in value]
+    return value
 
 
 def problem_response(

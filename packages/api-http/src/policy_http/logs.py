@@ -53,8 +53,11 @@ def _json_sink(stream: IO[str]) -> Any:
             )
         try:
             line = _encoder.encode(entry)
-        except (TypeError, msgspec.EncodeError):
-            line = _encoder.encode({k: str(v) for k, v in entry.items()})
+        except (TypeError, msgspec.EncodeError, UnicodeEncodeError):
+            # Unencodable extras, or lone surrogates quoted from a request.
+            line = _encoder.encode(
+                {k: str(v).encode("utf-8", "replace").decode() for k, v in entry.items()}
+            )
         stream.write(line.decode() + "\n")
         stream.flush()
 

@@ -80,7 +80,15 @@ async def _read_policy_text(request: Request[Any, Any, Any]) -> str:
     return policy_text(body, header(request.scope, b"content-type"))
 
 
-def _load_problem(error: PolicyLoadError) -> ApiProblem:
+def _load_problem(error: PolicyLoadError | UnicodeError) -> ApiProblem:
+    if isinstance(error, UnicodeError):
+        # YAML escapes such as "\\ud83d" decode to lone surrogates, which no UTF-8
+        # response (or store) can hold.
+        return ApiProblem(
+            400,
+            "the document holds an escape that is not valid Unicode (a lone surrogate)",
+            code="malformed_body",
+        )
     if is_syntax_error(error):
         return ApiProblem(
             400,
@@ -125,7 +133,7 @@ def policy_routes(rt: Runtime) -> list[HTTPRouteHandler]:
         text = await _read_policy_text(request)
         try:
             record = await rt.services.policies.create(text, author=principal_of(request).id)
-        except PolicyLoadError as exc:
+        except (PolicyLoadError, UnicodeError) as exc:
             raise _load_problem(exc) from None
         return _with_tag(record, 201, Location=f"/api/v1/policies/{record.id}")
 
@@ -192,7 +200,7 @@ def policy_routes(rt: Runtime) -> list[HTTPRouteHandler]:
             record = await rt.services.policies.update(
                 policy_id, text, expected_revision=expected, author=principal_of(request).id
             )
-        except PolicyLoadError as exc:
+        except (PolicyLoadError, UnicodeError) as exc:
             raise _load_problem(exc) from None
         return _with_tag(record)
 
@@ -217,7 +225,7 @@ def policy_routes(rt: Runtime) -> list[HTTPRouteHandler]:
                 expected_revision=expected,
                 author=principal_of(request).id,
             )
-        except PolicyLoadError as exc:
+        except (PolicyLoadError, UnicodeError) as exc:
             raise _load_problem(exc) from None
         return _with_tag(record)
 
@@ -284,7 +292,7 @@ def policy_routes(rt: Runtime) -> list[HTTPRouteHandler]:
                 expected_revision=expected,
                 author=principal_of(request).id,
             )
-        except PolicyLoadError as exc:
+        except (PolicyLoadError, UnicodeError) as exc:
             raise _load_problem(exc) from None
         return _with_tag(record)
 
@@ -301,7 +309,7 @@ def policy_routes(rt: Runtime) -> list[HTTPRouteHandler]:
         text = await _read_policy_text(request)
         try:
             report = rt.services.policies.validate(text)
-        except PolicyLoadError as exc:
+        except (PolicyLoadError, UnicodeError) as exc:
             raise _load_problem(exc) from None
         warnings = [
             ValidationIssue(path=w.path, line=w.line, column=w.column, message=w.message)
