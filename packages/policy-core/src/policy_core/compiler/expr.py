@@ -187,20 +187,14 @@ def _binary(node: Binary, cc: CompileContext) -> Fn:
 
 def _all(operands: tuple[Fn, ...]) -> Fn:
     def conjunction(env: Env) -> bool:
-        for operand in operands:
-            if not operand(env):
-                return False
-        return True
+        return all(operand(env) for operand in operands)
 
     return conjunction
 
 
 def _any(operands: tuple[Fn, ...]) -> Fn:
     def disjunction(env: Env) -> bool:
-        for operand in operands:
-            if operand(env):
-                return True
-        return False
+        return any(operand(env) for operand in operands)
 
     return disjunction
 
