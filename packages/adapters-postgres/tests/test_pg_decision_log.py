@@ -143,3 +143,17 @@ async def test_records_of_several_months_get_partitions(
         ("decision_log_2026_02", 1),
         ("decision_log_2026_12", 1),
     ]
+
+
+async def test_values_json_cannot_hold_are_stored_as_text(
+    pg_pool: AsyncConnectionPool[Any], tmp_path: Path
+) -> None:
+    log = PostgresDecisionLog(pg_pool, spool_path=tmp_path / "spool")
+    await log.start()
+    log.append(decision_record("odd-types", context={"when": {1, 2}.__class__, "n": 1}))
+    log.append(decision_record("fine"))
+    await log.drain()
+    (record,) = (await log.history(HistoryQuery(request_id="odd-types"))).items
+    await log.close()
+    assert record.context == {"when": "<class 'set'>", "n": 1}
+    assert log.counters().written == 2

@@ -37,7 +37,9 @@ from policy_postgres.spool import Spool
 __all__ = ["DecisionLogCounters", "PostgresDecisionLog"]
 
 _log = logging.getLogger(__name__)
-_encoder = msgspec.json.Encoder()
+# A context is JSON from the APIs; values a library caller passes that JSON cannot
+# hold are stored as their str() rather than failing the whole batch.
+_encoder = msgspec.json.Encoder(enc_hook=str)
 _context_decoder = msgspec.json.Decoder(dict[str, Any])
 _decision_decoder = msgspec.json.Decoder(Decision)
 _NUL_ESCAPE = re.compile(rb"(?<!\\)((?:\\\\)*)\\u0000")
@@ -233,13 +235,25 @@ class PostgresDecisionLog:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wakeup.wait(), self._interval)
             self._flush_now = False
-            while self._queue:
-                batch = [self._queue.popleft() for _ in range(min(self._batch, len(self._queue)))]
-                await self._write(batch)
-            self._spool.sync()
-            if self._spool.pending() and self._may_try():
-                await self._replay()
+            try:
+                await self._step()
+            except Exception:
+                # The writer must outlive any surprise, or records would pile up unseen.
+                _log.exception("decision log: writer step failed; retrying")
+                self._mark_down(RuntimeError("writer step failed"))
             self._progress.set()
+
+    async def _step(self) -> None:
+        while self._queue:
+            batch = [self._queue.popleft() for _ in range(min(self._batch, len(self._queue)))]
+            try:
+                await self._write(batch)
+            except Exception:
+                self._spool_batch(batch)
+                raise
+        self._spool.sync()
+        if self._spool.pending() and self._may_try():
+            await self._replay()
 
     def _may_try(self) -> bool:
         return not self._down or time.monotonic() >= self._next_probe
@@ -248,6 +262,7 @@ class PostgresDecisionLog:
         if not self._may_try():
             self._spool_batch(batch)
             return
+        rejected = self._rejected
         try:
             await self._insert_resilient(batch)
         except UNAVAILABLE as exc:
@@ -255,7 +270,7 @@ class PostgresDecisionLog:
             self._spool_batch(batch)
             return
         self._mark_up()
-        self._written += len(batch)
+        self._written += len(batch) - (self._rejected - rejected)
         self._settle(len(batch))
 
     async def _replay(self) -> None:
@@ -277,7 +292,7 @@ class PostgresDecisionLog:
             await self._insert(batch)
         except UNAVAILABLE:
             raise
-        except psycopg.Error:
+        except Exception:
             if len(batch) == 1:
                 self._rejected += 1
                 self._spool.reject(batch[0])

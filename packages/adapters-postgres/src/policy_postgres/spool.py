@@ -18,7 +18,7 @@ from policy_core.ports import DecisionRecord
 
 __all__ = ["Spool"]
 
-_encoder = msgspec.json.Encoder()
+_encoder = msgspec.json.Encoder(enc_hook=str)  # never fail on an odd value
 _decoder = msgspec.json.Decoder(DecisionRecord)
 
 

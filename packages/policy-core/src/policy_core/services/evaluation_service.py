@@ -38,7 +38,8 @@ from policy_core.services.records import EvaluationRequest, EvaluationResult
 __all__ = ["EvaluationService", "canonical_json"]
 
 _log = logging.getLogger(__name__)
-_encoder = msgspec.json.Encoder(order="sorted")
+# enc_hook: a library caller may pass values JSON cannot hold; digest their str().
+_encoder = msgspec.json.Encoder(order="sorted", enc_hook=str)
 _USAGE_KINDS = frozenset({"rate_limit.count", "budget.spent"})
 _perf = time.perf_counter
 
