@@ -31,3 +31,14 @@ def test_every_policy_example_is_valid(lang: str, text: str) -> None:
     except PolicyLoadError as exc:
         pytest.fail(f"invalid example:\n{exc}\n---\n{text}")
     assert report.policies
+
+
+def test_the_guide_test_suite_passes(tmp_path: Path) -> None:
+    from policy_core.testsuite import run_suites
+
+    (suite,) = [text for lang, text in BLOCKS if lang == "yaml" and "cases:" in text]
+    path = tmp_path / "security.test.yaml"
+    path.write_text(suite.replace("../../examples/policies", str(ROOT / "examples" / "policies")))
+    results = run_suites([path])
+    assert len(results) == 2
+    assert all(r.passed for r in results), [r.diff or r.error for r in results]
