@@ -261,3 +261,19 @@ def test_cors_when_origins_are_configured() -> None:
     with TestClient(app) as client:
         r = client.get("/health", headers={"Origin": "https://console.example"})
         assert r.headers["access-control-allow-origin"] == "https://console.example"
+
+
+def test_metrics_read_the_decision_log_counters(client: TestClient[Litestar], built: Any) -> None:
+    class Counters:
+        queued, spool_bytes, appended, written, dropped = 7, 4096, 100, 93, 0
+
+    class CountingLog:
+        def counters(self) -> Counters:
+            return Counters()
+
+    built.svc.decisions = CountingLog()
+    text = client.get("/metrics").text
+    assert "llm_policy_decision_log_queue_depth 7.0" in text
+    assert "llm_policy_decision_log_spool_bytes 4096.0" in text
+    assert 'llm_policy_decision_log_records_total{state="written"} 93.0' in text
+    assert 'llm_policy_decision_log_records_total{state="dropped"} 0.0' in text

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
 from prometheus_client.registry import Collector
 
 __all__ = ["Metrics"]
@@ -53,6 +53,16 @@ class _Snapshot(Collector):
         ):
             if name in values:
                 yield GaugeMetricFamily(f"llm_policy_{name}", doc, value=float(values[name]))
+        records = values.get("decision_log_records")
+        if records:
+            family = CounterMetricFamily(
+                "llm_policy_decision_log_records",
+                "Decision records by fate (appended, written, spooled, dropped, ...).",
+                labels=["state"],
+            )
+            for state, count in records.items():
+                family.add_metric([state], float(count))
+            yield family
 
 
 class Metrics:

@@ -104,10 +104,24 @@ class Runtime:
             "policies_loaded": len(engine.policies),
             "policy_set_version": holder.generation,
         }
-        log: Any = services.decisions
-        for name in ("queue_depth", "spool_bytes"):
-            reader: Callable[[], Any] | int | None = getattr(log, name, None)
-            value = reader() if callable(reader) else reader
-            if isinstance(value, int):
-                values[f"decision_log_{name}"] = value
+        # Duck-typed: a decision log that counts (the PostgreSQL one does) reports
+        # its queue and spool; the API imports no adapter to know its type.
+        counters = getattr(services.decisions, "counters", None)
+        if callable(counters):
+            snapshot = counters()
+            values["decision_log_queue_depth"] = getattr(snapshot, "queued", 0)
+            values["decision_log_spool_bytes"] = getattr(snapshot, "spool_bytes", 0)
+            values["decision_log_records"] = {
+                name: getattr(snapshot, name)
+                for name in (
+                    "appended",
+                    "written",
+                    "spooled",
+                    "replayed",
+                    "backpressure",
+                    "dropped",
+                    "rejected",
+                )
+                if isinstance(getattr(snapshot, name, None), int)
+            }
         return values
