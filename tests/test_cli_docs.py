@@ -42,3 +42,58 @@ def test_the_guide_test_suite_passes(tmp_path: Path) -> None:
     results = run_suites([path])
     assert len(results) == 2
     assert all(r.passed for r in results), [r.diff or r.error for r in results]
+
+
+def engine_for(policy_id: str) -> object:
+    from policy_core.engine import PolicyEngine
+    from policy_core.language import load_policy_text
+
+    (text,) = [t for _, t in POLICIES if re.search(rf"\bid: {re.escape(policy_id)}\b", t)]
+    return PolicyEngine(load_policy_text(text, file="docs/authoring.md"))
+
+
+def decide(policy_id: str, context: dict[str, object]) -> dict[str, object]:
+    import msgspec
+
+    engine = engine_for(policy_id)
+    decision = engine.evaluate(context)  # type: ignore[attr-defined]
+    out: dict[str, object] = msgspec.json.decode(msgspec.json.encode(decision))  # lists, not tuples
+    return out
+
+
+def test_what_the_guide_says_about_its_first_policy() -> None:
+    free = decide(
+        "no-gpt4-for-free-tier", {"llm": {"model": "gpt-4o"}, "team": {"id": "t-7", "tier": "free"}}
+    )
+    assert free["decision"] == "deny"
+    assert free["reason"] == "GPT-4 needs a paid plan (team t-7)"
+    assert free["matched_rules"] == ["no-gpt4-for-free-tier/deny-gpt4"]
+    pro = decide("no-gpt4-for-free-tier", {"llm": {"model": "gpt-4o"}, "team": {"tier": "pro"}})
+    assert pro["decision"] == "allow"
+
+
+def test_what_the_guide_says_about_combining() -> None:
+    big = decide("combining-demo", {"llm": {"max_tokens": 5000}})
+    assert big["decision"] == "modify"
+    assert big["warnings"] == ["Big completion"]
+    assert big["modifications"] == {"llm.max_tokens": 4000}
+    small = decide("combining-demo", {"llm": {"max_tokens": 100}})
+    assert small["decision"] == "allow"
+    assert small["matched_rules"] == ["combining-demo/default"]
+
+
+def test_what_the_guide_says_about_exceptions_and_trees() -> None:
+    bypass = {
+        "llm": {"model": "gpt-4"},
+        "user": {"team": "security", "permissions": ["security.bypass"]},
+    }
+    excepted = decide("exceptions-demo", bypass)
+    assert excepted["matched_exceptions"] == ["exceptions-demo/security-team-bypass"]
+    assert excepted["decision"] == "allow"
+    assert decide("exceptions-demo", {"llm": {"model": "gpt-4"}})["decision"] == "deny"
+    tree = decide(
+        "tree-demo", {"llm": {"model": "gpt-4o", "max_tokens": 5000}, "user": {"roles": []}}
+    )
+    assert tree["decision"] == "warn"
+    admin = {"llm": {"model": "gpt-4o", "max_tokens": 5000}, "user": {"roles": ["admin"]}}
+    assert decide("tree-demo", admin)["decision"] == "allow"
