@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from policy_core import load_policy_text, validate_policy_text
+from policy_core import ValidationReport, load_policy_text, validate_policy_text
 from policy_core.engine import PolicyEngine
 from policy_core.errors import Issue, PolicyLoadError
 from policy_core.model import Policy
@@ -132,9 +132,10 @@ class PolicyService:
         """History of an id, oldest first (author, time, hash, summary)."""
         return await self._reader.revisions(policy_id, limit=limit, cursor=cursor)
 
-    def validate(self, text: str, *, file: str = "<request>") -> Any:
+    def validate(self, text: str, *, file: str = "<request>") -> ValidationReport:
         """Validate without storing: a ValidationReport (policies, warnings) or PolicyLoadError."""
-        return validate_policy_text(text, file=file)
+        report: ValidationReport = validate_policy_text(text, file=file)
+        return report
 
     # --- writes -------------------------------------------------------------
 
