@@ -74,8 +74,23 @@ def _load_issues(case: LanguageCase) -> Sequence[Any]:
     try:
         load_policy_text(case.policies, file=case.id)
     except PolicyLoadError as exc:
+        _check_load_error(case, exc)
         return exc.issues
     return []
+
+
+def _check_load_error(case: LanguageCase, exc: Any) -> None:
+    # Spec 6: issues name the file given, come sorted by position, and str()
+    # prints one `file:line:column: message` line per issue.
+    issues = exc.issues
+    if any(i.file != case.id for i in issues):
+        raise AssertionError(f"issues name another file: {issues!r}")
+    positions = [(i.line, i.column) for i in issues]
+    if positions != sorted(positions):
+        raise AssertionError(f"issues are not sorted by position: {positions}")
+    printed = "\n".join(f"{case.id}:{i.line}:{i.column}: {i.message}" for i in issues)
+    if str(exc) != printed:
+        raise AssertionError(f"str() of the error is {str(exc)!r}, not {printed!r}")
 
 
 def _warnings(case: LanguageCase) -> Sequence[Any]:
