@@ -130,6 +130,12 @@ def test_readme_walkthrough(tmp_path: Path) -> None:
         assert allow["decision"] == "allow"
         assert allow["allowed"] is True
         assert {k: allow[k] for k in examples[1]} == examples[1]
+
+        # the OpenAPI page the banner and the README point to
+        with urllib.request.urlopen(url + "/schema/swagger", timeout=10) as page:
+            assert page.status == 200
+        with urllib.request.urlopen(url + "/schema/openapi.json", timeout=10) as spec:
+            assert "/api/v1/evaluate" in json.loads(spec.read())["paths"]
     finally:
         os.killpg(server.pid, signal.SIGINT)  # Ctrl-C, as the README says
         server.wait(timeout=90)
