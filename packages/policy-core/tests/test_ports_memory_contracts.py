@@ -12,6 +12,7 @@ from policy_core.memory import (
     MemoryPolicyStore,
     MemoryUsageStore,
     SystemClock,
+    TieredDecisionCache,
 )
 from policy_core.testing import (
     T0,
@@ -71,3 +72,9 @@ class TestMemoryApiKeyStore(ApiKeyStoreContract):
     @pytest.fixture
     def api_key_store(self) -> MemoryApiKeyStore:
         return MemoryApiKeyStore()
+
+
+class TestTieredDecisionCache(DecisionCacheContract):
+    @pytest.fixture
+    def decision_cache(self, clock: ManualClock) -> TieredDecisionCache:
+        return TieredDecisionCache(MemoryDecisionCache(clock), MemoryDecisionCache(clock))

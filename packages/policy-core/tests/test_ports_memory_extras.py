@@ -9,6 +9,7 @@ from policy_core.memory import (
     ManualClock,
     MemoryDecisionCache,
     MemoryDecisionLog,
+    TieredDecisionCache,
     period_start,
     window_seconds,
 )
@@ -83,3 +84,32 @@ def test_period_start() -> None:
     assert period_start("month", at) == datetime(2026, 3, 1, tzinfo=UTC)
     with pytest.raises(ValueError, match="period"):
         period_start("week", at)
+
+
+class FailingCache:
+    async def get(self, key: str) -> Decision | None:
+        raise ConnectionError("down")
+
+    async def set(self, key: str, decision: Decision, ttl_seconds: int) -> None:
+        raise ConnectionError("down")
+
+    async def clear(self) -> None:
+        raise ConnectionError("down")
+
+
+async def test_tiered_cache_backfills_l1_and_survives_l2_failures() -> None:
+    clock = ManualClock(T0)
+    l1, l2 = MemoryDecisionCache(clock), MemoryDecisionCache(clock)
+    tiered = TieredDecisionCache(l1, l2, backfill_ttl=5)
+    await l2.set("k", _d("shared"), 60)  # written by another instance
+    assert await tiered.get("k") == _d("shared")
+    assert await l1.get("k") == _d("shared")
+    clock.advance(6)
+    assert await l1.get("k") is None  # the backfill is short-lived
+    assert await tiered.get("k") == _d("shared")
+    broken = TieredDecisionCache(MemoryDecisionCache(clock), FailingCache())
+    await broken.set("x", _d("x"), 60)
+    assert await broken.get("x") == _d("x")
+    assert await broken.get("missing") is None
+    await broken.clear()
+    assert broken.l2_errors == 3

@@ -12,6 +12,7 @@ from policy_core.memory.integrations import (
     StaticShieldScanner,
 )
 from policy_core.memory.store import MemoryPolicyStore
+from policy_core.memory.tiered import TieredDecisionCache
 from policy_core.memory.usage import MemoryUsageStore, period_start, window_seconds
 
 __all__ = [
@@ -27,6 +28,7 @@ __all__ = [
     "StaticCostOracle",
     "StaticShieldScanner",
     "SystemClock",
+    "TieredDecisionCache",
     "period_start",
     "window_seconds",
 ]

@@ -15,6 +15,7 @@ from policy_core.memory.integrations import (
     StaticShieldScanner,
 )
 from policy_core.memory.store import MemoryPolicyStore
+from policy_core.memory.tiered import TieredDecisionCache
 from policy_core.memory.usage import MemoryUsageStore
 
 
@@ -31,3 +32,4 @@ def _check(clock: ManualClock) -> None:  # pragma: no cover
     _cost: ports.CostOracle = StaticCostOracle()
     _gov: ports.GovernanceSink = MemoryGovernanceSink()
     _edge: ports.EdgePublisher = MemoryEdgePublisher()
+    _tiered: ports.DecisionCache = TieredDecisionCache(_cache, _cache)
