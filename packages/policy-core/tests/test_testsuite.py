@@ -274,3 +274,19 @@ def test_suite_yaml_is_core_schema(project: Path) -> None:
     )
     [case] = load_suite(suite_file(project, text)).cases
     assert case.context == {"user": {"id": "yes"}}
+
+
+def test_junit_xml_survives_control_characters() -> None:
+    bell = CaseResult(
+        suite="s.test.yaml",
+        name="bell\x07",
+        passed=False,
+        mismatches=('reason: expected "a\x1b", got "b"',),
+        diff="-reason: a\x1b\n+reason: b\n",
+    )
+    root = ET.fromstring(to_junit_xml([bell]))
+    [case] = root.iter("testcase")
+    assert case.get("name") == "bell\\x07"
+    failure = case.find("failure")
+    assert failure is not None
+    assert failure.text == "-reason: a\\x1b\n+reason: b\n"

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import difflib
 import io
+import re
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Mapping, Sequence
@@ -395,20 +396,29 @@ def to_junit_xml(results: Sequence[CaseResult]) -> str:
     return ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n"
 
 
+# Characters XML 1.0 cannot carry at all (ElementTree would write them as-is,
+# and CI parsers reject the whole report): control characters but tab/LF/CR.
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+
+
+def _xml(text: str) -> str:
+    return _NOT_XML.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
 def _junit_case(parent: ET.Element, suite: str, result: CaseResult) -> None:
     case_el = ET.SubElement(
         parent,
         "testcase",
-        classname=Path(suite).name,
-        name=result.name,
+        classname=_xml(Path(suite).name),
+        name=_xml(result.name),
         time=f"{result.duration_ms / 1000:.6f}",
     )
     if result.error is not None:
-        err = ET.SubElement(case_el, "error", message=result.error)
-        err.text = result.error
+        err = ET.SubElement(case_el, "error", message=_xml(result.error))
+        err.text = _xml(result.error)
     elif not result.passed:
-        fail = ET.SubElement(case_el, "failure", message="; ".join(result.mismatches))
-        fail.text = result.diff
+        fail = ET.SubElement(case_el, "failure", message=_xml("; ".join(result.mismatches)))
+        fail.text = _xml(result.diff)
 
 
 def _junit_counts(element: ET.Element, results: Sequence[CaseResult]) -> None:
