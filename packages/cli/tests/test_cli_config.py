@@ -152,3 +152,17 @@ def test_version_and_help(cli: Invoke) -> None:
     helped = cli("--help")
     for command in ("validate", "test", "evaluate", "policy", "db", "apikey", "serve", "grpc"):
         assert f"  {command}" in helped.stdout
+
+
+def test_banner_shows_a_token_only_when_one_can_be_signed() -> None:
+    from policy_cli.commands.serve import banner
+    from policy_cli.settings import Settings
+
+    dev = banner(Settings(env="development", port=9000), "memory")
+    assert "  OpenAPI:  http://127.0.0.1:9000/schema/swagger" in dev
+    assert "export TOKEN=" in dev
+    jwks_only = banner(Settings(env="development", jwks_file="/keys.json"), "memory")
+    assert "export TOKEN=" not in jwks_only
+    production = banner(Settings(jwt_secret="s", host="0.0.0.0"), "PostgreSQL")
+    assert "export TOKEN=" not in production
+    assert "http://127.0.0.1:8080/api/v1" in production

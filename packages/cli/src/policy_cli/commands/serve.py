@@ -121,7 +121,7 @@ def banner(settings: Settings, store: str) -> str:
         f"  OpenAPI:  {url}/schema/swagger   (JSON: {url}/schema/openapi.json)",
         f"  Ready:    {url}/ready   Metrics: {url}/metrics",
     ]
-    if settings.development:
+    if settings.development and settings.effective_jwt_secret():  # not with JWKS only
         token = token_for(settings, subject="developer", roles=("admin",), ttl_seconds=86_400)
         ctx = (
             '{"context": {"user": {"id": "u1", "permissions": ["llm.access"]}, '
