@@ -277,3 +277,32 @@ def test_metrics_read_the_decision_log_counters(client: TestClient[Litestar], bu
     assert "llm_policy_decision_log_spool_bytes 4096.0" in text
     assert 'llm_policy_decision_log_records_total{state="written"} 93.0' in text
     assert 'llm_policy_decision_log_records_total{state="dropped"} 0.0' in text
+
+
+def test_shutdown_closes_the_services_it_opened() -> None:
+    events: list[str] = []
+
+    @asynccontextmanager
+    async def factory() -> AsyncIterator[MemoryServices]:
+        async with open_memory_services() as svc:
+            events.append("opened")
+            yield svc
+            # What a composition root does on the way out: flush the decision log.
+            await svc.decisions.flush()  # type: ignore[union-attr]
+            events.append("flushed")
+
+    app = create_app(factory, make_settings(redis_url=None))
+    with TestClient(app) as client:
+        assert client.post(E, json={"context": {}}, headers=bearer(make_token())).status_code == 200
+        assert events == ["opened"]
+    assert events == ["opened", "flushed"]
+
+
+def test_services_before_startup_answer_503() -> None:
+    from policy_http._problems import ApiProblem
+    from policy_http._runtime import Runtime
+
+    runtime = Runtime(make_settings(), None)
+    with pytest.raises(ApiProblem) as raised:
+        _ = runtime.services
+    assert raised.value.status == 503
