@@ -120,7 +120,7 @@ def test_policy_lifecycle(cli: Invoke, store: str, policy_dir: Path, tmp_path: P
 def test_invalid_policy_is_refused_with_exit_3(cli: Invoke, store: str) -> None:
     result = cli("policy", "create", "-", input="metadata: {id: p}\nrules: [{id: r}]\n")
     assert result.exit_code == 3
-    assert "error: " in result.stderr
+    assert result.stderr.startswith("error: <stdin>:2:")
 
 
 def test_history_and_stats(cli: Invoke, store: str, policy_dir: Path, tmp_path: Path) -> None:

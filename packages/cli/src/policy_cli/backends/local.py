@@ -121,11 +121,11 @@ class LocalBackend:
                 return policy_json(p)
         raise CliError(str(PolicyNotFound(policy_id)), ExitCode.USAGE)
 
-    async def create_policy(self, text: str, content_type: str) -> Json:
+    async def create_policy(self, text: str, file: str) -> Json:
         raise not_supported("creating a policy", _MODE)
 
     async def update_policy(
-        self, policy_id: str, text: str, content_type: str, expected_revision: int | None
+        self, policy_id: str, text: str, file: str, expected_revision: int | None
     ) -> Json:
         raise not_supported("updating a policy", _MODE)
 

@@ -118,13 +118,15 @@ class RemoteBackend:
             warnings=warnings,
         )
 
-    async def create_policy(self, text: str, content_type: str) -> Json:
-        raw, _ = self.call("POST", "/policies", body=text.encode(), content_type=content_type)
+    async def create_policy(self, text: str, file: str) -> Json:
+        raw, _ = self.call(
+            "POST", "/policies", body=text.encode(), content_type=_content_type(file)
+        )
         result: Json = raw
         return result
 
     async def update_policy(
-        self, policy_id: str, text: str, content_type: str, expected_revision: int | None
+        self, policy_id: str, text: str, file: str, expected_revision: int | None
     ) -> Json:
         path = f"/policies/{_quote(policy_id)}"
         if expected_revision is None:
@@ -133,7 +135,11 @@ class RemoteBackend:
         else:
             etag = f'"{policy_id}:{expected_revision}"'
         raw, _ = self.call(
-            "PUT", path, body=text.encode(), content_type=content_type, headers={"If-Match": etag}
+            "PUT",
+            path,
+            body=text.encode(),
+            content_type=_content_type(file),
+            headers={"If-Match": etag},
         )
         result: Json = raw
         return result

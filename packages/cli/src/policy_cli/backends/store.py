@@ -85,17 +85,17 @@ class StoreBackend:
     async def validate(self, text: str, file: str) -> ValidationOutcome:
         return validate_text(text, file)
 
-    async def create_policy(self, text: str, content_type: str) -> Json:
-        record = await self.services.policies.create(text, author=_author(), file="<input>")
+    async def create_policy(self, text: str, file: str) -> Json:
+        record = await self.services.policies.create(text, author=_author(), file=file)
         return policy_resource(record)
 
     async def update_policy(
-        self, policy_id: str, text: str, content_type: str, expected_revision: int | None
+        self, policy_id: str, text: str, file: str, expected_revision: int | None
     ) -> Json:
         if expected_revision is None:
             expected_revision = (await self.services.policies.get(policy_id)).revision
         record = await self.services.policies.update(
-            policy_id, text, expected_revision=expected_revision, author=_author(), file="<input>"
+            policy_id, text, expected_revision=expected_revision, author=_author(), file=file
         )
         return policy_resource(record)
 

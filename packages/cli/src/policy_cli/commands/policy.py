@@ -23,8 +23,9 @@ _SUFFIXES = (".yaml", ".yml", ".json")
 _LIST_COLUMNS = ("id", "namespace", "revision", "status", "updated_at")
 
 
-def _content_type(path: str) -> str:
-    return "application/json" if path.endswith(".json") else "application/yaml"
+def _source(path: str) -> str:
+    """How errors name the input: the path, or <stdin> for `-`."""
+    return "<stdin>" if path == "-" else path
 
 
 def _files(paths: Iterable[str]) -> list[str]:
@@ -146,7 +147,7 @@ def create(state: State, file: str) -> None:
 
     async def go() -> Json:
         async with open_backend(state) as backend:
-            return await backend.create_policy(text, _content_type(file))
+            return await backend.create_policy(text, _source(file))
 
     resource = run_async(go())
     emit(resource if state.output != "table" else _summary(resource), state.output)
@@ -171,7 +172,7 @@ def update(state: State, policy_id: str, file: str, revision: int | None) -> Non
 
     async def go() -> Json:
         async with open_backend(state) as backend:
-            return await backend.update_policy(policy_id, text, _content_type(file), revision)
+            return await backend.update_policy(policy_id, text, _source(file), revision)
 
     resource = run_async(go())
     emit(resource if state.output != "table" else _summary(resource), state.output)
