@@ -290,3 +290,29 @@ def test_junit_xml_survives_control_characters() -> None:
     failure = case.find("failure")
     assert failure is not None
     assert failure.text == "-reason: a\\x1b\n+reason: b\n"
+
+
+async def test_budget_example_with_the_usage_store() -> None:
+    # The budget example end to end: facts fetched by evaluate_async from the
+    # in-memory usage store, this request included in its own count.
+    from policy_core.memory.clock import ManualClock
+    from policy_core.memory.usage import MemoryUsageStore
+
+    clock = ManualClock()
+    store = MemoryUsageStore(clock)
+    engine = PolicyEngine(load_policies(EXAMPLES / "policies" / "budget.yaml"))
+    ctx = {"user": {"id": "u1"}, "team": {"id": "t1", "monthly_budget_usd": 100}}
+    decisions = []
+    for _ in range(61):
+        decisions.append(await engine.evaluate_async(ctx, usage=store, now=clock.time()))
+        clock.advance(0.5)  # 2 per second: under the burst limit
+    assert {d.decision for d in decisions[:60]} == {"allow"}
+    assert all(not d.errors for d in decisions)
+    assert decisions[60].decision == "deny"
+    assert decisions[60].matched_rules == ("budgets/user-rate-limit",)
+
+    clock.advance(120)  # a fresh minute
+    await store.record_spend("team:t1", 100.0)
+    spent = await engine.evaluate_async(ctx, usage=store, now=clock.time())
+    assert spent.matched_rules == ("budgets/team-monthly-budget",)
+    assert spent.reason == "Team t1 has spent its monthly budget of 100 USD"
