@@ -34,6 +34,12 @@ def test_config_show_masks_secrets(cli: Invoke, monkeypatch: pytest.MonkeyPatch)
     assert "super-secret-value" not in table.stdout
     assert "pa55" not in table.stdout
     assert "LLM_POLICY_JWT_SECRET" in table.stdout
+    rows = {line.split()[0]: line.split() for line in table.stdout.splitlines()[1:]}
+    assert rows["LLM_POLICY_JWT_SECRET"][1:] == ["***", "environment"]
+    assert rows["LLM_POLICY_PORT"][1:] == ["8080", "default"]
+    flagged = cli("--server", "http://h:1", "config", "show").stdout
+    server_row = next(r for r in flagged.splitlines() if r.startswith("LLM_POLICY_SERVER "))
+    assert server_row.split()[1:] == ["http://h:1", "flag"]
     shown = json.loads(cli("-o", "json", "config", "show").stdout)
     assert shown["jwt_secret"] == "***"
     assert shown["database_url"] == "postgresql://app:***@db:5432/policies"

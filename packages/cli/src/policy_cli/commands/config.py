@@ -22,10 +22,22 @@ def show(state: State) -> None:
     """Print the effective settings; secrets are shown as ***."""
     values = masked(state.settings)
     if state.output == "table":
-        rows = [{"variable": env_name(k), "value": v} for k, v in values.items()]
-        emit(rows, "table", columns=("variable", "value"))
+        rows = [
+            {"variable": env_name(k), "value": v, "source": _source(state, k)}
+            for k, v in values.items()
+        ]
+        emit(rows, "table", columns=("variable", "value", "source"))
     else:
         emit(values, state.output)
+
+
+def _source(state: State, name: str) -> str:
+    """Where a value came from: a flag, the environment, or the default."""
+    if state.overrides.get(name) is not None:
+        return "flag"
+    if state.environ.get(env_name(name)):
+        return "environment"
+    return "default"
 
 
 @config.command("check")
