@@ -133,7 +133,7 @@ def create_bench_app() -> Any:
     """The factory each server worker calls."""
     from policy_http import HttpSettings, create_app
 
-    settings = HttpSettings(jwt_secret=SECRET, rate_limits="")
+    settings = HttpSettings(jwt_secret=SECRET)  # default rate limits on, as deployed
     return create_app(_memory_services, settings)
 
 
