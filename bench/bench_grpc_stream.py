@@ -253,9 +253,10 @@ def main() -> None:
         frames = _requests(contexts, args.requests)
         # Warm-up stream (imports, caches), then the measured one.
         asyncio.run(_client(port, frames[:2000], args.window, args.chunk))
-        cpu0 = _cpu_seconds(server.pid)
+        cpu0, client0 = _cpu_seconds(server.pid), time.process_time()
         elapsed, counts = asyncio.run(_client(port, frames, args.window, args.chunk))
         cpu = _cpu_seconds(server.pid) - cpu0
+        client_cpu = time.process_time() - client0
     finally:
         assert server.stdin is not None
         server.stdin.write(b"x")
@@ -267,6 +268,7 @@ def main() -> None:
     print(f"one stream, {n} requests, window {args.window}, chunk {args.chunk}")
     print(f"decisions/s: {n / elapsed:,.0f}  (wall {elapsed:.2f} s)")
     print(f"server CPU: {cpu:.2f} s = {cpu / n * 1e6:.1f} us per decision")
+    print(f"client CPU: {client_cpu:.2f} s = {client_cpu / n * 1e6:.1f} us per decision")
     print(f"sampled decisions: {counts}")
 
 

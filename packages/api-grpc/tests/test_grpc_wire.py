@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 import msgspec
+import pytest
 from hypothesis import given, settings, strategies as st
 from policy_core.model import (
     AuditObligation,
@@ -251,3 +252,19 @@ def test_decision_encoding_is_byte_identical_for_plain_decisions() -> None:
         evaluation_time_ms=0.5,
     )
     assert _wire.encode_decision(decision, "r") == bytes(reference)
+
+
+def test_struct_entries_in_any_field_order_and_last_value_wins() -> None:
+    value_then_key = b"\x12\x03\x1a\x01v" + b"\x0a\x01k"  # entry: value first, then key
+    twice = b"\x0a\x01n" + b"\x12\x05\x1a\x01a\x20\x01"  # a Value with two kinds: the last wins
+    data = b"\x0a" + bytes([len(value_then_key)]) + value_then_key
+    data += b"\x0a" + bytes([len(twice)]) + twice
+    data += b"\x10\x05"  # an unknown field of Struct, skipped
+    assert _wire.decode_struct(data) == {"k": "v", "n": True}
+
+
+def test_truncated_or_overrunning_structs_are_wire_errors() -> None:
+    good = bytes(Struct.from_dict({"a": {"b": [1, "x"]}}))
+    for broken in (good[:-1], good[:3], good[:-2] + b"\x0a\x7f"):
+        with pytest.raises(_wire.WireError):
+            _wire.decode_struct(broken)
