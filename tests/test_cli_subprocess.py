@@ -176,3 +176,26 @@ def test_progress_bar_only_on_a_terminal(tmp_path: Path) -> None:
     lines = with_tty.stdout.splitlines()
     assert len(lines) == 300
     assert all(json.loads(line)["decision"] == "allow" for line in lines)
+
+
+def test_batch_stops_quietly_when_the_reader_goes_away(tmp_path: Path) -> None:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("metadata: {id: p}\nrules: []\n")
+    requests = tmp_path / "requests.jsonl"
+    requests.write_text('{"context": {}}\n' * 20_000)
+    proc = subprocess.Popen(
+        [str(SCRIPT), "evaluate", "batch", "--policies", str(policy), str(requests)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=clean_env(),
+    )
+    assert proc.stdout is not None
+    assert proc.stderr is not None
+    first = proc.stdout.readline()  # like `| head -1`
+    proc.stdout.close()
+    code = proc.wait(timeout=120)
+    errors = proc.stderr.read()
+    proc.stderr.close()
+    assert json.loads(first)["decision"] == "allow"
+    assert code == 0
+    assert errors == b""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from typing import Any
 
 import click
@@ -26,6 +27,12 @@ class _Cli(click.Group):
         except CliError as exc:
             exc.show()
             ctx.exit(exc.exit_code)
+        except BrokenPipeError:
+            # The reader went away (`... | head`): stop quietly, as Unix tools do.
+            # stdout is pointed at /dev/null so the final flush cannot fail again.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            ctx.exit(0)
         except (ConnectionError, TimeoutError) as exc:
             # A backend that vanished mid-command, below the adapters' own translation.
             CliError(
