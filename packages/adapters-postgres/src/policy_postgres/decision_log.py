@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import logging
-import re
 import time
 from collections import deque
 from collections.abc import Sequence
@@ -24,12 +22,13 @@ from typing import Any
 
 import msgspec
 import psycopg
-from policy_core.model import Decision
 from policy_core.ports import DecisionRecord, DecisionStats, HistoryQuery, Page
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
+from policy_postgres._connect import connect_args
 from policy_postgres._cursor import decode_cursor, encode_cursor
+from policy_postgres._records import COPY, copy_data, from_row, instant
 from policy_postgres._sql import sql
 from policy_postgres.errors import UNAVAILABLE, translate_errors
 from policy_postgres.spool import Spool
@@ -37,13 +36,6 @@ from policy_postgres.spool import Spool
 __all__ = ["DecisionLogCounters", "PostgresDecisionLog"]
 
 _log = logging.getLogger(__name__)
-# A context is JSON from the APIs; values a library caller passes that JSON cannot
-# hold are stored as their str() rather than failing the whole batch.
-_encoder = msgspec.json.Encoder(enc_hook=str)
-_context_decoder = msgspec.json.Decoder(dict[str, Any])
-_decision_decoder = msgspec.json.Decoder(Decision)
-_NUL_ESCAPE = re.compile(rb"(?<!\\)((?:\\\\)*)\\u0000")
-_COPY = b"COPY decision_log_staging (doc) FROM STDIN"
 
 
 class DecisionLogCounters(msgspec.Struct, frozen=True, kw_only=True):
@@ -188,14 +180,14 @@ class PostgresDecisionLog:
             "decision": query.decision,
             "since": query.since,
             "until": query.until,
-            "after_at": _instant(after[0]) if after[0] else None,
+            "after_at": instant(after[0]) if after[0] else None,
             "after_id": after[1],
             "limit": limit + 1,
         }
         async with translate_errors("read the decision history"), self._pool.connection() as conn:
             cur = await conn.execute(sql("decision_history"), params)
             rows = await cur.fetchall()
-        items = [_from_row(r) for r in rows[:limit]]
+        items = [from_row(r) for r in rows[:limit]]
         next_cursor = None
         if len(rows) > limit and items:
             next_cursor = encode_cursor(items[-1].created_at.isoformat(), items[-1].request_id)
@@ -337,8 +329,8 @@ class PostgresDecisionLog:
         async with conn.transaction():
             await self._ensure_partitions(conn, batch)
             await conn.execute(sql("decision_staging"))
-            async with conn.cursor() as cur, cur.copy(_COPY) as copy:
-                await copy.write(_copy_data(batch))
+            async with conn.cursor() as cur, cur.copy(COPY) as copy:
+                await copy.write(copy_data(batch))
             await conn.execute(sql("decision_insert"))
 
     async def _ensure_partitions(
@@ -378,56 +370,3 @@ class PostgresDecisionLog:
         if self._down:
             _log.info("decision log: PostgreSQL is back")
         self._down = False
-
-
-async def connect_args(pool: AsyncConnectionPool[Any]) -> tuple[str, dict[str, Any]]:
-    """The pool's conninfo and connection kwargs (either may be a function, sync or async)."""
-    return await _resolve(pool.conninfo), dict(await _resolve(pool.kwargs) or {})
-
-
-async def _resolve(value: Any) -> Any:
-    if callable(value):
-        value = value()
-        if inspect.isawaitable(value):
-            value = await value
-    return value
-
-
-def _instant(text: str) -> datetime:
-    at = datetime.fromisoformat(text)
-    if at.tzinfo is None:
-        raise ValueError("invalid cursor; pass back a next_cursor unchanged")
-    return at
-
-
-def _copy_data(batch: Sequence[DecisionRecord]) -> bytes:
-    """COPY text-format data: one JSON document per line.
-
-    msgspec escapes every control character, so a document never holds a raw
-    newline or tab; only backslashes need doubling for COPY. jsonb refuses the
-    NUL escape, so a NUL in a string is stored as U+FFFD.
-    """
-    buf = bytearray()
-    for record in batch:
-        _encoder.encode_into(record, buf, len(buf))
-        buf += b"\n"
-    data = bytes(buf)
-    if b"\\u0000" in data:
-        data = _NUL_ESCAPE.sub(rb"\1\\ufffd", data)
-    return data.replace(b"\\", b"\\\\")
-
-
-def _from_row(row: Any) -> DecisionRecord:
-    return DecisionRecord(
-        request_id=row[0],
-        created_at=row[1],
-        policy_set=row[2],
-        decision=row[3],
-        matched_policies=tuple(row[4]),
-        matched_rules=tuple(row[5]),
-        reason=row[6],
-        context_digest=row[7],
-        context=_context_decoder.decode(row[8]),
-        detail=_decision_decoder.decode(row[9]),
-        latency_ms=row[10],
-    )

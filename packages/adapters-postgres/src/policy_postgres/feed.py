@@ -20,7 +20,7 @@ from policy_core.ports import PolicyChange, Unsubscribe
 from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
-from policy_postgres.decision_log import connect_args
+from policy_postgres._connect import connect_args
 from policy_postgres.errors import UNAVAILABLE, translate_errors
 
 __all__ = ["RELOAD", "PostgresChangeFeed"]
