@@ -76,10 +76,14 @@ class PolicyService:
     # --- lifecycle ----------------------------------------------------------
 
     async def start(self) -> None:
-        """Load the stored policies into the engine and follow the change feed."""
-        await self.reload()
+        """Follow the change feed, then load the stored policies into the engine.
+
+        Subscribing first means a change written meanwhile is never missed
+        (at worst it is loaded twice).
+        """
         if self._feed is not None and self._unsubscribe is None:
             self._unsubscribe = await self._feed.subscribe(self._on_change)
+        await self.reload()
 
     async def close(self) -> None:
         if self._unsubscribe is not None:
