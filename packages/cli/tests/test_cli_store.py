@@ -197,3 +197,15 @@ def test_db_commands_refuse_server_mode(cli: Invoke) -> None:
     result = cli("--server", "http://127.0.0.1:9", "db", "reset", "--yes")
     assert result.exit_code == 2
     assert "do not go through --server" in result.stderr
+
+
+def test_an_unmigrated_database_is_named_not_crashed_on(
+    cli: Invoke, store: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LLM_POLICY_MIGRATE_ON_START", "false")
+    result = cli("policy", "list")
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: the database schema is not up to date")
+    assert "llm-policy db migrate" in result.stderr
+    assert cli("db", "migrate").exit_code == 0
+    assert cli("policy", "list").exit_code == 0

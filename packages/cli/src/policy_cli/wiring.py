@@ -143,14 +143,23 @@ async def postgres(
         PostgresDecisionLog,
         PostgresPolicyStore,
         migrate,
+        status,
     )
 
     pool = await _open_pool(settings, url, stack, max_size=max(4, settings.workers * 4))
-    if settings.migrate_on_start:
-        async with pool.connection() as conn:
+    async with pool.connection() as conn:
+        if settings.migrate_on_start:
             applied = await migrate(conn)
-        if applied:
-            _log.info("applied migrations %s", applied)
+            if applied:
+                _log.info("applied migrations %s", applied)
+        else:
+            pending = [m.version for m in await status(conn) if m.applied_at is None]
+            if pending:
+                raise CliError(
+                    f"the database schema is not up to date: migrations {pending} are pending",
+                    ExitCode.USAGE,
+                    hint="run `llm-policy db migrate`, or set LLM_POLICY_MIGRATE_ON_START=true",
+                )
     spool = _spool_slot(Path(settings.data_dir) / "spool", stack)
     log = PostgresDecisionLog(pool, spool_path=spool)
     await log.start()
