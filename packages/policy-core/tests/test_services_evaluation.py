@@ -310,3 +310,11 @@ rules:
     assert context["llm"]["prompt"] == "mail me at jane@example.com"
     digest = hashlib.sha256(canonical_json(context)).hexdigest()
     assert record.context_digest == f"sha256:{digest}"
+
+
+async def test_policies_given_as_a_list() -> None:
+    h = Harness(BASIC.replace("cache_ttl_seconds: 60", "cache_ttl_seconds: 60, audit: none"))
+    ids: Any = ["basic"]  # what a caller decoding JSON by hand may pass
+    first = await h.run("nobody", policies=ids)
+    again = await h.run("nobody", policies=ids)
+    assert (first.decision.decision, again.cached) == ("allow", True)

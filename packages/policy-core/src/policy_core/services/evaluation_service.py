@@ -84,6 +84,9 @@ class EvaluationService:
         start = _perf()
         engine = self._holder.current
         request_id = request.request_id or uuid.uuid4().hex
+        if request.policies is not None and type(request.policies) is not tuple:
+            # Callers may build the request with a list; selections are keyed by tuples.
+            request = msgspec.structs.replace(request, policies=tuple(request.policies))
         sel = (request.policies, request.namespace)
         key: str | None = None
         ttl = 0
