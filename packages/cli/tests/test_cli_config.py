@@ -172,3 +172,21 @@ def test_banner_shows_a_token_only_when_one_can_be_signed() -> None:
     production = banner(Settings(jwt_secret="s", host="0.0.0.0"), "PostgreSQL")
     assert "export TOKEN=" not in production
     assert "http://127.0.0.1:8080/api/v1" in production
+
+
+def test_serve_on_a_taken_port_is_one_clear_line(
+    cli: Invoke, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import socket
+
+    monkeypatch.setenv("LLM_POLICY_ENV", "development")
+    monkeypatch.setenv("LLM_POLICY_DEPLOYMENT", "memory")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = cli("serve", "--port", str(port))
+    assert result.exit_code == 2
+    assert result.stderr.splitlines()[0] == (
+        f"error: cannot listen on 127.0.0.1:{port}: Address already in use"
+    )

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import os
 import shlex
+import socket
 import sys
 from collections.abc import Iterator
 from contextlib import AsyncExitStack, contextmanager
@@ -98,6 +99,21 @@ def _with_metrics_dir(settings: Settings) -> Settings:
     return msgspec.structs.replace(settings, metrics_dir=str(root))
 
 
+def _check_port(host: str, port: int, flag: str) -> None:
+    """Fail with a clear line (not the server's backtrace) when the port is taken."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise CliError(
+                f"cannot listen on {host}:{port}: {exc.strerror}",
+                ExitCode.USAGE,
+                hint=f"choose another {flag} (or LLM_POLICY_PORT), or stop what uses this one",
+            ) from None
+
+
 def _base_url(settings: Settings) -> str:
     host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host  # noqa: S104
     return f"http://{host}:{settings.port}"
@@ -170,6 +186,7 @@ def serve(state: State, /, server_impl: str, **flags: Any) -> None:
             ExitCode.USAGE,
             hint="use --workers 1, or the single or cluster deployment",
         )
+    _check_port(settings.host, settings.port, "--port")
     from policy_cli.runner import run_asgi
 
     store = store_label(settings)
