@@ -259,3 +259,16 @@ def test_a_backend_lost_mid_command_exits_4(
     result = cli("evaluate", "run", "-p", str(policy_dir), "-c", ctx)
     assert result.exit_code == 4
     assert result.stderr.startswith("error: lost the connection to a backend: peer went away")
+
+
+def test_policy_validate_without_a_server_validates_in_process(
+    cli: Invoke, policy_dir: Path
+) -> None:
+    ok = cli("-o", "yaml", "policy", "validate", str(policy_dir / "security.yaml"))
+    assert ok.exit_code == 0
+    (outcome,) = YAML(typ="safe", pure=True).load(ok.stdout)
+    assert outcome["valid"] is True
+    assert outcome["policies"] == ["security-policy"]
+    bad = cli("policy", "validate", "-", input="metadata: {id: p}\nrules: [{id: r}]\n")
+    assert bad.exit_code == 3
+    assert bad.stderr == "<stdin>:2:9: error: rules[0] needs an action with a decision\n"
