@@ -181,10 +181,12 @@ class StreamPipeline:
             if not queue:
                 if self._done_reading:
                     break
-                # Nothing ready: send what is gathered before waiting for more.
-                await writer.flush()
+                # Nothing ready: send what is gathered before waiting for more. Clear
+                # first: the reader may add (and set) while the flush waits.
                 self._added.clear()
-                await self._added.wait()
+                await writer.flush()
+                if not queue and not self._done_reading:
+                    await self._added.wait()
                 continue
             head = queue[0]
             if isinstance(head, asyncio.Future):
