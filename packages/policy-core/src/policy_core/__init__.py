@@ -51,7 +51,26 @@ _EXPORTS = {
     "to_expression": "policy_core.language",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "Decision",
+    "FactRequest",
+    "Issue",
+    "Policy",
+    "PolicyAlreadyExists",
+    "PolicyEngine",
+    "PolicyEngineError",
+    "PolicyLoadError",
+    "PolicyNotFound",
+    "RevisionConflict",
+    "RevisionNotFound",
+    "StoreUnavailable",
+    "ValidationReport",
+    "load_policies",
+    "load_policy_text",
+    "parse_expression",
+    "to_expression",
+    "validate_policy_text",
+]
 
 
 def __getattr__(name: str) -> Any:
