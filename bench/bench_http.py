@@ -103,7 +103,10 @@ async def _memory_services() -> AsyncIterator[_Services]:
         for text in _documents(path.read_text()):
             await policies.create(text, author="bench")
     cache = MemoryDecisionCache(clock) if os.environ.get(ENV_CACHE, "1") == "1" else None
-    evaluation = EvaluationService(holder, cache=cache, usage=usage, log=log, clock=clock)
+    keep_log = os.environ.get("LLM_POLICY_BENCH_LOG", "1") == "1"
+    evaluation = EvaluationService(
+        holder, cache=cache, usage=usage, log=log if keep_log else None, clock=clock
+    )
     try:
         yield _Services(
             policies=policies,
@@ -195,6 +198,22 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
         proc.wait()
 
 
+def _cpu_seconds(pgid: int) -> float:
+    """User + system CPU of every process in the server's process group (Linux /proc)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid:  # field 5 (pgrp), after pid and comm
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / ticks
+
+
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
 
 
@@ -253,7 +272,10 @@ def main() -> None:
     servers = ["granian", "uvicorn"] if args.server == "both" else [args.server]
     path = "/api/v1/evaluate/batch" if args.batch else "/api/v1/evaluate"
     per_request = args.batch or 1
-    print("| server | workers | endpoint | cache | requests/s | decisions/s | p50 ms | p99 ms |")
+    print(
+        "| server | workers | endpoint | requests/s | decisions/s | p50 ms | p99 ms "
+        "| server CPU µs/decision |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
         bodies = Path(tmp) / "bodies.txt"
@@ -265,15 +287,18 @@ def main() -> None:
                 try:
                     _wait_ready(url)
                     _wrk(url, path, bodies, args.connections, 2)  # warm-up
+                    cpu = _cpu_seconds(proc.pid)
                     r = _wrk(url, path, bodies, args.connections, args.duration)
+                    cpu = _cpu_seconds(proc.pid) - cpu
                 finally:
                     _stop(proc)
                 if r["non2xx"] or r["socket_errors"]:
                     print(r["raw"], file=sys.stderr)
+                decisions = r["rps"] * per_request * args.duration
                 print(
-                    f"| {server} | {workers} | {path} | {'off' if args.no_cache else 'on'} | "
+                    f"| {server} | {workers} | {path} | "
                     f"{r['rps']:,.0f} | {r['rps'] * per_request:,.0f} | "
-                    f"{r['p50']:.2f} | {r['p99']:.2f} |",
+                    f"{r['p50']:.2f} | {r['p99']:.2f} | {cpu / decisions * 1e6:.0f} |",
                     flush=True,
                 )
 
