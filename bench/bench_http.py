@@ -136,7 +136,10 @@ def create_bench_app() -> Any:
     """The factory each server worker calls."""
     from policy_http import HttpSettings, create_app
 
-    settings = HttpSettings(jwt_secret=SECRET)  # default rate limits on, as deployed
+    # Defaults as deployed: rate limits on, gc.freeze after startup.
+    settings = HttpSettings(
+        jwt_secret=SECRET, gc_freeze=os.environ.get("LLM_POLICY_BENCH_GC_FREEZE", "1") == "1"
+    )
     return create_app(_memory_services, settings)
 
 

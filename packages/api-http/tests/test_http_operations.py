@@ -306,3 +306,15 @@ def test_services_before_startup_answer_503() -> None:
     with pytest.raises(ApiProblem) as raised:
         _ = runtime.services
     assert raised.value.status == 503
+
+
+def test_gc_freeze_after_startup_when_asked() -> None:
+    import gc
+
+    app = create_app(open_memory_services, make_settings(gc_freeze=True))
+    try:
+        with TestClient(app) as client:
+            assert client.get("/health").status_code == 200
+            assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()

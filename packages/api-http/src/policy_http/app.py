@@ -9,6 +9,7 @@ flushes the decision log after the server has finished in-flight requests.
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import cast
@@ -64,6 +65,9 @@ def create_app(
             stack.push_async_callback(rt.limits.close)
             if factory is not None:
                 rt.bind(await stack.enter_async_context(factory()))
+            if settings.gc_freeze:
+                gc.collect()
+                gc.freeze()
             yield
 
     gatekeeper = Gatekeeper(rt.verifier, rt.api_keys, rt.limits, rt.metrics)

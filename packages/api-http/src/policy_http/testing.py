@@ -142,6 +142,7 @@ def bearer(token: str) -> dict[str, str]:
 def make_settings(**overrides: Any) -> HttpSettings:
     """Settings with the test secret, issuer and audience."""
     base: dict[str, Any] = {
+        "gc_freeze": False,  # tests build many apps in one process
         "jwt_secret": TEST_SECRET,
         "jwt_issuer": TEST_ISSUER,
         "jwt_audience": TEST_AUDIENCE,
