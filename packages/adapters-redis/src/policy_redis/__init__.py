@@ -5,9 +5,17 @@ Each adapter receives an already built `redis.asyncio.Redis` client (see
 these adapters as `policy_core.errors.StoreUnavailable`.
 """
 
+from policy_redis._close import close_client
 from policy_redis.cache import RedisDecisionCache
 from policy_redis.client import open_client
 from policy_redis.feed import RELOAD, RedisChangeFeed
 from policy_redis.usage import RedisUsageStore
 
-__all__ = ["RELOAD", "RedisChangeFeed", "RedisDecisionCache", "RedisUsageStore", "open_client"]
+__all__ = [
+    "RELOAD",
+    "RedisChangeFeed",
+    "RedisDecisionCache",
+    "RedisUsageStore",
+    "close_client",
+    "open_client",
+]

@@ -35,6 +35,7 @@ __all__ = [
     "database_connection",
     "postgres",
     "redis",
+    "redis_namespace",
     "start_embedded",
 ]
 
@@ -178,10 +179,53 @@ async def postgres(
     )
 
 
+def redis_namespace(settings: Settings) -> str:
+    """The prefix of this deployment's Redis keys and change channel.
+
+    Named after the database schema: the instances that share a policy store
+    share their counters, cache and notifications; another deployment on the
+    same Redis (another schema) shares nothing with them.
+    """
+    return f"llm-policy:{settings.database_schema or 'public'}:"
+
+
 async def redis(settings: Settings, url: str, clock: Clock, stack: AsyncExitStack) -> RedisParts:
-    """The Redis adapters over one client, closed with `stack`."""
-    raise CliError(
-        "the Redis adapters are not available in this build yet",
-        ExitCode.UNREACHABLE,
-        hint="use LLM_POLICY_DEPLOYMENT=single",
+    """The Redis adapters over one client, closed with `stack`.
+
+    The decision cache is L1 in process in front of Redis (an L2 failure only
+    costs the shared hits); usage counters take the Redis server's clock, so
+    every replica slides the same windows.
+    """
+    from policy_core.errors import StoreUnavailable
+    from policy_core.memory import MemoryDecisionCache, TieredDecisionCache
+    from policy_redis import (
+        RedisChangeFeed,
+        RedisDecisionCache,
+        RedisUsageStore,
+        close_client,
+        open_client,
+    )
+
+    try:
+        client = await open_client(url)
+    except StoreUnavailable as exc:
+        raise CliError(
+            str(exc),
+            ExitCode.UNREACHABLE,
+            hint="start Redis, or point LLM_POLICY_REDIS_URL to it",
+        ) from None
+    stack.push_async_callback(close_client, client)
+    namespace = redis_namespace(settings)
+    feed = RedisChangeFeed(client, channel=namespace + "changes")
+    stack.push_async_callback(feed.close)  # before the client: LIFO
+    l2 = RedisDecisionCache(client, prefix=namespace + "cache:")
+
+    async def ping() -> bool:
+        return bool(await client.ping())
+
+    return RedisParts(
+        cache=TieredDecisionCache(MemoryDecisionCache(clock), l2),
+        usage=RedisUsageStore(client, prefix=namespace + "usage:"),
+        feed=feed,
+        ping=ping,
     )
