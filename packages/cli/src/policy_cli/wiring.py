@@ -205,6 +205,7 @@ async def redis(settings: Settings, url: str, clock: Clock, stack: AsyncExitStac
         close_client,
         open_client,
     )
+    from policy_redis.errors import UNAVAILABLE
 
     try:
         client = await open_client(url)
@@ -221,7 +222,10 @@ async def redis(settings: Settings, url: str, clock: Clock, stack: AsyncExitStac
     l2 = RedisDecisionCache(client, prefix=namespace + "cache:")
 
     async def ping() -> bool:
-        return bool(await client.ping())
+        try:
+            return bool(await client.ping())
+        except UNAVAILABLE:  # not ready; a redis exception never leaves the wiring
+            return False
 
     return RedisParts(
         cache=TieredDecisionCache(MemoryDecisionCache(clock), l2),
