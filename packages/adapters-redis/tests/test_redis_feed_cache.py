@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
+import pytest
 from policy_core.errors import StoreUnavailable
 from policy_core.memory import MemoryPolicyStore, SystemClock
 from policy_core.model import Decision
@@ -12,6 +14,9 @@ from policy_core.services import EngineHolder, PolicyService
 from policy_core.testing import eventually, raises
 from policy_redis import RELOAD, RedisChangeFeed, RedisDecisionCache, open_client
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 POLICY = """\
 metadata: {id: shared}
@@ -45,9 +50,16 @@ async def test_two_instances_follow_each_other(redis_url: str, prefix: str) -> N
             await feed.close()
 
 
-async def test_reconnect_asks_subscribers_to_reload(redis_url: str, prefix: str) -> None:
+@pytest.mark.parametrize("driver_retries", [False, True], ids=["listener", "redis-py"])
+async def test_reconnect_asks_subscribers_to_reload(
+    redis_url: str, prefix: str, driver_retries: bool
+) -> None:
+    """Whoever reconnects (the feed's listener, or redis-py's own retry), subscribers reload."""
     name = f"feed-{uuid.uuid4().hex[:12]}"
-    feed_client: Redis[bytes] = Redis.from_url(redis_url, client_name=name)
+    retry: dict[str, Any] = {}
+    if driver_retries:
+        retry = {"retry": Retry(NoBackoff(), 3), "retry_on_error": [RedisConnectionError]}
+    feed_client: Redis[bytes] = Redis.from_url(redis_url, client_name=name, **retry)
     feed = RedisChangeFeed(
         feed_client, channel=prefix + "changes", retry_interval=0.05, owns_client=True
     )
@@ -100,6 +112,12 @@ async def test_cache_and_feed_outage_is_store_unavailable() -> None:
             await cache.get("k")
         with raises(StoreUnavailable):
             await feed.publish(PolicyChange(policy_id="p", revision=1, kind="created"))
+
+        async def ignore(change: PolicyChange) -> None:
+            pass
+
+        with raises(StoreUnavailable):
+            await feed.subscribe(ignore)  # fails at once rather than waiting for Redis
     finally:
         await feed.close()
         await cache.close()

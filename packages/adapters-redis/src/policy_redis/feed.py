@@ -71,7 +71,9 @@ class RedisChangeFeed:
         done, _ = await asyncio.wait({waiter, self._task}, return_when=asyncio.FIRST_COMPLETED)
         if waiter not in done:
             waiter.cancel()
-            self._task.result()  # the listener died: raise why
+            task, self._task = self._task, None  # the next subscribe() starts a new listener
+            self._handlers.remove(handler)
+            task.result()  # the first subscription failed: raise why (StoreUnavailable)
 
         async def unsubscribe() -> None:
             if handler in self._handlers:
@@ -102,6 +104,9 @@ class RedisChangeFeed:
                 first = False
                 await self._read(pubsub)
             except UNAVAILABLE as exc:
+                if first:  # Redis is not there at all: the caller hears it now, not never
+                    async with translate_errors("subscribe to policy changes"):
+                        raise
                 self._listening.clear()
                 _log.warning("change feed: Redis unavailable (%s); retrying", exc)
                 await asyncio.sleep(self._retry)
