@@ -25,8 +25,10 @@ __all__ = [
 ]
 
 ROUTE_CLASSES = ("evaluate", "usage", "read", "admin")
-# Generous defaults: a guard rail against a runaway client, not a quota.
-DEFAULT_RATE_LIMITS = "evaluate=100000/second;usage=20000/second;read=2000/second;admin=200/second"
+# Defaults: a guard rail against a runaway client on the admin plane, not a quota.
+# Evaluation is not limited unless configured (the gateway in front sizes it; an
+# unreachable limit would still cost every decision a counter update).
+DEFAULT_RATE_LIMITS = "usage=20000/second;read=2000/second;admin=200/second"
 
 
 def parse_rate_limits(text: str | None) -> dict[str, list[RateLimitItem]]:
