@@ -192,6 +192,23 @@ def _start(server: str, workers: int, port: int, cache: bool) -> subprocess.Pope
     )
 
 
+def _start_cli(server: str, workers: int, port: int, database_url: str) -> subprocess.Popen[bytes]:
+    """`llm-policy serve` itself: the single-node deployment on PostgreSQL."""
+    env = {
+        **os.environ,
+        "LLM_POLICY_DEPLOYMENT": "single",
+        "LLM_POLICY_DATABASE_URL": database_url,
+        "LLM_POLICY_JWT_SECRET": SECRET,
+        "LLM_POLICY_LOG_LEVEL": "warning",
+    }
+    seed = workload()[0][0]
+    command = [
+        sys.executable, "-m", "policy_cli", "serve", "--port", str(port),
+        "--workers", str(workers), "--server-impl", server, "--seed", str(seed),
+    ]  # fmt: skip
+    return subprocess.Popen(command, env=env, start_new_session=True, cwd=str(ROOT))
+
+
 def _stop(proc: subprocess.Popen[bytes]) -> None:
     os.killpg(proc.pid, signal.SIGTERM)
     try:
@@ -267,6 +284,12 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=0, help="requests per batch (0: /evaluate)")
     parser.add_argument("--no-cache", action="store_true", help="disable the L1 decision cache")
     parser.add_argument("--port", type=int, default=18080)
+    parser.add_argument(
+        "--cli",
+        metavar="DATABASE_URL",
+        help="run `llm-policy serve` (single-node deployment) on this PostgreSQL database "
+        "instead of the in-memory services",
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit(
@@ -285,7 +308,10 @@ def main() -> None:
         _bodies(args.batch, bodies)
         for server in servers:
             for workers in args.workers:
-                proc = _start(server, workers, args.port, not args.no_cache)
+                if args.cli:
+                    proc = _start_cli(server, workers, args.port, args.cli)
+                else:
+                    proc = _start(server, workers, args.port, not args.no_cache)
                 url = f"http://127.0.0.1:{args.port}"
                 try:
                     _wait_ready(url)
