@@ -104,6 +104,7 @@ def test_unknown_routes_and_methods_are_problems(
     r = client.get("/api/v1/nothing-here", headers=admin)
     assert r.status_code == 404
     assert r.headers["content-type"].startswith("application/problem+json")
+    assert r.json()["request_id"] == r.headers["x-request-id"]
     r = client.get(E, headers=admin)
     assert r.status_code == 405
     assert r.headers["content-type"].startswith("application/problem+json")

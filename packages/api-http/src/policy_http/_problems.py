@@ -7,6 +7,7 @@ says nothing about the cause (the cause goes to the log, with the request id).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from http import HTTPStatus
 from typing import Any
@@ -223,12 +224,17 @@ def _rid(request: Request[Any, Any, Any]) -> str | None:
 
 def _handle(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
     problem = classify(exc, _rid(request), request.url.path)
+    headers = dict(problem.headers)
+    if _rid(request) is None:
+        # Unmatched routes (404/405) never reach the request-id middleware.
+        state = request.scope.setdefault("state", {})
+        state["request_id"] = headers["X-Request-ID"] = os.urandom(16).hex()
     return problem_response(
         problem.status,
         problem.detail,
         code=problem.code,
         request=request,
-        headers=problem.headers,
+        headers=headers,
         errors=problem.errors,
     )
 
