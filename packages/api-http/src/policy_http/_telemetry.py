@@ -34,11 +34,19 @@ _propagator = TraceContextTextMapPropagator()
 class Telemetry:
     """A tracer, real when an OTLP endpoint is given, absent otherwise."""
 
-    def __init__(self, endpoint: str | None, service_name: str) -> None:
-        self.enabled = bool(endpoint)
+    def __init__(
+        self, endpoint: str | None, service_name: str, *, span_processor: Any = None
+    ) -> None:
+        self.enabled = bool(endpoint) or span_processor is not None
         self._provider: Any = None
         self._tracer: trace.Tracer = trace.NoOpTracer()
-        if endpoint:
+        if span_processor is not None:  # tests: an in-memory exporter
+            from opentelemetry.sdk.trace import TracerProvider
+
+            self._provider = TracerProvider()
+            self._provider.add_span_processor(span_processor)
+            self._tracer = self._provider.get_tracer("policy_http")
+        elif endpoint:
             from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
             from opentelemetry.sdk.resources import Resource
             from opentelemetry.sdk.trace import TracerProvider
