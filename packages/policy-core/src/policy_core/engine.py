@@ -39,6 +39,15 @@ class FactSource(Protocol):
     ) -> Mapping[FactRequest, Any]: ...
 
 
+_ERRORS = (EvalError, RecursionError)
+
+
+def _message(exc: BaseException) -> str:
+    if isinstance(exc, RecursionError):
+        return "a value in the context is nested too deeply to evaluate"
+    return str(exc)
+
+
 class _Selection:
     """The policies one (policies, namespace) filter selects, and what follows from them."""
 
@@ -126,10 +135,13 @@ class PolicyEngine:
     # --- selection ------------------------------------------------------
 
     def _select(self, policies: Sequence[str] | None, namespace: str | None) -> _Selection:
-        key = (tuple(policies) if policies is not None else None, namespace)
+        # An empty list or namespace means "not given": gRPC (proto3) cannot tell them
+        # apart from absent, and every interface must decide a request the same way.
+        key = (tuple(policies) if policies else None, namespace or None)
         selection = self._selections.get(key)
         if selection is not None:
             return selection
+        policies, namespace = key
         wanted: set[str] | None = None
         if policies is not None:
             wanted = set(policies)
@@ -272,8 +284,8 @@ def _run_policy(policy: CompiledPolicy, env: Env, out: _Outcome) -> None:
     if policy.scope is not None:
         try:
             in_scope = policy.scope(env)
-        except EvalError as exc:
-            message = str(exc)
+        except _ERRORS as exc:
+            message = _message(exc)
             out.errors.append(EvaluationError(policy=pid, rule="scope", message=message))
             if traces is not None:
                 traces.append(_trace(pid, "scope", "scope", "error", error=message))
@@ -300,8 +312,8 @@ def _run_policy(policy: CompiledPolicy, env: Env, out: _Outcome) -> None:
         else:
             try:
                 hit = condition(env)
-            except EvalError as exc:
-                matched = out.fail(policy, rule, str(exc)) or matched
+            except _ERRORS as exc:
+                matched = out.fail(policy, rule, _message(exc)) or matched
                 continue
         if hit:
             matches.append(rule)
@@ -324,8 +336,8 @@ def _excepted(policy: CompiledPolicy, env: Env, out: _Outcome) -> bool:
     for exception in policy.exceptions:
         try:
             hit = exception.condition(env) if exception.condition is not None else True
-        except EvalError as exc:
-            message = str(exc)
+        except _ERRORS as exc:
+            message = _message(exc)
             out.errors.append(
                 EvaluationError(policy=pid, rule=exception.exception_id, message=message)
             )

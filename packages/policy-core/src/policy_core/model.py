@@ -9,7 +9,7 @@ it was written.
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any, Literal, TypeAlias
+from typing import Annotated, Any, Literal, TypeAlias
 
 import msgspec
 
@@ -86,8 +86,8 @@ class LogObligation(_ObligationBase, tag="log", frozen=True, kw_only=True):
 
 
 class ThrottleObligation(_ObligationBase, tag="throttle", frozen=True, kw_only=True):
-    delay_ms: int = 0
-    max_retries: int = 0
+    delay_ms: Annotated[int, msgspec.Meta(ge=0)] = 0
+    max_retries: Annotated[int, msgspec.Meta(ge=0)] = 0
 
 
 class SuggestAlternativeObligation(
@@ -99,7 +99,7 @@ class SuggestAlternativeObligation(
 
 
 class RequireApprovalObligation(_ObligationBase, tag="require_approval", frozen=True, kw_only=True):
-    approvers: tuple[str, ...] = ()
+    approvers: Annotated[tuple[str, ...], msgspec.Meta(min_length=1)]
     timeout: str | int | None = None
 
 

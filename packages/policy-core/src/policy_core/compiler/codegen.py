@@ -245,15 +245,19 @@ def _rx_factory(cc: CompileContext) -> Callable[[Env, Any, str, int], bool]:
     return rx
 
 
-def _fail(out: Any, policy: Any, rule: CompiledRule, exc: EvalError) -> bool:
+def _fail(out: Any, policy: Any, rule: CompiledRule, exc: BaseException) -> bool:
     """A rule raised: record it; fail closed makes it a deny match (spec 5.4)."""
+    if isinstance(exc, RecursionError):
+        return bool(
+            out.fail(policy, rule, "a value in the context is nested too deeply to evaluate")
+        )
     return bool(out.fail(policy, rule, str(exc)))
 
 
 def _helpers(cc: CompileContext) -> dict[str, Any]:
     return {
         "_NUM": _NUM,
-        "_EvalError": EvalError,
+        "_EvalError": (EvalError, RecursionError),
         "_get": _get,
         "_walk": _walk,
         "_as_bool": as_bool,

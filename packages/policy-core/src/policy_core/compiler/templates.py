@@ -31,7 +31,7 @@ def compile_template(parts: tuple[TemplatePart, ...], cc: CompileContext) -> Ren
             try:
                 value = piece(env)
                 out.append(value if type(value) is str else _encode(value).decode())
-            except (EvalError, TypeError, ValueError, msgspec.EncodeError):
+            except (EvalError, TypeError, ValueError, RecursionError, msgspec.EncodeError):
                 out.append("<error>")
         return "".join(out)
 

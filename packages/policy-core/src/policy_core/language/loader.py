@@ -11,7 +11,7 @@ import msgspec
 
 from policy_core.errors import Issue, PolicyLoadError
 from policy_core.language.schema import build_policy
-from policy_core.language.source import SourceText, parse_documents
+from policy_core.language.source import SourceText, parse_documents, unwrap
 from policy_core.language.warnings import policy_warnings
 from policy_core.model import Policy
 
@@ -36,8 +36,9 @@ def _parse_text(
     if not documents and not problems:
         issues.append(src.issue(0, 0, "no policy document found"))
     policies: list[Policy] = []
-    for doc in documents:
-        policy = build_policy(src, doc, issues)
+    for entry in documents:
+        doc, at = unwrap(entry)
+        policy = build_policy(src, doc, issues, at)
         if policy is None:
             continue
         line = _id_line(doc)
@@ -76,7 +77,7 @@ def validate_policy_text(text: str, *, file: str = "<text>") -> ValidationReport
     """Load and also report warnings; raises PolicyLoadError when anything is invalid."""
     policies = load_policy_text(text, file=file)
     src = SourceText(text, file)
-    documents, _ = parse_documents(src)
+    documents = [unwrap(d)[0] for d in parse_documents(src)[0]]
     warnings = [
         w for p, doc in zip(policies, documents, strict=True) for w in policy_warnings(p, src, doc)
     ]

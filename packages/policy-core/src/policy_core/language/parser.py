@@ -33,6 +33,7 @@ from policy_core.language.lexer import ExprSyntaxError, Token, tokenize
 __all__ = ["ExprSyntaxError", "parse_expression"]
 
 _COMPARISONS = frozenset({"==", "!=", "<", "<=", ">", ">="})
+_SPANS = {"rate_limit.count": ("1s", "1m", "1h", "1d"), "budget.spent": ("day", "month")}
 # A hook the loader sets to validate literal regexes (keeps re2 out of import time).
 RegexCheck = Callable[[str], str | None]
 
@@ -201,6 +202,7 @@ class _Parser:
             if full not in FACT_FUNCTIONS:
                 raise ExprSyntaxError(offset, f"unknown function {full!r}")
             self._check_arity(full, FACT_FUNCTIONS[full], args, offset)
+            self._check_literal_span(full, args, pattern_at)
             return Call(name=full, args=args)
         if name not in METHODS:
             known = ", ".join(sorted(METHODS))
@@ -209,6 +211,16 @@ class _Parser:
         if name == "matches" and isinstance(args[0], Lit) and isinstance(args[0].value, str):
             self._check_literal_regex(args[0].value, pattern_at)
         return Method(target=target, name=name, args=args)
+
+    def _check_literal_span(self, name: str, args: tuple[Expr, ...], offset: int) -> None:
+        """A literal window or period that can never work is a load error, like a bad regex."""
+        allowed = _SPANS.get(name)
+        if allowed is None or len(args) < 2 or not isinstance(args[1], Lit):
+            return
+        if args[1].value not in allowed:
+            raise ExprSyntaxError(
+                offset, f"{name}() takes one of {', '.join(allowed)} as its second argument"
+            )
 
     def _check_literal_regex(self, pattern: str, offset: int) -> None:
         if self.check_regex is not None:
@@ -268,6 +280,8 @@ class _Parser:
             raise ExprSyntaxError(tok.offset, f"unknown function {name!r} (functions: {known})")
         args = self._arguments()
         self._check_arity(name, GLOBAL_FUNCTIONS[name], args, tok.offset)
+        if name == "has" and not isinstance(args[0], Path | Index):
+            raise ExprSyntaxError(tok.offset, "has() takes a path, such as has(user.email)")
         return Call(name=name, args=args)
 
     def _list(self) -> Expr:

@@ -24,6 +24,7 @@ from policy_core.model import (
     PolicyStatus,
     RedactObligation,
     Rule,
+    SuggestAlternativeObligation,
 )
 
 __all__ = ["build_policy", "canonical_digest"]
@@ -166,11 +167,13 @@ class _Checker:
         return str(value)
 
 
-def build_policy(src: SourceText, doc: Any, issues: list[Issue]) -> Policy | None:
+def build_policy(
+    src: SourceText, doc: Any, issues: list[Issue], at: tuple[int, int] | None = None
+) -> Policy | None:
     """Validate one document; append its problems to `issues`; the Policy when it has none."""
     c = _Checker(src, issues)
     before = len(issues)
-    at = c.where(doc)
+    at = c.where(doc, at or (0, 0))
     if not c.mapping(doc, _TOP, "", at):
         return None
     version = "1"
@@ -398,6 +401,11 @@ def _obligations(c: _Checker, rule: Any, path: str, at: tuple[int, int]) -> list
         if isinstance(obligation, RedactObligation) and not _redact_ok(
             c, obligation, node, opath, oat
         ):
+            continue
+        if isinstance(obligation, SuggestAlternativeObligation) and not (
+            obligation.models or obligation.model or obligation.message
+        ):
+            c.error(oat, "suggest_alternative needs models, model or message", opath)
             continue
         out.append(obligation)
     return out

@@ -12,7 +12,7 @@ from typing import Any
 
 from policy_core.errors import Issue
 
-__all__ = ["SourceText", "parse_documents", "to_plain"]
+__all__ = ["SourceText", "parse_documents", "to_plain", "unwrap"]
 
 
 class SourceText:
@@ -114,10 +114,33 @@ def parse_documents(src: SourceText) -> tuple[list[Any], list[Issue]]:
         if doc is None:
             continue
         if isinstance(doc, list):
-            documents.extend(doc)
+            for index, item in enumerate(doc):
+                documents.append(_Positioned(item, _item_position(doc, index)))
         else:
             documents.append(doc)
     return documents, []
+
+
+class _Positioned:
+    """A document without positions of its own (a scalar in a top-level list) and where it is."""
+
+    def __init__(self, value: Any, at: tuple[int, int]) -> None:
+        self.value, self.at = value, at
+
+
+def _item_position(seq: Any, index: int) -> tuple[int, int]:
+    try:
+        line, col = seq.lc.item(index)
+        return int(line), int(col)
+    except (AttributeError, KeyError, TypeError):
+        return 0, 0
+
+
+def unwrap(doc: Any) -> tuple[Any, tuple[int, int] | None]:
+    """The document and, for an element of a top-level list, its position."""
+    if isinstance(doc, _Positioned):
+        return doc.value, doc.at
+    return doc, None
 
 
 def to_plain(value: Any) -> Any:
