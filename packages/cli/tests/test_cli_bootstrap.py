@@ -115,19 +115,21 @@ async def test_unreachable_database_is_store_unavailable(tmp_path: os.PathLike[s
             pass
 
 
-async def test_cluster_says_what_is_missing(pg_schema: str, tmp_path: os.PathLike[str]) -> None:
+async def test_cluster_with_redis_down_says_which_redis(
+    pg_schema: str, tmp_path: os.PathLike[str]
+) -> None:
     settings = Settings(
         deployment="cluster",
         database_url=DATABASE_URL,
         database_schema=pg_schema,
-        redis_url="redis://127.0.0.1:6379/0",
+        redis_url="redis://127.0.0.1:1/0",  # nothing listens on port 1
         data_dir=str(tmp_path),
     )
     with pytest.raises(CliError) as info:
         async with bootstrap(settings):
             pass
     assert info.value.exit_code == ExitCode.UNREACHABLE
-    assert "Redis adapters" in info.value.message
+    assert "127.0.0.1:1" in info.value.message
 
 
 def test_importing_does_no_work() -> None:
