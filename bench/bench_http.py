@@ -242,12 +242,14 @@ def _ms(text: str) -> float:
     return float(m.group(1)) * _UNITS[m.group(2)] if m else float("nan")
 
 
-def _wrk(url: str, path: str, body_file: Path, connections: int, duration: int) -> dict[str, Any]:
+def _wrk(
+    url: str, path: str, body_file: Path, connections: int, duration: int, threads: int = 2
+) -> dict[str, Any]:
     env = {**os.environ, "BODIES": str(body_file), "TOKEN": _token(), "TARGET": path}
     out = subprocess.run(
         [
             "wrk",
-            f"-t{min(2, connections)}",
+            f"-t{min(threads, connections)}",
             f"-c{connections}",
             f"-d{duration}s",
             "--latency",
@@ -281,6 +283,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--duration", type=int, default=20)
+    parser.add_argument("--threads", type=int, default=2, help="wrk threads")
     parser.add_argument("--batch", type=int, default=0, help="requests per batch (0: /evaluate)")
     parser.add_argument("--no-cache", action="store_true", help="disable the L1 decision cache")
     parser.add_argument("--port", type=int, default=18080)
@@ -315,9 +318,9 @@ def main() -> None:
                 url = f"http://127.0.0.1:{args.port}"
                 try:
                     _wait_ready(url)
-                    _wrk(url, path, bodies, args.connections, 2)  # warm-up
+                    _wrk(url, path, bodies, args.connections, 2, args.threads)  # warm-up
                     cpu = _cpu_seconds(proc.pid)
-                    r = _wrk(url, path, bodies, args.connections, args.duration)
+                    r = _wrk(url, path, bodies, args.connections, args.duration, args.threads)
                     cpu = _cpu_seconds(proc.pid) - cpu
                 finally:
                     _stop(proc)
