@@ -123,6 +123,8 @@ class PolicyEngine:
         self._loaded = frozenset(seen)
         self._compiled: CompiledSet = compile_policies(self._policies)
         self._selections: dict[tuple[tuple[str, ...] | None, str | None], _Selection] = {}
+        self._everything: _Selection | None = None  # the unfiltered selection, most requests'
+        self._everything = self._select(None, None)
 
     @property
     def policies(self) -> tuple[Policy, ...]:
@@ -227,7 +229,10 @@ class PolicyEngine:
     ) -> Decision:
         """Decide one request. Never mutates `context`; raises only PolicyNotFound (bad filter)."""
         start = _perf()
-        selection = self._select(policies, namespace)
+        if policies is None and namespace is None:
+            selection = self._everything or self._select(None, None)
+        else:
+            selection = self._select(policies, namespace)
         if now is None and self._compiled.uses_now:
             now = time.time()
         env = Env(context, now, facts)

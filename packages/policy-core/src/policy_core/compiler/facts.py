@@ -92,9 +92,8 @@ def derived_fact(env: Env, name: str) -> Any:
     llm = env.ctx.get("llm")
     if (type(llm) is dict or isinstance(llm, Mapping)) and name in llm:
         return llm[name]
-    key = ("derived", name)
-    memo = env.memo
-    if key in memo:
-        return memo[key]
-    value = memo[key] = DERIVED_FACTS[name](env)
+    memo = env.memo  # keyed by the bare name: other memo entries use tuple keys
+    if name in memo:
+        return memo[name]
+    value = memo[name] = DERIVED_FACTS[name](env)
     return value

@@ -212,7 +212,7 @@ def estimate_request_cost(llm: Mapping[str, Any]) -> float | None:
     input price; `llm.max_tokens` is priced at its output price. `None` when
     the model (with `llm.provider`, if any) is not in the table.
     """
-    if not isinstance(llm, Mapping):
+    if type(llm) is not dict and not isinstance(llm, Mapping):
         return None
     model = llm.get("model")
     provider = llm.get("provider")

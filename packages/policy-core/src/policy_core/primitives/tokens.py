@@ -93,7 +93,7 @@ def estimate_messages_tokens(messages: object) -> int:
 
 def estimate_request_tokens(llm: Mapping[str, Any]) -> int:
     """`llm.estimated_tokens`: the prompt plus the messages of an `llm` section."""
-    if not isinstance(llm, Mapping):
+    if type(llm) is not dict and not isinstance(llm, Mapping):
         return 0
     prompt = llm.get("prompt")
     prompt_tokens = estimate_tokens(prompt) if isinstance(prompt, str) else 0
