@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections import Counter
+from collections import Counter, OrderedDict
 from datetime import datetime
 
 from policy_core.memory._cursor import decode_cursor, encode_cursor
@@ -22,7 +22,9 @@ class MemoryDecisionLog:
     """Keeps records in a dict by request_id; `max_records` bounds it (oldest dropped first)."""
 
     def __init__(self, *, max_records: int | None = None) -> None:
-        self._records: dict[str, DecisionRecord] = {}
+        # OrderedDict: evicting the oldest is O(1); `del d[next(iter(d))]` on a plain dict
+        # walks the deleted slots at its front and degrades as the log turns over.
+        self._records: OrderedDict[str, DecisionRecord] = OrderedDict()
         self._max = max_records
         self.dropped = 0
 
@@ -31,7 +33,7 @@ class MemoryDecisionLog:
             return
         self._records[record.request_id] = record
         if self._max is not None and len(self._records) > self._max:
-            del self._records[next(iter(self._records))]
+            self._records.popitem(last=False)
             self.dropped += 1
 
     async def flush(self) -> None:
