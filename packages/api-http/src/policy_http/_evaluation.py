@@ -41,8 +41,9 @@ class Evaluations:
                 raise ApiProblem(422, str(exc), code="context_too_large") from None
         return EvaluationRequest(
             context=body.context,
-            policies=tuple(body.policies) if body.policies is not None else None,
-            namespace=body.namespace,
+            # Empty means "not given" on every interface (language case options.yaml).
+            policies=tuple(body.policies) if body.policies else None,
+            namespace=body.namespace or None,
             dry_run=body.dry_run,
             trace=body.trace,
             request_id=body.request_id or default_id,

@@ -42,7 +42,8 @@ Identifier = Annotated[
 RequestId = Annotated[
     str, msgspec.Meta(pattern=r"^[A-Za-z0-9._:-]{1,128}$", min_length=1, max_length=128)
 ]
-Namespace = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+# "" means "no namespace filter", as an absent field (and as gRPC's empty string).
+Namespace = Annotated[str, msgspec.Meta(max_length=128)]
 StatusName = Literal["active", "draft", "deprecated"]
 Role = Literal["admin", "policy-admin", "evaluator", "auditor"]
 
