@@ -319,3 +319,14 @@ def test_gc_freeze_after_startup_when_asked() -> None:
             assert gc.get_freeze_count() > 0
     finally:
         gc.unfreeze()
+
+
+def test_metrics_in_multiprocess_mode_read_the_directory(tmp_path: Any) -> None:
+    # The worker processes write their counters there (PROMETHEUS_MULTIPROC_DIR, set by
+    # the CLI before prometheus_client is imported); this process wrote none.
+    app, _ = build(metrics_multiprocess_dir=str(tmp_path))
+    with TestClient(app) as client:
+        r = client.get("/metrics")
+        assert r.status_code == 200
+        assert "llm_policy_policies_loaded 0.0" in r.text
+        assert "llm_policy_http_requests_total{" not in r.text
