@@ -156,6 +156,7 @@ def _lookup(name: str) -> ModelPrice | None:
     return None
 
 
+@functools.lru_cache(maxsize=4096)  # every evaluation asks again for the same few models
 def model_price(model: str | None, provider: str | None = None) -> ModelPrice | None:
     """The list price of `model`, or `None` when it is not in the table.
 
@@ -180,6 +181,8 @@ def model_price(model: str | None, provider: str | None = None) -> ModelPrice | 
 
 def _tokens(value: object) -> float:
     """A token count, or 0 for anything that is not a finite non-negative number."""
+    if type(value) is int:
+        return float(value) if value > 0 else 0.0
     if isinstance(value, bool) or not isinstance(value, int | float):
         return 0.0
     number = float(value)
