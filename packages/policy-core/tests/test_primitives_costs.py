@@ -4,8 +4,7 @@ import datetime as dt
 
 import msgspec
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
+from hypothesis import given, strategies as st
 from policy_core.primitives.costs import (
     PRICES,
     PRICES_AS_OF,

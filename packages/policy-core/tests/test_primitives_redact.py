@@ -4,8 +4,7 @@ import copy
 from typing import Any
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
+from hypothesis import given, strategies as st
 from policy_core.primitives.pii import PII_TYPES, contains_pii
 from policy_core.primitives.redact import (
     REDACT_PATTERNS,
