@@ -22,12 +22,12 @@ from typing import Any
 
 import msgspec
 import psycopg
+from policy_core.cursors import decode_cursor, encode_cursor
 from policy_core.ports import DecisionRecord, DecisionStats, HistoryQuery, Page
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from policy_postgres._connect import connect_args
-from policy_postgres._cursor import decode_cursor, encode_cursor
 from policy_postgres._records import COPY, copy_data, from_row, instant
 from policy_postgres._sql import sql
 from policy_postgres.errors import UNAVAILABLE, translate_errors

@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any, NoReturn
 
 import msgspec
+from policy_core.cursors import decode_cursor, encode_cursor
 from policy_core.errors import (
     PolicyAlreadyExists,
     PolicyNotFound,
@@ -19,7 +20,6 @@ from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
-from policy_postgres._cursor import decode_cursor, encode_cursor
 from policy_postgres._sql import sql
 from policy_postgres.errors import translate_errors
 

@@ -6,7 +6,7 @@ import math
 from collections import Counter, OrderedDict
 from datetime import datetime
 
-from policy_core.memory._cursor import decode_cursor, encode_cursor
+from policy_core.cursors import decode_cursor, encode_cursor
 from policy_core.ports import DecisionRecord, DecisionStats, HistoryQuery, Page
 
 __all__ = ["MemoryDecisionLog", "nearest_rank"]

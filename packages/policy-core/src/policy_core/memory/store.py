@@ -8,13 +8,13 @@ from dataclasses import dataclass, field
 
 import msgspec
 
+from policy_core.cursors import decode_cursor, encode_cursor
 from policy_core.errors import (
     PolicyAlreadyExists,
     PolicyNotFound,
     RevisionConflict,
     RevisionNotFound,
 )
-from policy_core.memory._cursor import decode_cursor, encode_cursor
 from policy_core.ports import Clock, NewRevision, Page, PolicyRecord, RevisionInfo
 
 __all__ = ["MemoryPolicyStore"]

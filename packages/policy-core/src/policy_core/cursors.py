@@ -1,4 +1,4 @@
-"""Opaque cursors for the memory adapters: a JSON list, base64url-encoded."""
+"""Opaque pagination cursors shared by every adapter: a JSON list, base64url-encoded."""
 
 from __future__ import annotations
 
@@ -7,10 +7,13 @@ from typing import Any
 
 import msgspec
 
+__all__ = ["decode_cursor", "encode_cursor"]
+
 _encoder = msgspec.json.Encoder()
 
 
 def encode_cursor(*parts: Any) -> str:
+    """An opaque cursor holding `parts` (JSON values), for `next_cursor`."""
     return base64.urlsafe_b64encode(_encoder.encode(list(parts))).decode().rstrip("=")
 
 
