@@ -27,6 +27,11 @@ import msgspec
 from joserfc import jwt
 from joserfc.errors import ExpiredTokenError, JoseError
 from joserfc.jwk import ECKey, Key, KeySet, OctKey, RSAKey
+from policy_core.access import (
+    ALL_PERMISSIONS as PERMISSIONS,
+    ROLE_PERMISSIONS,
+    permissions_for as permissions_of,
+)
 from policy_core.services import ApiKeyService
 
 __all__ = [
@@ -40,38 +45,8 @@ __all__ = [
     "permissions_of",
 ]
 
-PERMISSIONS = frozenset(
-    {
-        "policies:read",
-        "policies:write",
-        "policies:delete",
-        "evaluate",
-        "history:read",
-        "usage:write",
-        "apikeys:manage",
-    }
-)
-
-#: interfaces.md, "Roles map to permissions"; an unknown role grants nothing.
-ROLE_PERMISSIONS: Mapping[str, frozenset[str]] = {
-    "admin": PERMISSIONS,
-    "policy-admin": frozenset(
-        {"policies:read", "policies:write", "policies:delete", "evaluate", "history:read"}
-    ),
-    "evaluator": frozenset({"evaluate", "usage:write"}),
-    "auditor": frozenset({"policies:read", "history:read"}),
-}
-
 _MAX_CREDENTIAL = 8192
 _REMEMBERED = 4096
-
-
-def permissions_of(roles: Iterable[str]) -> frozenset[str]:
-    """Every permission granted by `roles`."""
-    granted: frozenset[str] = frozenset()
-    for role in roles:
-        granted = granted | ROLE_PERMISSIONS.get(role, frozenset())
-    return granted
 
 
 class Principal(msgspec.Struct, frozen=True, kw_only=True):

@@ -15,7 +15,7 @@ import base64
 import binascii
 import json
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -29,6 +29,7 @@ from joserfc.errors import (
     MissingClaimError,
 )
 from joserfc.jwk import ECKey, Key, KeySet, OctKey, RSAKey
+from policy_core.access import ALL_PERMISSIONS, ROLE_PERMISSIONS, permissions_for
 
 __all__ = [
     "ALL_PERMISSIONS",
@@ -39,38 +40,8 @@ __all__ = [
     "permissions_for",
 ]
 
-ALL_PERMISSIONS: frozenset[str] = frozenset(
-    {
-        "policies:read",
-        "policies:write",
-        "policies:delete",
-        "evaluate",
-        "history:read",
-        "usage:write",
-        "apikeys:manage",
-    }
-)
-
-# The roles table of interfaces.md; an unknown role grants nothing.
-ROLE_PERMISSIONS: Mapping[str, frozenset[str]] = {
-    "admin": ALL_PERMISSIONS,
-    "policy-admin": frozenset(
-        {"policies:read", "policies:write", "policies:delete", "evaluate", "history:read"}
-    ),
-    "evaluator": frozenset({"evaluate", "usage:write"}),
-    "auditor": frozenset({"policies:read", "history:read"}),
-}
-
 _MAX_TOKEN_CHARS = 8192
 _CACHE_SIZE = 4096
-
-
-def permissions_for(roles: Iterable[str]) -> frozenset[str]:
-    """The union of the permissions of `roles`."""
-    granted: set[str] = set()
-    for role in roles:
-        granted |= ROLE_PERMISSIONS.get(role, frozenset())
-    return frozenset(granted)
 
 
 class Principal(msgspec.Struct, frozen=True, kw_only=True):
