@@ -10,6 +10,7 @@ from typing import Any
 import msgspec
 from policy_core.model import Decision
 from policy_core.ports import DecisionRecord
+from policy_core.services import with_digest
 
 __all__ = ["COPY", "copy_data", "from_row", "instant"]
 
@@ -38,7 +39,7 @@ def copy_data(batch: Sequence[DecisionRecord]) -> bytes:
     """
     buf = bytearray()
     for record in batch:
-        _encoder.encode_into(record, buf, len(buf))
+        _encoder.encode_into(with_digest(record), buf, len(buf))
         buf += b"\n"
     data = bytes(buf)
     if b"\\u0000" in data:

@@ -15,6 +15,7 @@ from typing import BinaryIO
 
 import msgspec
 from policy_core.ports import DecisionRecord
+from policy_core.services import with_digest
 
 __all__ = ["Spool"]
 
@@ -39,7 +40,7 @@ class Spool:
             self._fh = open(self.path, "ab")  # noqa: SIM115 - kept open across calls
         buf = bytearray()
         for record in records:
-            _encoder.encode_into(record, buf, len(buf))
+            _encoder.encode_into(with_digest(record), buf, len(buf))
             buf += b"\n"
         self._fh.write(buf)
         if sync:
@@ -89,4 +90,4 @@ class Spool:
         """Keep a record PostgreSQL refused (bad data) for a human to look at."""
         self.rejected_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.rejected_path, "ab") as fh:
-            fh.write(_encoder.encode(record) + b"\n")
+            fh.write(_encoder.encode(with_digest(record)) + b"\n")

@@ -121,6 +121,9 @@ class DecisionRecord(msgspec.Struct, frozen=True, kw_only=True):
     `context` has the decision's `redact` obligations already applied;
     `context_digest` is "sha256:<hex>" of the canonical JSON of the context
     as received (before redaction), so a caller can prove which context it sent.
+    It may be "" when appended (the evaluation leaves it to the log's writer);
+    a log fills it in with `policy_core.services.with_digest` before it stores
+    or returns the record.
     `detail` is the full decision (shadow and obligations included).
     """
 

@@ -8,6 +8,7 @@ from datetime import datetime
 
 from policy_core.cursors import decode_cursor, encode_cursor
 from policy_core.ports import DecisionRecord, DecisionStats, HistoryQuery, Page
+from policy_core.services.evaluation_service import with_digest
 
 __all__ = ["MemoryDecisionLog", "nearest_rank"]
 
@@ -31,7 +32,7 @@ class MemoryDecisionLog:
     def append(self, record: DecisionRecord) -> None:
         if record.request_id in self._records:
             return
-        self._records[record.request_id] = record
+        self._records[record.request_id] = with_digest(record)
         if self._max is not None and len(self._records) > self._max:
             self._records.popitem(last=False)
             self.dropped += 1

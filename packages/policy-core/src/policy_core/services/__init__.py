@@ -2,7 +2,12 @@
 
 from policy_core.ports import DecisionRecord, Page, PolicyRecord, RevisionInfo
 from policy_core.services.api_key_service import ApiKeyService, hash_api_key
-from policy_core.services.evaluation_service import EvaluationService, canonical_json
+from policy_core.services.evaluation_service import (
+    EvaluationService,
+    canonical_json,
+    context_digest,
+    with_digest,
+)
 from policy_core.services.holder import EngineHolder
 from policy_core.services.policy_service import PolicyService
 from policy_core.services.records import EvaluationRequest, EvaluationResult
@@ -22,6 +27,8 @@ __all__ = [
     "RevisionInfo",
     "UsageService",
     "canonical_json",
+    "context_digest",
     "hash_api_key",
     "summarize_change",
+    "with_digest",
 ]
