@@ -7,7 +7,7 @@ from typing import Any
 from policy_core.ir import Binary, Call, Expr, ListExpr, Lit, MapExpr, Method, Not, Path
 from policy_core.language.lexer import ExprSyntaxError
 from policy_core.language.parser import parse_expression
-from policy_core.language.source import SourceText, to_plain
+from policy_core.language.source import SourceText, position, to_plain
 
 __all__ = ["ConditionError", "literal_ir", "parse_condition", "parse_path_text"]
 
@@ -74,11 +74,7 @@ def parse_condition(src: SourceText, node: Any, line: int, col: int) -> Expr:
 
 
 def _pos(node: Any, key: str, default: tuple[int, int]) -> tuple[int, int]:
-    try:
-        line, col = node.lc.value(key)
-        return int(line), int(col)
-    except (AttributeError, KeyError, TypeError):
-        return default
+    return position(node, "value", key, default)
 
 
 def _tree(src: SourceText, node: Any, line: int, col: int) -> Expr:
@@ -128,11 +124,8 @@ def _combinator(src: SourceText, node: Any, operator: str, line: int, col: int) 
         raise ConditionError(line, col, f"'not' takes exactly one condition, got {len(items)}")
     parsed: list[Expr] = []
     for index, item in enumerate(items):
-        try:
-            iline, icol = items.lc.item(index)  # type: ignore[attr-defined]
-        except (AttributeError, KeyError, TypeError):
-            iline, icol = line, col
-        parsed.append(parse_condition(src, item, int(iline), int(icol)))
+        iline, icol = position(items, "item", index, (line, col))
+        parsed.append(parse_condition(src, item, iline, icol))
     if operator == "not":
         return Not(operand=parsed[0])
     result = parsed[0]
@@ -144,12 +137,9 @@ def _combinator(src: SourceText, node: Any, operator: str, line: int, col: int) 
 def _unknown_keys(node: Any, allowed: set[str], line: int, col: int) -> None:
     for key in node:
         if key not in allowed:
-            try:
-                kline, kcol = node.lc.key(key)
-            except (AttributeError, KeyError, TypeError):
-                kline, kcol = line, col
+            kline, kcol = position(node, "key", key, (line, col))
             raise ConditionError(
-                int(kline),
-                int(kcol),
+                kline,
+                kcol,
                 f"unknown key {key!r} in condition (allowed: {', '.join(sorted(allowed))})",
             )

@@ -11,7 +11,7 @@ import msgspec
 
 from policy_core.errors import Issue, PolicyLoadError
 from policy_core.language.schema import build_policy
-from policy_core.language.source import SourceText, parse_documents, unwrap
+from policy_core.language.source import SourceText, parse_documents, position, unwrap
 from policy_core.language.warnings import policy_warnings
 from policy_core.model import Policy
 
@@ -41,14 +41,14 @@ def _parse_text(
         policy = build_policy(src, doc, issues, at)
         if policy is None:
             continue
-        line = _id_line(doc)
+        line, col = _id_position(doc)
         previous = first_seen.get(policy.id)
         if previous is not None:
             where = f"line {previous[1]}" if previous[0] == file else f"{previous[0]}:{previous[1]}"
             issues.append(
                 src.issue(
                     line,
-                    _id_col(doc),
+                    col,
                     f"duplicate policy id {policy.id!r} (first defined at {where})",
                     "metadata.id",
                 )
@@ -59,18 +59,9 @@ def _parse_text(
     return policies
 
 
-def _id_line(doc: Any) -> int:
-    try:
-        return int(doc["metadata"].lc.value("id")[0])
-    except (AttributeError, KeyError, TypeError):
-        return 0
-
-
-def _id_col(doc: Any) -> int:
-    try:
-        return int(doc["metadata"].lc.value("id")[1])
-    except (AttributeError, KeyError, TypeError):
-        return 0
+def _id_position(doc: Any) -> tuple[int, int]:
+    metadata = doc.get("metadata") if isinstance(doc, dict) else None
+    return position(metadata, "value", "id")
 
 
 def validate_policy_text(text: str, *, file: str = "<text>") -> ValidationReport:

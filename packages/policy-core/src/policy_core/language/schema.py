@@ -12,7 +12,7 @@ from policy_core.errors import Issue
 from policy_core.ir import Expr
 from policy_core.language.conditions import ConditionError, parse_condition, parse_path_text
 from policy_core.language.printer import to_expression
-from policy_core.language.source import SourceText, to_plain
+from policy_core.language.source import SourceText, position, to_plain
 from policy_core.language.templates import parse_template
 from policy_core.model import (
     Action,
@@ -62,19 +62,11 @@ class _Checker:
 
     @staticmethod
     def key_at(node: Any, key: str, default: tuple[int, int]) -> tuple[int, int]:
-        try:
-            line, col = node.lc.key(key)
-            return int(line), int(col)
-        except (AttributeError, KeyError, TypeError):
-            return default
+        return position(node, "key", key, default)
 
     @staticmethod
     def value_at(node: Any, key: str, default: tuple[int, int]) -> tuple[int, int]:
-        try:
-            line, col = node.lc.value(key)
-            return int(line), int(col)
-        except (AttributeError, KeyError, TypeError):
-            return default
+        return position(node, "value", key, default)
 
     # generic checks ------------------------------------------------------------
     def mapping(self, node: Any, allowed: set[str], path: str, at: tuple[int, int]) -> bool:

@@ -12,7 +12,7 @@ from typing import Any
 
 from policy_core.errors import Issue
 
-__all__ = ["SourceText", "parse_documents", "to_plain", "unwrap"]
+__all__ = ["SourceText", "parse_documents", "position", "to_plain", "unwrap"]
 
 
 class SourceText:
@@ -115,7 +115,7 @@ def parse_documents(src: SourceText) -> tuple[list[Any], list[Issue]]:
             continue
         if isinstance(doc, list):
             for index, item in enumerate(doc):
-                documents.append(_Positioned(item, _item_position(doc, index)))
+                documents.append(_Positioned(item, position(doc, "item", index)))
         else:
             documents.append(doc)
     return documents, []
@@ -128,12 +128,15 @@ class _Positioned:
         self.value, self.at = value, at
 
 
-def _item_position(seq: Any, index: int) -> tuple[int, int]:
+def position(node: Any, kind: str, key: Any, default: tuple[int, int] = (0, 0)) -> tuple[int, int]:
+    """0-based (line, column) of a mapping's `key` or its value (`kind` "key" or
+    "value"), or of a sequence's item `key` ("item"), as ruamel recorded them;
+    `default` when the node carries no positions (plain values, JSON arrays' scalars)."""
     try:
-        line, col = seq.lc.item(index)
+        line, col = getattr(node.lc, kind)(key)
         return int(line), int(col)
-    except (AttributeError, KeyError, TypeError):
-        return 0, 0
+    except (AttributeError, KeyError, TypeError, IndexError):
+        return default
 
 
 def unwrap(doc: Any) -> tuple[Any, tuple[int, int] | None]:

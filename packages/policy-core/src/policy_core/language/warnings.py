@@ -19,7 +19,7 @@ from policy_core.ir import (
     Path,
     flatten,
 )
-from policy_core.language.source import SourceText
+from policy_core.language.source import SourceText, position
 from policy_core.model import Policy, Rule
 
 __all__ = ["policy_warnings"]
@@ -82,13 +82,10 @@ def never_true(node: Expr | None) -> bool:
 
 def _rule_position(doc: Any, rule: Rule) -> tuple[int, int]:
     """Where the rule's id is written, from the document as loaded."""
-    try:
-        for item in doc["rules"]:
-            if item.get("id") == rule.id:
-                line, col = item.lc.value("id")
-                return int(line), int(col)
-    except (AttributeError, KeyError, TypeError):
-        pass
+    rules = doc.get("rules") if isinstance(doc, dict) else None
+    for item in rules if isinstance(rules, list) else ():
+        if isinstance(item, dict) and item.get("id") == rule.id:
+            return position(item, "value", "id")
     return 0, 0
 
 
