@@ -689,3 +689,21 @@ def test_loader_raises_only_policy_load_error(text: str) -> None:
     except PolicyLoadError as exc:
         issues = list(exc.issues)
         assert issues, "a load error lists at least one issue"
+
+
+_permission_text = st.text(alphabet="ab.*", max_size=6)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(_permission_text, st.lists(st.one_of(_permission_text, st.integers()), max_size=5))
+def test_literal_permission_grants_agree_with_has_permission(
+    permission: str, granted: list[Any]
+) -> None:
+    """The compile-time expansion of a literal permission decides as the general check."""
+    from policy_core.compiler import values
+    from policy_core.compiler.methods import has_any_grant, permission_grants
+
+    subject = {"permissions": granted}
+    grants = permission_grants(permission)
+    assert grants[0] == permission
+    assert has_any_grant(subject, grants) == values.has_permission(subject, permission)

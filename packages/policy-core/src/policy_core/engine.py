@@ -425,6 +425,8 @@ def _decide(
             evaluation_time_ms=(_perf() - start) * 1000.0,
             trace=tuple(out.traces) if out.traces is not None else None,
         )
+    if len(matches) == 1:
+        return _decide_one(matches[0], out, env, selection, shadow, start)
     strength = 0
     for m in matches:
         if m.strength > strength:
@@ -461,6 +463,40 @@ def _decide(
         obligations=tuple(obligations),
         metadata=_json_copy(metadata) if metadata else metadata,
         errors=tuple(out.errors),
+        shadow=shadow,
+        policy_set=selection.policy_set,
+        evaluation_time_ms=(_perf() - start) * 1000.0,
+        trace=tuple(out.traces) if out.traces is not None else None,
+    )
+
+
+def _decide_one(
+    m: CompiledRule,
+    out: _Outcome,
+    env: Env,
+    selection: _Selection,
+    shadow: Decision | None,
+    start: float,
+) -> Decision:
+    """`_decide` for the commonest case, a single match: the same decision, fewer steps."""
+    outcome = m.decision
+    reason = m.reason
+    if reason is not None and type(reason) is not str:
+        reason = reason(env)  # type: ignore[operator]
+    return Decision(
+        decision=outcome,  # type: ignore[arg-type]
+        allowed=outcome != "deny",
+        reason=reason if reason is not None else m.qualified,
+        matched_policies=m.sole_policies,
+        matched_rules=m.sole_rules,
+        matched_exceptions=tuple(out.exceptions) if out.exceptions else (),
+        warnings=(reason or m.qualified,) if m.strength == 1 else (),
+        modifications=_json_copy(m.modifications)
+        if m.modifications and outcome == "modify"
+        else {},
+        obligations=m.obligations,
+        metadata=_json_copy(m.metadata) if m.metadata else {},
+        errors=tuple(out.errors) if out.errors else (),
         shadow=shadow,
         policy_set=selection.policy_set,
         evaluation_time_ms=(_perf() - start) * 1000.0,

@@ -45,6 +45,7 @@ RulesFunction = Callable[[Env, Any, Any], bool]
 _NUM = frozenset({int, float})
 _CMP_SYMBOL = {"<": "<", "<=": "<=", ">": ">", ">=": ">="}
 _ARITH_HELPER = {"+": "_add", "-": "_sub", "*": "_mul", "/": "_div", "%": "_mod"}
+_UNSET = object()  # a lazily computed local that has not been computed yet
 
 
 def _get(value: Any, key: Any) -> Any:
@@ -68,6 +69,19 @@ class _Gen:
         self.paths: dict[tuple[str, tuple[str | int, ...]], str] = {}
         self.path_lines: list[str] = []
         self.temps = 0
+        self.lazy: dict[tuple[str, str], str] = {}
+
+    def once(self, kind: str, key: str, compute: str) -> str:
+        """A value computed at its first use in this function, then read from a local.
+
+        The local starts as `_U` (unset), so a rule that never reaches the value
+        never computes it, and an error leaves it unset for the next rule to raise.
+        """
+        name = self.lazy.get((kind, key))
+        if name is None:
+            name = self.lazy[(kind, key)] = f"l{len(self.lazy)}"
+            self.path_lines.append(f"        {name} = _U")
+        return f"({name} if {name} is not _U else ({name} := {compute}))"
 
     def const(self, value: Any) -> str:
         self.consts.append(value)
@@ -116,8 +130,9 @@ class _Gen:
             return self.const(value), False
         if isinstance(node, Path):
             if node.root == "llm" and node.segments and node.segments[0] in DERIVED_FACTS:
-                self.cc.derived.add(str(node.segments[0]))
-                code = f"_derived(env, {self.const(node.segments[0])})"
+                name = str(node.segments[0])
+                self.cc.derived.add(name)
+                code = self.once("derived", name, f"_derived(env, {self.const(name)})")
                 rest = node.segments[1:]
                 return (f"_walk({code}, {self.const(rest)})" if rest else code), False
             return self.path(node.root, node.segments), False
@@ -198,11 +213,17 @@ class _Gen:
             if isinstance(pattern, str):
                 key = to_expression(node.target)
                 index = self.cc.regexes.register(key, pattern)
-                return f"_rx(env, {target}, {self.const(key)}, {index})", True
+                hits = self.once("regex", key, f"_rx(env, {target}, {self.const(key)})")
+                return f"({index} in {hits})", True
         if not node.args:
             if name == "size":
                 return f"_size({target})", False
             return f"_case({self.const(name)}, {target})", False
+        if name == "has_permission" and isinstance(node.args[0], Lit):
+            permission = node.args[0].value
+            if type(permission) is str:
+                grants = self.const(methods.permission_grants(permission))
+                return f"_has_grant({target}, {grants})", True
         arg = self.expr(node.args[0])[0]
         helper = {
             "contains": "_contains",
@@ -232,14 +253,18 @@ class _Gen:
         return f"_fn[{self.const(node.name)}]({args[0]})", node.name == "contains_pii"
 
 
-def _rx_factory(cc: CompileContext) -> Callable[[Env, Any, str, int], bool]:
+_NO_HITS: frozenset[int] = frozenset()
+
+
+def _rx_factory(cc: CompileContext) -> Callable[[Env, Any, str], frozenset[int]]:
     table = cc.regexes
 
-    def rx(env: Env, text: Any, key: str, index: int) -> bool:
+    def rx(env: Env, text: Any, key: str) -> frozenset[int]:
+        """The indexes of the patterns on path `key` that `text` matches (none for null)."""
         if type(text) is str:
-            return index in table.matches(env, key, text)
+            return table.matches(env, key, text)
         if text is None:
-            return False
+            return _NO_HITS
         raise EvalError(f"matches() is not defined on a {type_name(text)}")
 
     return rx
@@ -257,6 +282,7 @@ def _fail(out: Any, policy: Any, rule: CompiledRule, exc: BaseException) -> bool
 def _helpers(cc: CompileContext) -> dict[str, Any]:
     return {
         "_NUM": _NUM,
+        "_U": _UNSET,
         "_EvalError": (EvalError, RecursionError),
         "_get": _get,
         "_walk": _walk,
@@ -275,6 +301,7 @@ def _helpers(cc: CompileContext) -> dict[str, Any]:
         "_contains": ops.contains,
         "_has_role": methods.has_role,
         "_has_permission": methods.has_permission_fast,
+        "_has_grant": methods.has_any_grant,
         "_strm": methods.string_method,
         "_fn": methods.GLOBAL_FUNCTIONS,
         "_now": methods.now,

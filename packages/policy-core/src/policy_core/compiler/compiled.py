@@ -28,6 +28,8 @@ class CompiledRule:
         "reason",
         "regexes",
         "rule_id",
+        "sole_policies",
+        "sole_rules",
         "strength",
     )
 
@@ -47,6 +49,9 @@ class CompiledRule:
     ) -> None:
         self.qualified = qualified
         self.policy_id = qualified.rsplit("/", 1)[0]
+        # matched_policies and matched_rules of a decision where this rule is the only match.
+        self.sole_policies = (self.policy_id,)
+        self.sole_rules = (qualified,)
         self.rule_id = rule_id
         self.decision = decision
         self.strength = strength

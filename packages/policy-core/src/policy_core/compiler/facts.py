@@ -17,6 +17,19 @@ def _llm(env: Env) -> Mapping[str, Any]:
     return llm if type(llm) is dict or isinstance(llm, Mapping) else {}
 
 
+class _Primitives:
+    """The primitives module's functions, imported on first use (import policy_core stays light)."""
+
+    def __getattr__(self, name: str) -> Any:
+        loaded = primitives()
+        for key, value in vars(loaded).items():
+            setattr(self, key, value)  # later lookups find the attribute and skip __getattr__
+        return getattr(loaded, name)
+
+
+_p: Any = _Primitives()
+
+
 def _request_text(llm: Mapping[str, Any]) -> str:
     """The prompt and the text of every message, for PII detection."""
     parts: list[str] = []
@@ -39,7 +52,7 @@ def _request_text(llm: Mapping[str, Any]) -> str:
 
 
 def _tokens(env: Env) -> int:
-    return primitives().estimate_request_tokens(_llm(env))  # type: ignore[no-any-return]
+    return _p.estimate_request_tokens(_llm(env))  # type: ignore[no-any-return]
 
 
 @functools.cache
@@ -56,23 +69,28 @@ def primitives() -> Any:
 
 
 def _cost(env: Env) -> float | None:
-    estimate_cost = primitives().estimate_cost
     llm = _llm(env)
     model = llm.get("model")
-    if not isinstance(model, str):
+    if type(model) is not str:
         return None
     provider = llm.get("provider")
     max_tokens = llm.get("max_tokens")
-    output = max_tokens if isinstance(max_tokens, int) and not isinstance(max_tokens, bool) else 0
-    tokens = derived_fact(env, "estimated_tokens")
-    cost: float | None = estimate_cost(
-        model, tokens, output, provider if isinstance(provider, str) else None
+    output = max_tokens if type(max_tokens) is int else 0
+    # llm.estimated_tokens as derived_fact gives it, without its second lookup of llm.
+    if "estimated_tokens" in llm:
+        tokens = llm["estimated_tokens"]
+    elif "estimated_tokens" in env.memo:
+        tokens = env.memo["estimated_tokens"]
+    else:
+        tokens = env.memo["estimated_tokens"] = _p.estimate_request_tokens(llm)
+    cost: float | None = _p.estimate_cost(
+        model, tokens, output, provider if type(provider) is str else None
     )
     return cost
 
 
 def _pii_types(env: Env) -> list[str]:
-    return primitives().pii_types(_request_text(_llm(env)))  # type: ignore[no-any-return]
+    return _p.pii_types(_request_text(_llm(env)))  # type: ignore[no-any-return]
 
 
 def _contains_pii(env: Env) -> bool:

@@ -202,10 +202,14 @@ def estimate_cost(
     price = model_price(model, provider)
     if price is None:
         return None
-    cost = (
-        _tokens(input_tokens) * price.input_per_1k + _tokens(output_tokens) * price.output_per_1k
-    ) / 1000
-    return round(cost, 10)
+    # A positive int (the usual case) multiplies as float(int) would: skip _tokens' checks.
+    i = input_tokens if type(input_tokens) is int and input_tokens > 0 else _tokens(input_tokens)
+    o = (
+        output_tokens
+        if type(output_tokens) is int and output_tokens > 0
+        else _tokens(output_tokens)
+    )
+    return round((i * price.input_per_1k + o * price.output_per_1k) / 1000, 10)
 
 
 def estimate_request_cost(llm: Mapping[str, Any]) -> float | None:

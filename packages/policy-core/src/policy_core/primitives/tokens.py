@@ -46,16 +46,19 @@ def estimate_tokens(text: str | None) -> int:
     """
     if not text:
         return 0
-    data = text.encode("utf-8", "surrogatepass")
+    ascii_only = text.isascii()
+    data = text.encode("ascii") if ascii_only else text.encode("utf-8", "surrogatepass")
     size = len(data)
     # One deletion pass counts spaces, newlines and punctuation together: a
     # space or newline starts a word, a punctuation byte is a piece of its own.
     # Indentation would count each space as a word; a 4-space block is one
     # search (cheaper than counting space pairs) and counts nothing.
     pieces = size - len(data.translate(None, _SEPARATORS)) + 1 - 4 * data.count(b"    ")
-    if not text.isascii():
+    if not ascii_only:
         pieces += (len(text) - len(data.translate(None, _NON_ASCII))) // 2
-    return max(1, int((size / 4 + max(pieces, 1)) / 2 + 0.5))
+    # (size / 4 + max(pieces, 1)) / 2, rounded half up; * 0.25 and * 0.5 are exact.
+    estimate = int((size * 0.25 + (pieces if pieces > 1 else 1)) * 0.5 + 0.5)
+    return estimate if estimate > 1 else 1
 
 
 def _content_tokens(content: object) -> int:
@@ -96,5 +99,6 @@ def estimate_request_tokens(llm: Mapping[str, Any]) -> int:
     if type(llm) is not dict and not isinstance(llm, Mapping):
         return 0
     prompt = llm.get("prompt")
-    prompt_tokens = estimate_tokens(prompt) if isinstance(prompt, str) else 0
-    return prompt_tokens + estimate_messages_tokens(llm.get("messages"))
+    prompt_tokens = estimate_tokens(prompt) if type(prompt) is str or isinstance(prompt, str) else 0
+    messages = llm.get("messages")
+    return prompt_tokens + (estimate_messages_tokens(messages) if messages is not None else 0)
