@@ -6,6 +6,8 @@ the EvaluationService, counts the decisions and maps them back.
 
 from __future__ import annotations
 
+from collections import Counter
+
 from policy_core.services import EvaluationRequest, EvaluationResult
 
 from policy_http._limits import ContextTooLarge, check_context, within_limits
@@ -83,4 +85,11 @@ class Evaluations:
                 results = await service.evaluate_batch(requests)
         else:
             results = await service.evaluate_batch(requests)
-        return BatchResponse(decisions=[self.to_wire(r) for r in results])
+        # Metrics once per distinct outcome, not per decision: each increment takes a lock.
+        outcomes = Counter(
+            (r.decision.decision, r.decision.matched_policies, r.cached) for r in results
+        )
+        for (decision, policies, cached), count in outcomes.items():
+            self._metrics.observe_decision(decision, policies, cached, count)
+        of = EvaluateResponse.of
+        return BatchResponse(decisions=[of(r.decision, r.request_id, r.cached) for r in results])

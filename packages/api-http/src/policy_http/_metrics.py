@@ -147,18 +147,21 @@ class Metrics:
             lat = self._lat_children[lkey] = self.latency.labels(route, method)
         lat.observe(seconds)
 
-    def observe_decision(self, decision: str, policies: Iterable[str], cached: bool) -> None:
+    def observe_decision(
+        self, decision: str, policies: Iterable[str], cached: bool, count: int = 1
+    ) -> None:
+        """Count `count` decisions alike (a batch counts each distinct outcome once)."""
         child = self._decision_children.get(decision)
         if child is None:
             child = self._decision_children[decision] = self.decisions.labels(decision)
-        child.inc()
+        child.inc(count)
         for policy in policies:
             key = (policy, decision)
             match = self._match_children.get(key)
             if match is None:
                 match = self._match_children[key] = self.policy_matches.labels(policy, decision)
-            match.inc()
-        (self._cache_hit if cached else self._cache_miss).inc()
+            match.inc(count)
+        (self._cache_hit if cached else self._cache_miss).inc(count)
 
     def render(self) -> bytes:
         """The Prometheus text exposition of this registry."""

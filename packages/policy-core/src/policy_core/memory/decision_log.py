@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections import Counter, OrderedDict
 from datetime import datetime
+from typing import Any
+
+import msgspec
 
 from policy_core.cursors import decode_cursor, encode_cursor
 from policy_core.ports import DecisionRecord, DecisionStats, HistoryQuery, Page
-from policy_core.services.evaluation_service import with_digest
+from policy_core.services.evaluation_service import canonical_json
+
+_context_decoder = msgspec.json.Decoder(dict[str, Any])
+_NO_CONTEXT: dict[str, Any] = {}  # stands in for the context inside a stored record
 
 __all__ = ["MemoryDecisionLog", "nearest_rank"]
 
@@ -20,19 +27,28 @@ def nearest_rank(sorted_values: list[float], fraction: float) -> float:
 
 
 class MemoryDecisionLog:
-    """Keeps records in a dict by request_id; `max_records` bounds it (oldest dropped first)."""
+    """Keeps records by request_id; `max_records` bounds it (oldest dropped first).
+
+    A record's context is kept as its canonical JSON (the bytes its digest is
+    taken of; the digest is computed when the record is read, so it is what
+    `with_digest` would give), not as the caller's objects: a full log would
+    otherwise keep every caller's context alive, tens of objects each, for
+    the garbage collector to scan again and again.
+    """
 
     def __init__(self, *, max_records: int | None = None) -> None:
         # OrderedDict: evicting the oldest is O(1); `del d[next(iter(d))]` on a plain dict
         # walks the deleted slots at its front and degrades as the log turns over.
-        self._records: OrderedDict[str, DecisionRecord] = OrderedDict()
+        self._records: OrderedDict[str, tuple[DecisionRecord, bytes]] = OrderedDict()
         self._max = max_records
         self.dropped = 0
 
     def append(self, record: DecisionRecord) -> None:
         if record.request_id in self._records:
             return
-        self._records[record.request_id] = with_digest(record)
+        context = canonical_json(record.context)
+        stored = msgspec.structs.replace(record, context=_NO_CONTEXT)
+        self._records[record.request_id] = (stored, context)
         if self._max is not None and len(self._records) > self._max:
             self._records.popitem(last=False)
             self.dropped += 1
@@ -48,21 +64,21 @@ class MemoryDecisionLog:
     ) -> Page[DecisionRecord]:
         after = decode_cursor(cursor, str, str) if cursor else None
         rows = sorted(
-            (r for r in self._records.values() if _matches(r, query)),
-            key=lambda r: (r.created_at, r.request_id),
+            (e for e in self._records.values() if _matches(e[0], query)),
+            key=lambda e: (e[0].created_at, e[0].request_id),
             reverse=True,
         )
         if after is not None:
             bound = (_instant(str(after[0])), str(after[1]))
-            rows = [r for r in rows if (r.created_at, r.request_id) < bound]
-        page = rows[: max(limit, 0)]
+            rows = [e for e in rows if (e[0].created_at, e[0].request_id) < bound]
+        page = [_restored(*e) for e in rows[: max(limit, 0)]]
         next_cursor = None
         if len(rows) > len(page) and page:
             next_cursor = encode_cursor(page[-1].created_at.isoformat(), page[-1].request_id)
         return Page(items=tuple(page), next_cursor=next_cursor)
 
     async def stats(self, since: datetime, until: datetime) -> DecisionStats:
-        rows = [r for r in self._records.values() if since <= r.created_at < until]
+        rows = [r for r, _ in self._records.values() if since <= r.created_at < until]
         latencies = sorted(r.latency_ms for r in rows)
         percentiles = (
             {name: nearest_rank(latencies, q) for name, q in _PERCENTILES} if latencies else {}
@@ -76,6 +92,13 @@ class MemoryDecisionLog:
             since=since,
             until=until,
         )
+
+
+def _restored(record: DecisionRecord, context: bytes) -> DecisionRecord:
+    digest = record.context_digest or "sha256:" + hashlib.sha256(context).hexdigest()
+    return msgspec.structs.replace(
+        record, context=_context_decoder.decode(context), context_digest=digest
+    )
 
 
 def _instant(text: str) -> datetime:

@@ -10,8 +10,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import os
 import time
-import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -100,7 +100,7 @@ class EvaluationService:
         """Decide one request. Raises PolicyNotFound for an unknown id in `request.policies`."""
         start = _perf()
         engine = self._holder.current
-        request_id = request.request_id or uuid.uuid4().hex
+        request_id = request.request_id or os.urandom(16).hex()  # uuid4().hex costs 4x more
         if request.policies is not None and type(request.policies) is not tuple:
             # Callers may build the request with a list; selections are keyed by tuples.
             request = msgspec.structs.replace(request, policies=tuple(request.policies))
