@@ -148,3 +148,27 @@ def test_cost_is_linear_and_non_negative(model: str, inp: int, out: int) -> None
     assert price is not None
     assert price.model == model
     assert cost == pytest.approx((inp * price.input_per_1k + out * price.output_per_1k) / 1000)
+
+
+@given(
+    st.sampled_from([p.model for p in PRICES]),
+    st.one_of(st.integers(-5, 10**9), st.floats(allow_nan=True), st.booleans()),
+    st.one_of(st.integers(-5, 10**9), st.floats(allow_nan=True), st.booleans()),
+)
+def test_cost_is_the_documented_arithmetic(
+    model: str, tokens_in: object, tokens_out: object
+) -> None:
+    """Counts that are not finite, non-negative numbers (or are booleans) count as 0."""
+
+    def count(value: object) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return 0.0
+        number = float(value)
+        return number if number == number and abs(number) != float("inf") and number > 0 else 0.0
+
+    price = model_price(model)
+    assert price is not None
+    expected = round(
+        (count(tokens_in) * price.input_per_1k + count(tokens_out) * price.output_per_1k) / 1000, 10
+    )
+    assert estimate_cost(model, tokens_in, tokens_out) == expected  # type: ignore[arg-type]

@@ -116,3 +116,17 @@ _json = st.recursive(
 def test_messages_never_raise(value: object) -> None:
     assert estimate_messages_tokens(value) >= 0
     assert estimate_messages_tokens([value]) >= 0
+
+
+def _documented_estimate(text: str) -> int:
+    """The estimator as docs/primitives.md states it, written plainly."""
+    data = text.encode("utf-8", "surrogatepass")
+    separators = set(b" \n" + b"!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~")
+    pieces = sum(1 for b in data if b in separators) + 1 - 4 * data.count(b"    ")
+    pieces += sum(1 for ch in text if ord(ch) > 127) // 2  # half a piece per non-ASCII char
+    return max(1, int((len(data) / 4 + max(pieces, 1)) / 2 + 0.5))
+
+
+@given(st.text(min_size=1))
+def test_estimate_is_the_documented_formula(text: str) -> None:
+    assert estimate_tokens(text) == _documented_estimate(text)
