@@ -83,6 +83,37 @@ def test_validate_strict_fails_on_warnings(cli: Invoke, tmp_path: Path) -> None:
     assert cli("validate", "--strict", str(shadowed)).exit_code == 3
 
 
+def test_validate_with_a_context_schema_warns_about_unknown_paths(
+    cli: Invoke, tmp_path: Path
+) -> None:
+    schema = write_json(
+        tmp_path / "schema.json", {"properties": {"llm": {"properties": {"model": {}}}}}
+    )
+    policy = tmp_path / "p.yaml"
+    policy.write_text(
+        "metadata: {id: p}\nrules:\n  - id: r\n    condition: \"llm.modle == 'x'\"\n"
+        "    action: {decision: deny}\n"
+    )
+    relaxed = cli("validate", "--context-schema", schema, str(policy))
+    assert relaxed.exit_code == 0
+    assert (
+        f"{policy}:3:9: warning: p: rule r reads llm.modle, which the context schema does not define"
+        in relaxed.stderr
+    )
+    assert cli("validate", "--strict", "--context-schema", schema, str(policy)).exit_code == 3
+    from_env = cli("validate", str(policy), env={"LLM_POLICY_CONTEXT_SCHEMA": schema})
+    assert "llm.modle" in from_env.stderr
+    assert "context schema" not in cli("validate", str(policy)).stderr
+
+
+def test_validate_with_a_bad_context_schema_is_a_usage_error(cli: Invoke, tmp_path: Path) -> None:
+    policy = tmp_path / "p.yaml"
+    policy.write_text("metadata: {id: p}\nrules: []\n")
+    result = cli("validate", "--context-schema", str(tmp_path / "none.json"), str(policy))
+    assert result.exit_code == 2
+    assert "none.json: cannot read" in result.stderr
+
+
 def test_validate_missing_file_is_a_usage_error(cli: Invoke, tmp_path: Path) -> None:
     result = cli("validate", str(tmp_path / "nope.yaml"))
     assert result.exit_code == 2

@@ -136,3 +136,15 @@ def test_masked_hides_secrets_and_url_passwords() -> None:
     assert shown["database_url"] == "postgresql://app:***@db:5432/p"
     assert shown["token"] is None
     assert "topsecret" not in repr(shown)
+
+
+def test_an_unusable_context_schema_is_one_clear_line(tmp_path: object) -> None:
+    from pathlib import Path
+
+    bad = Path(str(tmp_path)) / "schema.json"
+    bad.write_text("{not json")
+    (problem,) = problems_of({"LLM_POLICY_CONTEXT_SCHEMA": str(bad)})
+    assert problem.startswith(f"LLM_POLICY_CONTEXT_SCHEMA: {bad}: not valid JSON or YAML")
+    good = Path(str(tmp_path)) / "ok.json"
+    good.write_text('{"properties": {}}')
+    assert load_settings({"LLM_POLICY_CONTEXT_SCHEMA": str(good)}).context_schema == str(good)

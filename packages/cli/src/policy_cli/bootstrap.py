@@ -22,6 +22,7 @@ from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from policy_core.language import ContextSchema
 from policy_core.memory import (
     MemoryApiKeyStore,
     MemoryChangeFeed,
@@ -109,6 +110,9 @@ async def wire(
         holder=holder,
         feed=adapters.feed,
         default_decision=settings.default_decision,
+        context_schema=(
+            ContextSchema.load(settings.context_schema) if settings.context_schema else None
+        ),
     )
     evaluation = EvaluationService(
         holder,

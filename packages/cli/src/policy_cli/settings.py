@@ -52,6 +52,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     database_schema: str | None = None  # PostgreSQL schema (search_path); default: public
     redis_url: str | None = None
     seed_policies: str | None = None  # loaded into an empty store at start
+    context_schema: str | None = None  # JSON Schema of the context: `validate` warns on paths
     migrate_on_start: bool = True  # apply pending migrations when a server starts
     default_decision: Literal["allow", "deny"] = "allow"
     # HTTP server
@@ -106,6 +107,7 @@ SETTING_HELP: dict[str, str] = {
     "database_schema": "PostgreSQL schema to use (default: `public`)",
     "redis_url": "Redis URL (cluster: decision cache, usage counters, change feed, rate limits)",
     "seed_policies": "file or directory of policies loaded when the store is empty at start",
+    "context_schema": "JSON Schema file of the request context: validation warns about paths it lacks",
     "migrate_on_start": "apply pending database migrations when a server starts",
     "default_decision": "decision when no rule of any policy matches: `allow` or `deny`",
     "host": "HTTP interface to listen on",
@@ -269,6 +271,13 @@ def check_settings(settings: Settings, *, serving: bool, sources: Mapping[str, s
             f"{sources['database_schema']}: {schema!r} is not a schema name "
             "(lower-case letters, digits, underscores)"
         )
+    if settings.context_schema is not None:
+        from policy_core.language import ContextSchema, ContextSchemaError
+
+        try:
+            ContextSchema.load(settings.context_schema)
+        except ContextSchemaError as exc:
+            found.append(f"{sources['context_schema']}: {exc}")
     if settings.deployment == "cluster":
         found += [
             f"{env_name(name)}: a cluster deployment needs it; set it, "

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
         StoreUnavailable as StoreUnavailable,
     )
     from policy_core.language import (
+        ContextSchema as ContextSchema,
         ValidationReport as ValidationReport,
         load_policies as load_policies,
         load_policy_text as load_policy_text,
@@ -43,6 +44,7 @@ _EXPORTS = {
     "RevisionConflict": "policy_core.errors",
     "RevisionNotFound": "policy_core.errors",
     "StoreUnavailable": "policy_core.errors",
+    "ContextSchema": "policy_core.language",
     "ValidationReport": "policy_core.language",
     "load_policies": "policy_core.language",
     "load_policy_text": "policy_core.language",
@@ -52,6 +54,7 @@ _EXPORTS = {
 }
 
 __all__ = [
+    "ContextSchema",
     "Decision",
     "FactRequest",
     "Issue",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from policy_core.errors import PolicyLoadError
-from policy_core.language import validate_policy_text
+from policy_core.language import ContextSchema, validate_policy_text
 
 from policy_cli.backends.base import Json, ValidationOutcome
 
@@ -23,10 +23,12 @@ def issue_json(issue: Any) -> Json:
     }
 
 
-def validate_text(text: str, file: str) -> ValidationOutcome:
+def validate_text(
+    text: str, file: str, context_schema: ContextSchema | None = None
+) -> ValidationOutcome:
     """Every error (or the loaded ids) and every warning of one policy text."""
     try:
-        report = validate_policy_text(text, file=file)
+        report = validate_policy_text(text, file=file, context_schema=context_schema)
     except PolicyLoadError as exc:
         errors = [issue_json(i) for i in exc.issues if i.severity == "error"]
         warnings = [issue_json(i) for i in exc.issues if i.severity != "error"]

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 from policy_core.errors import PolicyLoadError
-from policy_core.language import load_policies
+from policy_core.language import ContextSchema, ContextSchemaError, load_policies
 
 from policy_cli.backends.base import Backend, Json, ValidationOutcome
 from policy_cli.backends.validation import issue_json, validate_text
@@ -69,25 +69,42 @@ def _cross_file_outcome(files: Sequence[str]) -> ValidationOutcome | None:
     return None
 
 
-async def _validate(backend: Backend | None, files: Sequence[str]) -> list[ValidationOutcome]:
+async def _validate(
+    backend: Backend | None, files: Sequence[str], schema: ContextSchema | None = None
+) -> list[ValidationOutcome]:
     outcomes: list[ValidationOutcome] = []
     for file in files:
         text = read_input(file)
         name = "<stdin>" if file == "-" else file
         outcomes.append(
-            await backend.validate(text, name) if backend else validate_text(text, name)
+            await backend.validate(text, name) if backend else validate_text(text, name, schema)
         )
     return outcomes
 
 
-def _run_validate(state: State, paths: Sequence[str], strict: bool, remote: bool) -> None:
+def _context_schema(state: State, flag: str | None) -> ContextSchema | None:
+    path = flag or state.settings.context_schema
+    if not path:
+        return None
+    try:
+        return ContextSchema.load(path)
+    except ContextSchemaError as exc:
+        raise CliError(
+            str(exc), ExitCode.USAGE, hint="pass a JSON Schema file (JSON or YAML)"
+        ) from None
+
+
+def _run_validate(
+    state: State, paths: Sequence[str], strict: bool, remote: bool, schema_file: str | None = None
+) -> None:
     files = _files(paths)
     if not files:
         raise CliError("no policy file found", ExitCode.USAGE, hint="pass .yaml/.json files")
+    schema = None if remote else _context_schema(state, schema_file)
 
     async def go() -> list[ValidationOutcome]:
         if not remote:
-            return await _validate(None, files)
+            return await _validate(None, files, schema)
         async with open_backend(state) as backend:
             return await _validate(backend, files)
 
@@ -104,13 +121,22 @@ def _run_validate(state: State, paths: Sequence[str], strict: bool, remote: bool
 @click.command("validate")
 @click.argument("paths", nargs=-1, required=True, metavar="FILE|DIR|-...")
 @click.option("--strict", is_flag=True, help="Warnings fail too (exit 3).")
+@click.option(
+    "--context-schema",
+    "context_schema",
+    metavar="FILE",
+    help="JSON Schema of the request context: warn about paths it does not define "
+    "(default: LLM_POLICY_CONTEXT_SCHEMA).",
+)
 @pass_state
-def validate_cmd(state: State, paths: tuple[str, ...], strict: bool) -> None:
+def validate_cmd(
+    state: State, paths: tuple[str, ...], strict: bool, context_schema: str | None
+) -> None:
     """Validate policy files locally: every error and warning with file:line:column.
 
     Exit 3 when a file is invalid. Needs no store and no server.
     """
-    _run_validate(state, paths, strict, remote=False)
+    _run_validate(state, paths, strict, remote=False, schema_file=context_schema)
 
 
 @click.group()

@@ -10,6 +10,7 @@ from typing import Any
 import msgspec
 
 from policy_core.errors import Issue, PolicyLoadError
+from policy_core.language.context_schema import ContextSchema, schema_warnings
 from policy_core.language.schema import build_policy
 from policy_core.language.source import SourceText, parse_documents, position, unwrap
 from policy_core.language.warnings import policy_warnings
@@ -64,14 +65,23 @@ def _id_position(doc: Any) -> tuple[int, int]:
     return position(metadata, "value", "id")
 
 
-def validate_policy_text(text: str, *, file: str = "<text>") -> ValidationReport:
-    """Load and also report warnings; raises PolicyLoadError when anything is invalid."""
+def validate_policy_text(
+    text: str, *, file: str = "<text>", context_schema: ContextSchema | None = None
+) -> ValidationReport:
+    """Load and also report warnings; raises PolicyLoadError when anything is invalid.
+
+    With a `context_schema`, paths the policies read that it does not define
+    are warnings too (spec 6).
+    """
     policies = load_policy_text(text, file=file)
     src = SourceText(text, file)
     documents = [unwrap(d)[0] for d in parse_documents(src)[0]]
     warnings = [
         w for p, doc in zip(policies, documents, strict=True) for w in policy_warnings(p, src, doc)
     ]
+    if context_schema is not None:
+        for policy, doc in zip(policies, documents, strict=True):
+            warnings += schema_warnings(policy, context_schema, src, doc)
     return ValidationReport(
         policies=tuple(policies), warnings=tuple(sorted(warnings, key=Issue.sort_key))
     )

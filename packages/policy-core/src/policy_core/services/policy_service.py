@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from policy_core import ValidationReport, load_policy_text, validate_policy_text
+from policy_core import ContextSchema, ValidationReport, load_policy_text, validate_policy_text
 from policy_core.engine import PolicyEngine
 from policy_core.errors import Issue, PolicyLoadError
 from policy_core.model import Policy
@@ -47,6 +47,7 @@ class PolicyService:
     """Create, update, delete, list, roll back and validate policies.
 
     `holder.current` is the engine compiled from every live stored policy;
+    with a `context_schema`, validation also warns about paths it lacks;
     `instance_id` tags this instance's change notifications so it does not
     reload for its own writes.
     """
@@ -60,8 +61,10 @@ class PolicyService:
         feed: ChangeFeed | None = None,
         default_decision: Literal["allow", "deny"] = "allow",
         instance_id: str | None = None,
+        context_schema: ContextSchema | None = None,
     ) -> None:
         self._reader, self._writer, self._holder, self._feed = reader, writer, holder, feed
+        self._context_schema = context_schema
         self._default: Literal["allow", "deny"] = default_decision
         self.instance_id = instance_id or uuid.uuid4().hex
         self._lock = asyncio.Lock()
@@ -138,7 +141,9 @@ class PolicyService:
 
     def validate(self, text: str, *, file: str = "<request>") -> ValidationReport:
         """Validate without storing: a ValidationReport (policies, warnings) or PolicyLoadError."""
-        report: ValidationReport = validate_policy_text(text, file=file)
+        report: ValidationReport = validate_policy_text(
+            text, file=file, context_schema=self._context_schema
+        )
         return report
 
     # --- writes -------------------------------------------------------------
