@@ -19,7 +19,7 @@ def parse_template(text: str, *, check_regex: RegexCheck | None = None) -> tuple
         start = text.find("{{", pos)
         if start < 0:
             break
-        end = text.find("}}", start + 2)
+        end = _hole_end(text, start + 2)
         if end < 0:
             raise ExprSyntaxError(start, "unclosed '{{' in template; close it with '}}'")
         if start > pos:
@@ -35,3 +35,29 @@ def parse_template(text: str, *, check_regex: RegexCheck | None = None) -> tuple
     if pos < len(text):
         parts.append(text[pos:])
     return tuple(parts)
+
+
+def _hole_end(text: str, pos: int) -> int:
+    """Index of the `}}` closing a hole that starts at `pos`, or -1.
+
+    A `}}` inside a string literal (`{{ "}}" }}`) or closing a map literal
+    (`{{ {'a': {'b': 1}} }}`) does not end the hole.
+    """
+    depth = 0
+    i, n = pos, len(text)
+    while i < n:
+        ch = text[i]
+        if ch == "'" or ch == '"':
+            i += 1
+            while i < n and text[i] != ch:
+                i += 2 if text[i] == "\\" else 1
+            i += 1
+            continue
+        if ch == "}" and depth == 0 and text.startswith("}}", i):
+            return i
+        if ch in "([{":
+            depth += 1
+        elif ch in ")]}" and depth > 0:
+            depth -= 1
+        i += 1
+    return -1
