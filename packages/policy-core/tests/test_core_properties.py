@@ -707,3 +707,89 @@ def test_literal_permission_grants_agree_with_has_permission(
     grants = permission_grants(permission)
     assert grants[0] == permission
     assert has_any_grant(subject, grants) == values.has_permission(subject, permission)
+
+
+_prompts = st.one_of(
+    st.none(),
+    st.text(alphabet=st.characters(max_codepoint=127), max_size=400),
+    st.text(max_size=50),
+    st.integers(),
+)
+_models = st.sampled_from(["gpt-4o", "o1-pro", "claude-3-haiku", "gpt-4o-mini", "no-such-model", 7])
+
+
+@settings(max_examples=1500, deadline=None)
+@given(
+    prompt=_prompts,
+    model=_models,
+    provider=st.sampled_from([None, "openai", "anthropic", "azure", 3]),
+    max_tokens=st.one_of(st.none(), st.integers(-10, 200_000), st.booleans(), st.floats(0, 1e5)),
+    extra=st.sampled_from(
+        [{}, {"messages": [{"content": "hi"}]}, {"estimated_tokens": 5}, {"estimated_cost": 0.5}]
+    ),
+    op=st.sampled_from(["<", "<=", ">", ">="]),
+    limit=st.one_of(st.floats(0, 50, allow_nan=False), st.integers(0, 50)),
+    first=st.booleans(),
+)
+def test_cost_comparisons_agree_with_the_exact_cost(
+    prompt: Any,
+    model: Any,
+    provider: Any,
+    max_tokens: Any,
+    extra: dict[str, Any],
+    op: str,
+    limit: float,
+    first: bool,
+) -> None:
+    """compare_cost (bound first, exact when needed) decides as the exact cost does,
+    and leaves the same estimated_cost / estimated_tokens for later rules."""
+    from policy_core.compiler.facts import compare_cost, derived_fact
+    from policy_core.compiler.runtime import Env, EvalError
+    from policy_core.compiler.values import COMPARE
+
+    llm = {
+        "prompt": prompt,
+        "model": model,
+        "provider": provider,
+        "max_tokens": max_tokens,
+        **extra,
+    }
+    ctx = {"llm": {k: v for k, v in llm.items() if v is not None}}
+    reference = Env(ctx, 0.0, None)
+    exact = derived_fact(reference, "estimated_cost")
+    try:
+        expected: Any = COMPARE[op](exact, limit)
+    except EvalError:
+        expected = "error"
+    env = Env(ctx, 0.0, None)
+    if first:  # another rule needed the exact cost already
+        derived_fact(env, "estimated_cost")
+    try:
+        actual: Any = compare_cost(env, op, limit)
+    except EvalError:
+        actual = "error"
+    assert actual == expected
+    assert derived_fact(env, "estimated_cost") == exact
+    assert derived_fact(env, "estimated_tokens") == derived_fact(reference, "estimated_tokens")
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    prompt=st.text(alphabet=st.characters(max_codepoint=127), max_size=2000),
+    model=st.sampled_from(["gpt-4o", "o1-pro", "claude-3-haiku", "gpt-4o-mini"]),
+    max_tokens=st.integers(0, 100_000),
+    op=st.sampled_from(["<", "<=", ">", ">="]),
+    step=st.sampled_from([-1, 0, 1]),
+)
+def test_cost_comparisons_at_the_exact_cost_and_its_neighbours(
+    prompt: str, model: Any, max_tokens: int, op: str, step: int
+) -> None:
+    from policy_core.compiler.facts import compare_cost, derived_fact
+    from policy_core.compiler.runtime import Env
+    from policy_core.compiler.values import COMPARE
+
+    ctx = {"llm": {"prompt": prompt, "model": model, "max_tokens": max_tokens}}
+    exact = derived_fact(Env(ctx, 0.0, None), "estimated_cost")
+    assert isinstance(exact, float)
+    limit = exact if step == 0 else math.nextafter(exact, math.inf * step)
+    assert compare_cost(Env(ctx, 0.0, None), op, limit) == COMPARE[op](exact, limit)

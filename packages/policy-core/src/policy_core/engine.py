@@ -239,7 +239,13 @@ class PolicyEngine:
         if not selection.drafts:
             outcome = _Outcome(trace)
             for policy in selection.active:
-                _run_policy(policy, env, outcome)
+                run = policy.run
+                if run is not None and policy.plain and not trace:
+                    # _run_policy's path for a policy without scope or exceptions, inline.
+                    if not run(env, outcome, policy) and policy.default_match is not None:
+                        outcome.matches.append(policy.default_match)
+                else:
+                    _run_policy(policy, env, outcome)
             return _decide(outcome, env, self._default, selection, None, start)
         return self._evaluate_with_shadow(selection, env, trace, start)
 
@@ -418,8 +424,8 @@ def _decide(
         return Decision(
             decision=default,  # type: ignore[arg-type]
             allowed=default != "deny",
-            matched_exceptions=tuple(out.exceptions),
-            errors=tuple(out.errors),
+            matched_exceptions=tuple(out.exceptions) if out.exceptions else (),
+            errors=tuple(out.errors) if out.errors else (),
             shadow=shadow,
             policy_set=selection.policy_set,
             evaluation_time_ms=(_perf() - start) * 1000.0,

@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from policy_core.compiler import methods, values as ops
-from policy_core.compiler.facts import DERIVED_FACTS, derived_fact
+from policy_core.compiler.facts import DERIVED_FACTS, compare_cost, derived_fact
 from policy_core.compiler.runtime import Env, EvalError, as_bool, json_eq, type_name
 from policy_core.ir import (
     Binary,
@@ -46,6 +46,7 @@ _NUM = frozenset({int, float})
 _CMP_SYMBOL = {"<": "<", "<=": "<=", ">": ">", ">=": ">="}
 _ARITH_HELPER = {"+": "_add", "-": "_sub", "*": "_mul", "/": "_div", "%": "_mod"}
 _UNSET = object()  # a lazily computed local that has not been computed yet
+_COST_PATH = Path(root="llm", segments=("estimated_cost",))
 
 
 def _get(value: Any, key: Any) -> Any:
@@ -167,6 +168,15 @@ class _Gen:
         if op in ("in", "not in"):
             code = self.membership(node)
             return (code if op == "in" else f"(not {code})"), True
+        if (
+            op in _CMP_SYMBOL
+            and node.left == _COST_PATH
+            and isinstance(node.right, Lit)
+            and ops.is_number(node.right.value)
+        ):
+            # Decided by an upper bound of the cost when it can be (facts.compare_cost).
+            self.cc.derived.add("estimated_cost")
+            return f"_cost_cmp(env, {self.const(op)}, {self.const(node.right.value)})", True
         left = self.expr(node.left)[0]
         if op in _CMP_SYMBOL:
             if isinstance(node.right, Lit) and ops.is_number(node.right.value):
@@ -307,6 +317,7 @@ def _helpers(cc: CompileContext) -> dict[str, Any]:
         "_now": methods.now,
         "_fact": methods.fetch_fact,
         "_derived": derived_fact,
+        "_cost_cmp": compare_cost,
         "_rx": _rx_factory(cc),
         "_fail": _fail,
     }

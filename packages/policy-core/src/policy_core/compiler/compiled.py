@@ -91,6 +91,7 @@ class CompiledPolicy:
         "exceptions",
         "fact_calls",
         "fail_open",
+        "plain",
         "policy",
         "policy_id",
         "rules",
@@ -118,6 +119,8 @@ class CompiledPolicy:
         self.exceptions = exceptions
         self.rules = rules
         self.default_match = default_match
+        # Neither a scope nor exceptions: the engine calls `run` directly.
+        self.plain = scope is None and not exceptions
         # The rules as one generated function (codegen.py); None: use the closures.
         self.run: RulesFunction | None = None
 

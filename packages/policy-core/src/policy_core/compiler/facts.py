@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import functools
+import operator
 import types
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from policy_core.compiler.runtime import Env
+from policy_core.compiler.values import COMPARE
 
-__all__ = ["DERIVED_FACTS", "derived_fact", "primitives"]
+__all__ = ["DERIVED_FACTS", "compare_cost", "derived_fact", "primitives"]
 
 
 def _llm(env: Env) -> Mapping[str, Any]:
@@ -64,6 +66,7 @@ def primitives() -> Any:
         estimate_request_tokens=tokens.estimate_request_tokens,
         estimate_tokens=tokens.estimate_tokens,
         estimate_cost=costs.estimate_cost,
+        model_price=costs.model_price,
         pii_types=pii.pii_types,
     )
 
@@ -115,3 +118,67 @@ def derived_fact(env: Env, name: str) -> Any:
         return memo[name]
     value = memo[name] = DERIVED_FACTS[name](env)
     return value
+
+
+# --- comparisons of llm.estimated_cost with a number ------------------------------
+
+_NUMERIC = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
+_PLAIN_KEY = "estimated_cost plain"  # memo key (no derived fact has a space in its name)
+_UNSET = object()
+
+
+def _plain_cost_inputs(env: Env) -> tuple[str | None, Any, int] | None:
+    """(prompt, price, output tokens) when the cost depends on an ASCII prompt alone,
+    else None (caller-supplied figures, messages, a non-ASCII prompt, no price)."""
+    llm = env.ctx.get("llm")
+    if type(llm) is not dict or "estimated_cost" in llm or "estimated_tokens" in llm:
+        return None
+    model = llm.get("model")
+    if type(model) is not str or llm.get("messages") is not None:
+        return None
+    prompt = llm.get("prompt")
+    if prompt is not None and (type(prompt) is not str or not prompt.isascii()):
+        return None
+    provider = llm.get("provider")
+    price = _p.model_price(model, provider if type(provider) is str else None)
+    if price is None:
+        return None
+    max_tokens = llm.get("max_tokens")
+    return prompt, price, max_tokens if type(max_tokens) is int and max_tokens > 0 else 0
+
+
+def compare_cost(env: Env, op: str, limit: float) -> bool:
+    """`llm.estimated_cost <op> limit` for a number `limit`, as the generated comparison.
+
+    Most requests are far below any cost cap. For a plain request (an ASCII
+    prompt, a priced model) an upper bound of the cost is found without
+    estimating tokens: an ASCII prompt of n bytes has at most n + 1 pieces, so
+    at most int((n / 4 + n + 1) / 2 + 0.5) tokens (primitives/tokens.py), and
+    the cost grows with the tokens. When the bound is at or below the limit the
+    comparison is decided; otherwise the exact cost is computed from the same
+    inputs (as `estimate_cost` computes it) and remembered.
+    """
+    memo = env.memo
+    cost = memo.get("estimated_cost", _UNSET)
+    if cost is _UNSET:
+        plain = memo.get(_PLAIN_KEY, _UNSET)
+        if plain is _UNSET:
+            plain = memo[_PLAIN_KEY] = _plain_cost_inputs(env)
+        if plain is None:
+            cost = derived_fact(env, "estimated_cost")
+        else:
+            prompt, price, output = plain
+            size = len(prompt) if prompt else 0
+            most = int((size * 0.25 + size + 1) * 0.5 + 0.5)
+            bound = (most * price.input_per_1k + output * price.output_per_1k) / 1000
+            # The margin keeps the bound above the exact cost rounded to 10 decimals.
+            if bound * (1 + 1e-12) + 1e-9 <= limit:
+                return op == "<" or op == "<="
+            tokens = memo.get("estimated_tokens", _UNSET)
+            if tokens is _UNSET:
+                tokens = memo["estimated_tokens"] = _p.estimate_tokens(prompt) if prompt else 0
+            exact = (tokens * price.input_per_1k + output * price.output_per_1k) / 1000
+            cost = memo["estimated_cost"] = round(exact, 10)
+    if type(cost) is float or type(cost) is int:
+        return _NUMERIC[op](cost, limit)  # type: ignore[no-any-return]
+    return COMPARE[op](cost, limit)  # null is neither above nor below; other types raise
