@@ -47,6 +47,11 @@ _CMP_SYMBOL = {"<": "<", "<=": "<=", ">": ">", ">=": ">="}
 _ARITH_HELPER = {"+": "_add", "-": "_sub", "*": "_mul", "/": "_div", "%": "_mod"}
 _UNSET = object()  # a lazily computed local that has not been computed yet
 _COST_PATH = Path(root="llm", segments=("estimated_cost",))
+_STR_METHODS = {
+    "contains": "{c} in {t}",
+    "starts_with": "{t}.startswith({c})",
+    "ends_with": "{t}.endswith({c})",
+}
 
 
 def _get(value: Any, key: Any) -> Any:
@@ -234,6 +239,21 @@ class _Gen:
             if type(permission) is str:
                 grants = self.const(methods.permission_grants(permission))
                 return f"_has_grant({target}, {grants})", True
+        if (
+            name in _STR_METHODS
+            and isinstance(node.args[0], Lit)
+            and type(node.args[0].value) is str
+        ):
+            # A string receiver and a literal string: Python's own operation, inline;
+            # anything else goes through the helper (null, errors).
+            t, bound = self.bind(target)
+            c = self.const(node.args[0].value)
+            inline = _STR_METHODS[name].format(t=t, c=c)
+            if name == "contains":
+                fallback = f"_contains({t}, {c})"
+            else:
+                fallback = f"_strm({self.const(name)}, {t}, {c})"
+            return f"(({inline}) if type({bound}) is str else {fallback})", True
         arg = self.expr(node.args[0])[0]
         helper = {
             "contains": "_contains",

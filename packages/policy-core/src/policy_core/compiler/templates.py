@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import msgspec
 
-from policy_core.compiler.expr import CompileContext, Fn, compile_expr
+from policy_core.compiler.expr import CompileContext, compile_expr
 from policy_core.compiler.runtime import Env, EvalError
 from policy_core.language.templates import TemplatePart
 
@@ -20,19 +20,18 @@ def compile_template(parts: tuple[TemplatePart, ...], cc: CompileContext) -> Ren
     """A constant string when there is no hole, else a renderer."""
     if all(isinstance(p, str) for p in parts):
         return "".join(p for p in parts if isinstance(p, str))
-    pieces: list[str | Fn] = [p if isinstance(p, str) else compile_expr(p, cc) for p in parts]
+    # The text with a placeholder per hole; rendering fills only the holes.
+    text = [p if isinstance(p, str) else "" for p in parts]
+    holes = tuple((i, compile_expr(p, cc)) for i, p in enumerate(parts) if not isinstance(p, str))
 
     def render(env: Env) -> str:
-        out: list[str] = []
-        for piece in pieces:
-            if isinstance(piece, str):
-                out.append(piece)
-                continue
+        out = text.copy()
+        for index, piece in holes:
             try:
                 value = piece(env)
-                out.append(value if type(value) is str else _encode(value).decode())
+                out[index] = value if type(value) is str else _encode(value).decode()
             except (EvalError, TypeError, ValueError, RecursionError, msgspec.EncodeError):
-                out.append("<error>")
+                out[index] = "<error>"
         return "".join(out)
 
     return render
