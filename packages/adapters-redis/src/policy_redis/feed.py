@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgspec
-from policy_core.ports import PolicyChange, Unsubscribe
+from policy_core.feeds import ListeningFeed
+from policy_core.ports import PolicyChange
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 
@@ -22,13 +22,11 @@ _log = logging.getLogger(__name__)
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(PolicyChange)
 
-Handler = Callable[[PolicyChange], Awaitable[None]]
-
 #: Delivered after the subscriber reconnects: changes may have been missed, reload everything.
 RELOAD = PolicyChange(policy_id="*", revision=0, kind="updated", origin="redis-feed:reconnected")
 
 
-class RedisChangeFeed:
+class RedisChangeFeed(ListeningFeed):
     """A ChangeFeed on one pub/sub channel (give each deployment sharing a Redis its own).
 
     Publishing uses the client; one listener task per feed holds a pub/sub
@@ -48,46 +46,19 @@ class RedisChangeFeed:
     ) -> None:
         if not channel:
             raise ValueError("the change feed needs a channel name")
-        self._client, self._channel = client, channel
+        super().__init__(channel)
+        self._client = client
         self._retry, self._poll = retry_interval, poll_interval
         self.owns_client = owns_client
-        self._handlers: list[Handler] = []
-        self._task: asyncio.Task[None] | None = None
-        self._listening = asyncio.Event()
         self._resubscribed = False
-        self.reconnects = 0
 
     async def publish(self, change: PolicyChange) -> None:
         async with translate_errors("publish a policy change"):
             await self._client.publish(self._channel, _encoder.encode(change))
 
-    async def subscribe(self, handler: Handler) -> Unsubscribe:
-        self._handlers.append(handler)
-        if self._task is None:
-            self._task = asyncio.create_task(self._listen(), name=f"listen-{self._channel}")
-        # Changes published after subscribe() returns must reach the handler:
-        # wait until Redis has confirmed the subscription.
-        waiter = asyncio.ensure_future(self._listening.wait())
-        done, _ = await asyncio.wait({waiter, self._task}, return_when=asyncio.FIRST_COMPLETED)
-        if waiter not in done:
-            waiter.cancel()
-            task, self._task = self._task, None  # the next subscribe() starts a new listener
-            self._handlers.remove(handler)
-            task.result()  # the first subscription failed: raise why (StoreUnavailable)
-
-        async def unsubscribe() -> None:
-            if handler in self._handlers:
-                self._handlers.remove(handler)
-
-        return unsubscribe
-
     async def close(self) -> None:
         """Stop listening; close the client when this feed owns it."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._stop_listening()
         if self.owns_client:
             await close_client(self._client)
 
@@ -151,10 +122,3 @@ class RedisChangeFeed:
             pubsub.connection.deregister_connect_callback(self._on_reconnect)
         with contextlib.suppress(*UNAVAILABLE):
             await close_pubsub(pubsub)
-
-    async def _deliver(self, change: PolicyChange) -> None:
-        for handler in list(self._handlers):
-            try:
-                await handler(change)
-            except Exception:
-                _log.exception("change feed handler failed for %r", change.policy_id)
