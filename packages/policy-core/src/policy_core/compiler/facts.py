@@ -67,6 +67,7 @@ def primitives() -> Any:
         estimate_tokens=tokens.estimate_tokens,
         estimate_cost=costs.estimate_cost,
         model_price=costs.model_price,
+        priced=costs.priced,
         pii_types=pii.pii_types,
     )
 
@@ -127,9 +128,15 @@ _PLAIN_KEY = "estimated_cost plain"  # memo key (no derived fact has a space in 
 _UNSET = object()
 
 
-def _plain_cost_inputs(env: Env) -> tuple[str | None, Any, int] | None:
-    """(prompt, price, output tokens) when the cost depends on an ASCII prompt alone,
-    else None (caller-supplied figures, messages, a non-ASCII prompt, no price)."""
+def _plain_cost_inputs(env: Env) -> tuple[str | None, Any, int, float] | None:
+    """(prompt, price, output tokens, upper bound of the cost) when the cost depends
+    on an ASCII prompt alone, else None (caller-supplied figures, messages, a
+    non-ASCII prompt, no price).
+
+    An ASCII prompt of n bytes has at most n + 1 pieces, so at most
+    int((n / 4 + n + 1) / 2 + 0.5) tokens (primitives/tokens.py); `priced` is
+    monotone, so pricing that many tokens bounds the cost from above.
+    """
     llm = env.ctx.get("llm")
     if type(llm) is not dict or "estimated_cost" in llm or "estimated_tokens" in llm:
         return None
@@ -144,7 +151,10 @@ def _plain_cost_inputs(env: Env) -> tuple[str | None, Any, int] | None:
     if price is None:
         return None
     max_tokens = llm.get("max_tokens")
-    return prompt, price, max_tokens if type(max_tokens) is int and max_tokens > 0 else 0
+    output = max_tokens if type(max_tokens) is int and max_tokens > 0 else 0
+    size = len(prompt) if prompt else 0
+    most = int((size * 0.25 + size + 1) * 0.5 + 0.5)
+    return prompt, price, output, _p.priced(price, most, output)
 
 
 def compare_cost(env: Env, op: str, limit: float) -> bool:
@@ -152,11 +162,9 @@ def compare_cost(env: Env, op: str, limit: float) -> bool:
 
     Most requests are far below any cost cap. For a plain request (an ASCII
     prompt, a priced model) an upper bound of the cost is found without
-    estimating tokens: an ASCII prompt of n bytes has at most n + 1 pieces, so
-    at most int((n / 4 + n + 1) / 2 + 0.5) tokens (primitives/tokens.py), and
-    the cost grows with the tokens. When the bound is at or below the limit the
+    estimating tokens (_plain_cost_inputs). When the bound is below the limit the
     comparison is decided; otherwise the exact cost is computed from the same
-    inputs (as `estimate_cost` computes it) and remembered.
+    inputs with `priced`, as `estimate_cost` computes it, and remembered.
     """
     memo = env.memo
     cost = memo.get("estimated_cost", _UNSET)
@@ -167,18 +175,15 @@ def compare_cost(env: Env, op: str, limit: float) -> bool:
         if plain is None:
             cost = derived_fact(env, "estimated_cost")
         else:
-            prompt, price, output = plain
-            size = len(prompt) if prompt else 0
-            most = int((size * 0.25 + size + 1) * 0.5 + 0.5)
-            bound = (most * price.input_per_1k + output * price.output_per_1k) / 1000
-            # The margin keeps the bound above the exact cost rounded to 10 decimals.
-            if bound * (1 + 1e-12) + 1e-9 <= limit:
+            prompt, price, output, bound = plain
+            # A bound below the limit decides; one equal to it decides unless the
+            # cost may equal the limit too.
+            if bound < limit or (bound == limit and op in (">", "<=")):
                 return op == "<" or op == "<="
             tokens = memo.get("estimated_tokens", _UNSET)
             if tokens is _UNSET:
                 tokens = memo["estimated_tokens"] = _p.estimate_tokens(prompt) if prompt else 0
-            exact = (tokens * price.input_per_1k + output * price.output_per_1k) / 1000
-            cost = memo["estimated_cost"] = round(exact, 10)
+            cost = memo["estimated_cost"] = _p.priced(price, tokens, output)
     if type(cost) is float or type(cost) is int:
         return _NUMERIC[op](cost, limit)  # type: ignore[no-any-return]
     return COMPARE[op](cost, limit)  # null is neither above nor below; other types raise

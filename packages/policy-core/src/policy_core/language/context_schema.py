@@ -31,7 +31,7 @@ from typing import Any
 from policy_core.errors import Issue
 from policy_core.ir import Binary, Call, Expr, Index, ListExpr, Lit, MapExpr, Method, Neg, Not, Path
 from policy_core.language.lexer import ExprSyntaxError
-from policy_core.language.source import SourceText, position
+from policy_core.language.source import SourceText, policy_id_position, rule_id_position
 from policy_core.language.templates import parse_template
 from policy_core.model import Policy, Rule
 from policy_core.paths import PathSegment, format_path, parse_path
@@ -257,17 +257,6 @@ def _policy_reads(policy: Policy) -> Iterator[_Read]:
                 continue  # reported by the loader
 
 
-def _where(doc: Any, rule: Rule | None) -> tuple[int, int]:
-    """The rule's id in the document, else the policy's id."""
-    if rule is not None:
-        rules = doc.get("rules") if isinstance(doc, Mapping) else None
-        for item in rules if isinstance(rules, list) else ():
-            if isinstance(item, Mapping) and item.get("id") == rule.id:
-                return position(item, "value", "id")
-    metadata = doc.get("metadata") if isinstance(doc, Mapping) else None
-    return position(metadata, "value", "id")
-
-
 def schema_warnings(
     policy: Policy, schema: ContextSchema, src: SourceText, doc: Any
 ) -> list[Issue]:
@@ -282,7 +271,9 @@ def schema_warnings(
         if segments[0] == "llm" and len(segments) > 1 and segments[1] in _DERIVED:
             continue
         if not schema.defines(segments):
-            line, col = _where(doc, rule)
+            line, col = (
+                rule_id_position(doc, rule.id) if rule is not None else policy_id_position(doc)
+            )
             warnings.append(
                 src.issue(
                     line,

@@ -5,14 +5,13 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 from pathlib import Path as FsPath
-from typing import Any
 
 import msgspec
 
 from policy_core.errors import Issue, PolicyLoadError
 from policy_core.language.context_schema import ContextSchema, schema_warnings
 from policy_core.language.schema import build_policy
-from policy_core.language.source import SourceText, parse_documents, position, unwrap
+from policy_core.language.source import SourceText, parse_documents, policy_id_position, unwrap
 from policy_core.language.warnings import policy_warnings
 from policy_core.model import Policy
 
@@ -42,7 +41,7 @@ def _parse_text(
         policy = build_policy(src, doc, issues, at)
         if policy is None:
             continue
-        line, col = _id_position(doc)
+        line, col = policy_id_position(doc)
         previous = first_seen.get(policy.id)
         if previous is not None:
             where = f"line {previous[1]}" if previous[0] == file else f"{previous[0]}:{previous[1]}"
@@ -58,11 +57,6 @@ def _parse_text(
         first_seen[policy.id] = (file, line + 1)
         policies.append(policy)
     return policies
-
-
-def _id_position(doc: Any) -> tuple[int, int]:
-    metadata = doc.get("metadata") if isinstance(doc, dict) else None
-    return position(metadata, "value", "id")
 
 
 def validate_policy_text(

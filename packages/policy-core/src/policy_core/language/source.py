@@ -163,3 +163,18 @@ def to_plain(value: Any) -> Any:
     if isinstance(value, datetime.date | datetime.datetime):
         return value.isoformat()
     return str(value)
+
+
+def policy_id_position(doc: Any) -> tuple[int, int]:
+    """0-based position of a policy document's `metadata.id` value."""
+    metadata = doc.get("metadata") if isinstance(doc, dict) else None
+    return position(metadata, "value", "id")
+
+
+def rule_id_position(doc: Any, rule_id: str) -> tuple[int, int]:
+    """0-based position of the `id` value of the rule `rule_id` in a policy document."""
+    rules = doc.get("rules") if isinstance(doc, dict) else None
+    for item in rules if isinstance(rules, list) else ():
+        if isinstance(item, dict) and item.get("id") == rule_id:
+            return position(item, "value", "id")
+    return 0, 0

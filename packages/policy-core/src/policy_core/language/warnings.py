@@ -19,7 +19,7 @@ from policy_core.ir import (
     Path,
     flatten,
 )
-from policy_core.language.source import SourceText, position
+from policy_core.language.source import SourceText, rule_id_position
 from policy_core.model import Policy, Rule
 
 __all__ = ["policy_warnings"]
@@ -80,24 +80,15 @@ def never_true(node: Expr | None) -> bool:
     return value is False or value is None
 
 
-def _rule_position(doc: Any, rule: Rule) -> tuple[int, int]:
-    """Where the rule's id is written, from the document as loaded."""
-    rules = doc.get("rules") if isinstance(doc, dict) else None
-    for item in rules if isinstance(rules, list) else ():
-        if isinstance(item, dict) and item.get("id") == rule.id:
-            return position(item, "value", "id")
-    return 0, 0
-
-
 def policy_warnings(policy: Policy, src: SourceText, doc: Any) -> list[Issue]:
     warnings: list[Issue] = []
     ordered = sorted((r for r in policy.rules if r.enabled), key=lambda r: -r.priority)
     blocker: Rule | None = None
     for rule in ordered:
-        line, col = _rule_position(doc, rule)
+        line, col = rule_id_position(doc, rule.id)
         where = f"{policy.id}/{rule.id}"
         if blocker is not None:
-            bline, _ = _rule_position(doc, blocker)
+            bline, _ = rule_id_position(doc, blocker.id)
             warnings.append(
                 src.issue(
                     line,

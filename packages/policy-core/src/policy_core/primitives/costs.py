@@ -26,6 +26,7 @@ __all__ = [
     "estimate_cost",
     "estimate_request_cost",
     "model_price",
+    "priced",
 ]
 
 PRICES_AS_OF = "2025-11-25"
@@ -209,7 +210,18 @@ def estimate_cost(
         if type(output_tokens) is int and output_tokens > 0
         else _tokens(output_tokens)
     )
-    return round((i * price.input_per_1k + o * price.output_per_1k) / 1000, 10)
+    return priced(price, i, o)
+
+
+def priced(price: ModelPrice, input_tokens: float, output_tokens: float) -> float:
+    """USD for non-negative token counts at `price`, rounded to 10 decimals.
+
+    Monotone in both counts (non-negative prices, monotone float operations
+    and rounding): the engine relies on it to bound a cost from above.
+    """
+    return round(
+        (input_tokens * price.input_per_1k + output_tokens * price.output_per_1k) / 1000, 10
+    )
 
 
 def estimate_request_cost(llm: Mapping[str, Any]) -> float | None:
