@@ -67,7 +67,7 @@ def _json_sink(stream: IO[str]) -> Any:
 def configure_json_logging(level: str = "INFO", stream: IO[str] | None = None) -> int:
     """Replace loguru's handlers by one JSON-lines sink; returns the handler id.
 
-    Called by the composition root (or `run_server`), never at import time.
+    Called by the composition root, never at import time.
     """
     logger.remove()
     return logger.add(
