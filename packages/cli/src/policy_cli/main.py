@@ -10,8 +10,7 @@ import click
 
 from policy_cli.commands import admin, config, db, evaluate, policy, serve, testing, token
 from policy_cli.errors import CliError, ExitCode
-from policy_cli.output import OutputFormat
-from policy_cli.state import State
+from policy_cli.state import State, output_option
 
 __all__ = ["main"]
 
@@ -44,14 +43,7 @@ class _Cli(click.Group):
 
 
 @click.group(cls=_Cli, context_settings=_CONTEXT)
-@click.option(
-    "--output",
-    "-o",
-    type=click.Choice(["table", "json", "yaml"]),
-    default="table",
-    show_default=True,
-    help="How results are printed.",
-)
+@output_option
 @click.option(
     "--server",
     metavar="URL",
@@ -63,7 +55,6 @@ class _Cli(click.Group):
 @click.pass_context
 def main(
     ctx: click.Context,
-    output: OutputFormat,
     server: str | None,
     token: str | None,
     api_key: str | None,
@@ -76,7 +67,7 @@ def main(
     3 invalid policy, 4 backend unreachable.
     """
     overrides = {"server": server, "token": token, "api_key": api_key}
-    ctx.obj = State(output=output, environ=os.environ, overrides=overrides)
+    ctx.obj = State(meta=ctx.meta, environ=os.environ, overrides=overrides)
 
 
 main.add_command(policy.validate_cmd, name="validate")

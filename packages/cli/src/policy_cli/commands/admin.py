@@ -8,7 +8,7 @@ from policy_cli.backends.base import Json
 from policy_cli.commands.common import open_backend
 from policy_cli.commands.token import ROLES
 from policy_cli.output import emit
-from policy_cli.state import State, pass_state, run_async
+from policy_cli.state import State, output_option, pass_state, run_async
 
 __all__ = ["apikey"]
 
@@ -30,6 +30,7 @@ def apikey() -> None:
     type=click.Choice(ROLES),
     help="Role granted to the key (repeatable).",
 )
+@output_option
 @pass_state
 def create(state: State, name: str, roles: tuple[str, ...]) -> None:
     """Create a key named NAME; the key itself is printed once, store it now."""
@@ -51,6 +52,7 @@ def create(state: State, name: str, roles: tuple[str, ...]) -> None:
 
 @apikey.command("list")
 @click.option("--all", "include_revoked", is_flag=True, help="Include revoked keys.")
+@output_option
 @pass_state
 def list_(state: State, include_revoked: bool) -> None:
     """List keys (never the keys themselves: their prefix only)."""

@@ -6,7 +6,7 @@ import click
 
 from policy_cli.output import emit
 from policy_cli.settings import env_name, masked
-from policy_cli.state import State, pass_state
+from policy_cli.state import State, output_option, pass_state
 
 __all__ = ["config"]
 
@@ -17,6 +17,7 @@ def config() -> None:
 
 
 @config.command("show")
+@output_option
 @pass_state
 def show(state: State) -> None:
     """Print the effective settings; secrets are shown as ***."""

@@ -9,7 +9,7 @@ import click
 from policy_cli.commands.common import core_error
 from policy_cli.errors import CliError, ExitCode
 from policy_cli.output import emit
-from policy_cli.state import State, pass_state, run_async
+from policy_cli.state import State, output_option, pass_state, run_async
 
 __all__ = ["db"]
 
@@ -56,6 +56,7 @@ def db() -> None:
 
 
 @db.command("migrate")
+@output_option
 @pass_state
 def migrate(state: State) -> None:
     """Apply every pending migration (safe to run twice, and from several hosts)."""
@@ -64,6 +65,7 @@ def migrate(state: State) -> None:
 
 
 @db.command("status")
+@output_option
 @pass_state
 def status(state: State) -> None:
     """Every migration, applied (with its time) or pending."""
@@ -81,6 +83,7 @@ def status(state: State) -> None:
 
 @db.command("rollback")
 @click.option("--steps", type=click.IntRange(min=1), default=1, show_default=True)
+@output_option
 @pass_state
 def rollback(state: State, steps: int) -> None:
     """Undo the last STEPS applied migrations."""
@@ -90,6 +93,7 @@ def rollback(state: State, steps: int) -> None:
 
 @db.command("reset")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@output_option
 @pass_state
 def reset(state: State, yes: bool) -> None:
     """Drop every table and migrate again: DESTROYS policies, history and keys."""

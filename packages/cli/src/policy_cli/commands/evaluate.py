@@ -15,7 +15,7 @@ from policy_cli.backends.base import Backend, EvaluateRequest, Json
 from policy_cli.commands.common import open_backend, policies_option, read_input, split_policies
 from policy_cli.errors import CliError, ExitCode
 from policy_cli.output import emit
-from policy_cli.state import State, pass_state, run_async
+from policy_cli.state import State, output_option, pass_state, run_async
 
 __all__ = ["evaluate"]
 
@@ -90,6 +90,7 @@ def _show_decision(decision: Json, fmt: str) -> None:
 @click.option("--trace", is_flag=True, help="Explain every evaluated rule.")
 @click.option("--dry-run", is_flag=True, help="Count nothing, log nothing.")
 @click.option("--request-id", help="Correlation id (generated when absent).")
+@output_option
 @pass_state
 def run(
     state: State,
@@ -272,6 +273,7 @@ def _count_lines(path: str) -> int | None:
 @click.option("--until", metavar="RFC3339", help="Exclusive end.")
 @click.option("--limit", type=click.IntRange(1, 1000), default=50, show_default=True)
 @click.option("--cursor")
+@output_option
 @pass_state
 def history(state: State, /, limit: int, cursor: str | None, **filters: Any) -> None:
     """Audit records of past decisions, newest first."""
@@ -293,6 +295,7 @@ def history(state: State, /, limit: int, cursor: str | None, **filters: Any) -> 
 
 @evaluate.command("stats")
 @click.option("--days", type=click.IntRange(1, 366), default=7, show_default=True)
+@output_option
 @pass_state
 def stats(state: State, days: int) -> None:
     """Decision counts (by decision, policy, rule) and latency percentiles."""

@@ -15,7 +15,7 @@ from policy_cli.backends.validation import issue_json, validate_text
 from policy_cli.commands.common import open_backend, policies_option, read_input
 from policy_cli.errors import CliError, ExitCode
 from policy_cli.output import emit, to_yaml
-from policy_cli.state import State, pass_state, run_async
+from policy_cli.state import State, output_option, pass_state, run_async
 
 __all__ = ["policy", "validate_cmd"]
 
@@ -128,6 +128,7 @@ def _run_validate(
     help="JSON Schema of the request context: warn about paths it does not define "
     "(default: LLM_POLICY_CONTEXT_SCHEMA).",
 )
+@output_option
 @pass_state
 def validate_cmd(
     state: State, paths: tuple[str, ...], strict: bool, context_schema: str | None
@@ -147,6 +148,7 @@ def policy() -> None:
 @policy.command("validate")
 @click.argument("paths", nargs=-1, required=True, metavar="FILE|DIR|-...")
 @click.option("--strict", is_flag=True, help="Warnings fail too (exit 3).")
+@output_option
 @pass_state
 def policy_validate(state: State, paths: tuple[str, ...], strict: bool) -> None:
     """Validate policy documents without storing them (on the server with --server)."""
@@ -166,6 +168,7 @@ def _show_policy(resource: Json, fmt: str) -> None:
 
 @policy.command("create")
 @click.argument("file", metavar="FILE|-")
+@output_option
 @pass_state
 def create(state: State, file: str) -> None:
     """Store a new policy from a YAML or JSON file (revision 1)."""
@@ -191,6 +194,7 @@ def _summary(resource: Json) -> Json:
     type=int,
     help="Only update if the current revision is this one (else exit 1); default: current.",
 )
+@output_option
 @pass_state
 def update(state: State, policy_id: str, file: str, revision: int | None) -> None:
     """Store a new revision of policy ID from a file."""
@@ -225,6 +229,7 @@ def delete(state: State, policy_id: str) -> None:
 @click.option("--tag")
 @click.option("--limit", type=click.IntRange(1, 1000), default=50, show_default=True)
 @click.option("--cursor", help="Continue after a previous page (its next_cursor).")
+@output_option
 @pass_state
 def list_(state: State, /, policies: tuple[str, ...], **filters: Any) -> None:
     """List policies (current revisions)."""
@@ -246,6 +251,7 @@ def list_(state: State, /, policies: tuple[str, ...], **filters: Any) -> None:
 @policies_option
 @click.argument("policy_id", metavar="ID")
 @click.option("--revision", type=int, help="A past revision instead of the current one.")
+@output_option
 @pass_state
 def get(state: State, policies: tuple[str, ...], policy_id: str, revision: int | None) -> None:
     """Show policy ID: its revision, status and document."""
@@ -260,6 +266,7 @@ def get(state: State, policies: tuple[str, ...], policy_id: str, revision: int |
 @policy.command("status")
 @click.argument("policy_id", metavar="ID")
 @click.argument("status", type=click.Choice(["active", "draft", "deprecated"]))
+@output_option
 @pass_state
 def status(state: State, policy_id: str, status: str) -> None:
     """Set the status of policy ID (draft policies are evaluated in shadow only)."""
@@ -276,6 +283,7 @@ def status(state: State, policy_id: str, status: str) -> None:
 @click.argument("policy_id", metavar="ID")
 @click.option("--limit", type=click.IntRange(1, 1000), default=50, show_default=True)
 @click.option("--cursor")
+@output_option
 @pass_state
 def revisions(state: State, policy_id: str, limit: int, cursor: str | None) -> None:
     """The revision history of policy ID (who, when, what changed)."""
@@ -295,6 +303,7 @@ def revisions(state: State, policy_id: str, limit: int, cursor: str | None) -> N
 @policy.command("rollback")
 @click.argument("policy_id", metavar="ID")
 @click.argument("revision", type=click.IntRange(min=1))
+@output_option
 @pass_state
 def rollback(state: State, policy_id: str, revision: int) -> None:
     """Write a new revision of policy ID equal to REVISION."""

@@ -18,7 +18,7 @@ from policy_core.testsuite import (
 from policy_cli.commands.common import core_error
 from policy_cli.errors import CliError, ExitCode
 from policy_cli.output import emit
-from policy_cli.state import State, pass_state
+from policy_cli.state import State, output_option, pass_state
 
 __all__ = ["test"]
 
@@ -50,6 +50,7 @@ def _print_table(results: Sequence[CaseResult]) -> None:
     type=click.Path(dir_okay=False, writable=True),
     help="Also write a JUnit XML report to this file (for CI).",
 )
+@output_option
 @pass_state
 def test(state: State, paths: tuple[str, ...], junit: str | None) -> None:
     """Run policy test suites (*.test.yaml files, or directories of them).

@@ -19,7 +19,7 @@ import click
 from policy_cli.errors import CliError, ExitCode
 from policy_cli.output import emit
 from policy_cli.settings import Settings
-from policy_cli.state import State, pass_state
+from policy_cli.state import State, output_option, pass_state
 
 __all__ = ["mint_token", "token"]
 
@@ -92,6 +92,7 @@ def token_for(settings: Settings, *, subject: str, roles: Sequence[str], ttl_sec
 @click.option(
     "--ttl", type=click.IntRange(1), default=86_400, show_default=True, help="Lifetime in seconds."
 )
+@output_option
 @pass_state
 def token(state: State, subject: str, roles: tuple[str, ...], ttl: int) -> None:
     """Print a JWT for the HTTP/gRPC APIs, signed with LLM_POLICY_JWT_SECRET.
