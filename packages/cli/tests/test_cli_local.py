@@ -80,7 +80,19 @@ def test_validate_strict_fails_on_warnings(cli: Invoke, tmp_path: Path) -> None:
     relaxed = cli("validate", str(shadowed))
     assert relaxed.exit_code == 0
     assert ": warning: " in relaxed.stderr
-    assert cli("validate", "--strict", str(shadowed)).exit_code == 3
+    strict = cli("validate", "--strict", str(shadowed))
+    assert strict.exit_code == 3
+    assert f"{shadowed}:5:9: warning: rule p/never is shadowed" in strict.stderr
+    assert strict.stdout == f"{shadowed}: failed (1 warning(s); --strict)\n"
+    assert "ok" not in strict.stdout
+    assert (
+        "error: 1 warning(s) in 1 file(s), and --strict makes warnings fail validation"
+        in strict.stderr
+    )
+    as_json = cli("validate", "--strict", str(shadowed), "-o", "json")
+    assert as_json.exit_code == 3
+    assert json.loads(as_json.stdout)[0]["warnings"]
+    assert "--strict makes warnings fail validation" in as_json.stderr
 
 
 def test_validate_with_a_context_schema_warns_about_unknown_paths(

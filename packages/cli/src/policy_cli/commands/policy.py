@@ -40,7 +40,7 @@ def _files(paths: Iterable[str]) -> list[str]:
     return out
 
 
-def _print_outcomes(outcomes: Sequence[ValidationOutcome], fmt: str) -> None:
+def _print_outcomes(outcomes: Sequence[ValidationOutcome], fmt: str, strict: bool) -> None:
     if fmt != "table":
         emit(list(outcomes), "json" if fmt == "json" else "yaml")
         return
@@ -49,10 +49,24 @@ def _print_outcomes(outcomes: Sequence[ValidationOutcome], fmt: str) -> None:
             click.echo(f"{e['file']}:{e['line']}:{e['column']}: error: {e['message']}", err=True)
         for w in o.warnings:
             click.echo(f"{w['file']}:{w['line']}:{w['column']}: warning: {w['message']}", err=True)
-        if o.valid:
-            click.echo(f"{o.file}: ok ({', '.join(o.policies) or 'no policy'})")
-        else:
+        if not o.valid:
             click.echo(f"{o.file}: invalid ({len(o.errors)} error(s))")
+        elif strict and o.warnings:
+            click.echo(f"{o.file}: failed ({len(o.warnings)} warning(s); --strict)")
+        else:
+            click.echo(f"{o.file}: ok ({', '.join(o.policies) or 'no policy'})")
+
+
+def _strict_failure(outcomes: Sequence[ValidationOutcome]) -> str | None:
+    """Why --strict fails a run whose documents are all valid, if it does."""
+    warned = [o for o in outcomes if o.warnings]
+    if not warned or not all(o.valid for o in outcomes):
+        return None
+    count = sum(len(o.warnings) for o in warned)
+    return (
+        f"error: {count} warning(s) in {len(warned)} file(s), "
+        "and --strict makes warnings fail validation"
+    )
 
 
 def _cross_file_outcome(files: Sequence[str]) -> ValidationOutcome | None:
@@ -112,9 +126,11 @@ def _run_validate(
     if all(o.valid for o in outcomes) and not remote:
         extra = _cross_file_outcome(files)
         outcomes += [extra] if extra else []
-    _print_outcomes(outcomes, state.output)
-    failed = any(not o.valid for o in outcomes) or (strict and any(o.warnings for o in outcomes))
-    if failed:
+    _print_outcomes(outcomes, state.output, strict)
+    strict_failure = _strict_failure(outcomes) if strict else None
+    if strict_failure:
+        click.echo(strict_failure, err=True)
+    if strict_failure or any(not o.valid for o in outcomes):
         raise click.exceptions.Exit(int(ExitCode.INVALID_POLICY))
 
 
