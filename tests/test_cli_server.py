@@ -272,3 +272,30 @@ def test_several_workers_on_postgresql(tmp_path: Path) -> None:
         with psycopg.connect(database, autocommit=True) as conn:
             conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
     assert "Development token" not in (tmp_path / "server.log").read_text()
+
+
+def test_export_from_the_server_round_trips(
+    server: tuple[str, dict[str, str]], tmp_path: Path
+) -> None:
+    _, env = server
+    path = tmp_path / "exported-demo.yaml"
+    path.write_text(POLICY.replace("id: walkthrough", "id: exported-demo"))
+    created = cli("-o", "json", "policy", "create", str(path), env=env)
+    assert created.returncode == 0, created.stderr
+    stored = json.loads(created.stdout)
+
+    one = cli("policy", "export", "exported-demo", env=env)
+    assert one.returncode == 0, one.stderr
+    out = tmp_path / "backup"
+    every = cli("policy", "export", "--dir", str(out), env=env)
+    assert every.returncode == 0, every.stderr
+    assert (out / "exported-demo.yaml").read_text() == one.stdout
+    assert cli("validate", str(out), env=env).returncode == 0
+
+    # Into a fresh store: the memory deployment of a new process.
+    fresh = clean_env(LLM_POLICY_DEPLOYMENT="memory")
+    copied = cli("-o", "json", "policy", "create", "-", env=fresh, stdin=one.stdout)
+    assert copied.returncode == 0, copied.stderr
+    copy = json.loads(copied.stdout)
+    assert (copy["document"], copy["hash"]) == (stored["document"], stored["hash"])
+    assert cli("policy", "delete", "exported-demo", env=env).returncode == 0

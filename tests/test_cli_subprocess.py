@@ -155,6 +155,17 @@ def test_progress_bar_only_on_a_terminal(tmp_path: Path) -> None:
     assert piped.stderr == ""
     assert len(piped.stdout.splitlines()) == 300
 
+    returncode, stdout, seen = run_with_stderr_on_a_terminal(args)
+    assert returncode == 0
+    assert b"evaluating" in seen
+    assert b"300/300" in seen
+    lines = stdout.splitlines()
+    assert len(lines) == 300
+    assert all(json.loads(line)["decision"] == "allow" for line in lines)
+
+
+def run_with_stderr_on_a_terminal(args: list[str]) -> tuple[int, str, bytes]:
+    """Run `args` with stderr on a pseudo-terminal: exit code, stdout, what the terminal got."""
     main, replica = pty.openpty()
     with_tty = subprocess.run(
         args, stdout=subprocess.PIPE, stderr=replica, env=clean_env(), check=False, text=True
@@ -170,12 +181,28 @@ def test_progress_bar_only_on_a_terminal(tmp_path: Path) -> None:
             break
         seen += chunk
     os.close(main)
-    assert with_tty.returncode == 0
-    assert b"evaluating" in seen
-    assert b"300/300" in seen
-    lines = with_tty.stdout.splitlines()
-    assert len(lines) == 300
-    assert all(json.loads(line)["decision"] == "allow" for line in lines)
+    return with_tty.returncode, with_tty.stdout, seen
+
+
+def test_export_shows_progress_only_on_a_terminal(tmp_path: Path) -> None:
+    policies = tmp_path / "policies"
+    policies.mkdir()
+    for i in range(40):
+        (policies / f"p{i}.yaml").write_text(
+            f"metadata: {{id: p{i}}}\nrules:\n  - id: r\n    action: {{decision: allow}}\n"
+        )
+    out = tmp_path / "out"
+    args = [str(SCRIPT), "policy", "export", "--policies", str(policies), "--dir", str(out)]
+
+    piped = subprocess.run(args, capture_output=True, text=True, env=clean_env(), check=False)
+    assert piped.returncode == 0
+    assert piped.stderr == f"exported 40 policies to {out}\n"
+    assert len(list(out.iterdir())) == 40
+
+    returncode, stdout, seen = run_with_stderr_on_a_terminal(args)
+    assert (returncode, stdout) == (0, "")
+    assert b"exporting" in seen
+    assert b"40/40" in seen
 
 
 def test_batch_stops_quietly_when_the_reader_goes_away(tmp_path: Path) -> None:

@@ -316,3 +316,35 @@ def test_policy_validate_without_a_server_validates_in_process(
     assert bad.exit_code == 3
     assert bad.stderr.startswith("<stdin>:2:")  # file:line:column of the rule without action
     assert ": error: " in bad.stderr
+
+
+def test_policy_export_on_files_writes_what_validate_reads(
+    cli: Invoke, policy_dir: Path, tmp_path: Path
+) -> None:
+    listed = json.loads(cli("-o", "json", "policy", "list", "--policies", str(policy_dir)).stdout)
+    exported = cli("policy", "export", "--policies", str(policy_dir))
+    assert exported.exit_code == 0, exported.stderr
+    assert exported.stdout.count("\n---\n") == 1  # two documents
+    checked = cli("validate", "-", input=exported.stdout)
+    assert checked.stdout == "<stdin>: ok (model-policy, security-policy)\n"
+
+    out = tmp_path / "out"
+    assert (
+        cli("policy", "export", "model-policy", "-p", str(policy_dir), "--dir", str(out)).exit_code
+        == 0
+    )
+    assert [p.name for p in out.iterdir()] == ["model-policy.yaml"]
+    reread = json.loads(cli("-o", "json", "policy", "list", "--policies", str(out)).stdout)
+    (original,) = [p for p in listed["items"] if p["id"] == "model-policy"]
+    assert reread["items"][0]["hash"] == original["hash"]
+    assert reread["items"][0]["document"] == original["document"]
+
+
+def test_policy_export_into_an_unwritable_place_is_a_usage_error(
+    cli: Invoke, policy_dir: Path, tmp_path: Path
+) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    result = cli("policy", "export", "-p", str(policy_dir), "--dir", str(blocker / "sub"))
+    assert result.exit_code == 2
+    assert f"cannot write to {blocker / 'sub'}" in result.stderr

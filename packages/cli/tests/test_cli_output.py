@@ -23,6 +23,7 @@ NOT_FORMATTED = {
     "config check",
     "apikey revoke",
     "policy delete",
+    "policy export",
 }
 
 

@@ -209,3 +209,44 @@ def test_an_unmigrated_database_is_named_not_crashed_on(
     assert "llm-policy db migrate" in result.stderr
     assert cli("db", "migrate").exit_code == 0
     assert cli("policy", "list").exit_code == 0
+
+
+def test_export_round_trips_into_a_fresh_store(
+    cli: Invoke, store: str, policy_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("security.yaml", "models.yaml"):
+        assert cli("policy", "create", str(policy_dir / name)).exit_code == 0
+    assert cli("policy", "status", "model-policy", "draft").exit_code == 0
+    before = json.loads(cli("-o", "json", "policy", "list").stdout)["items"]
+
+    out = tmp_path / "backup"
+    exported = cli("policy", "export", "--dir", str(out))
+    assert exported.exit_code == 0, exported.stderr
+    assert exported.stdout == ""
+    assert exported.stderr == f"exported 2 policies to {out}\n"
+    assert sorted(p.name for p in out.iterdir()) == ["model-policy.yaml", "security-policy.yaml"]
+    assert cli("validate", str(out)).exit_code == 0
+
+    one = cli("policy", "export", "security-policy")
+    assert one.exit_code == 0
+    assert one.stdout == (out / "security-policy.yaml").read_text()
+
+    monkeypatch.setenv("LLM_POLICY_DATABASE_SCHEMA", f"{store}_copy")
+    try:
+        for path in sorted(out.iterdir()):
+            created = cli("policy", "create", str(path))
+            assert created.exit_code == 0, created.stderr
+        assert cli("policy", "create", "-", input=one.stdout).exit_code == 2  # already there
+        after = json.loads(cli("-o", "json", "policy", "list").stdout)["items"]
+    finally:
+        with psycopg.connect(DATABASE_URL, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{store}_copy" CASCADE')
+    fields = ("id", "status", "document", "hash")
+    assert [{k: p[k] for k in fields} for p in after] == [{k: p[k] for k in fields} for p in before]
+    assert [p["status"] for p in after] == ["draft", "active"]
+
+
+def test_export_of_an_unknown_id_is_a_usage_error(cli: Invoke, store: str) -> None:
+    result = cli("policy", "export", "nope")
+    assert result.exit_code == 2
+    assert "nope" in result.stderr

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import sys
 from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractContextManager, asynccontextmanager, nullcontext
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -27,6 +27,7 @@ __all__ = [
     "core_error",
     "open_backend",
     "policies_option",
+    "progress_bar",
     "read_input",
     "split_policies",
 ]
@@ -46,6 +47,19 @@ def policies_option(func: F) -> F:
         metavar="PATH",
         help="Policy file or directory (repeatable): evaluate locally, no server or database.",
     )(func)
+
+
+def progress_bar(total: int | None, label: str) -> AbstractContextManager[Any]:
+    """A progress bar on stderr when it is a terminal (never mixed into stdout), else None."""
+    if not sys.stderr.isatty():
+        return nullcontext(None)
+    return click.progressbar(
+        length=total or 0,
+        label=label,
+        file=sys.stderr,
+        show_pos=True,
+        show_percent=total is not None,
+    )
 
 
 def split_policies(values: Sequence[str]) -> tuple[list[str], list[str]]:

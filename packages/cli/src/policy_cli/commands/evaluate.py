@@ -12,7 +12,13 @@ import click
 import msgspec
 
 from policy_cli.backends.base import Backend, EvaluateRequest, Json
-from policy_cli.commands.common import open_backend, policies_option, read_input, split_policies
+from policy_cli.commands.common import (
+    open_backend,
+    policies_option,
+    progress_bar,
+    read_input,
+    split_policies,
+)
 from policy_cli.errors import CliError, ExitCode
 from policy_cli.output import emit
 from policy_cli.state import State, output_option, pass_state, run_async
@@ -188,19 +194,6 @@ async def _evaluate_chunk(
     return [next(decisions) if isinstance(p, EvaluateRequest) else p for p in parsed]
 
 
-def _progress(total: int | None) -> AbstractContextManager[Any]:
-    """A progress bar on stderr when it is a terminal (never mixed into the JSONL on stdout)."""
-    if not sys.stderr.isatty():
-        return nullcontext(None)
-    return click.progressbar(
-        length=total or 0,
-        label="evaluating",
-        file=sys.stderr,
-        show_pos=True,
-        show_percent=total is not None,
-    )
-
-
 @evaluate.command("batch")
 @click.argument("file", metavar="FILE.jsonl|-")
 @policies_option
@@ -233,7 +226,7 @@ def batch(
 
     async def go() -> None:
         async with open_backend(state, paths) as backend:
-            with stream as lines, _progress(total) as bar:
+            with stream as lines, progress_bar(total, "evaluating") as bar:
                 for chunk in _chunks(_lines(lines), lines):
                     for result in await _evaluate_chunk(backend, chunk, defaults):
                         outcome["denied"] |= result.get("decision") == "deny"

@@ -12,7 +12,7 @@ from policy_core.language import ContextSchema, ContextSchemaError, load_policie
 
 from policy_cli.backends.base import Backend, Json, ValidationOutcome
 from policy_cli.backends.validation import issue_json, validate_text
-from policy_cli.commands.common import open_backend, policies_option, read_input
+from policy_cli.commands.common import open_backend, policies_option, progress_bar, read_input
 from policy_cli.errors import CliError, ExitCode
 from policy_cli.output import emit, to_yaml
 from policy_cli.state import State, output_option, pass_state, run_async
@@ -330,3 +330,72 @@ def rollback(state: State, policy_id: str, revision: int) -> None:
 
     resource = run_async(go())
     emit(resource if state.output != "table" else _summary(resource), state.output)
+
+
+_PAGE = 1000  # policies per list call when exporting all of them (the API's maximum)
+
+
+async def _current_documents(backend: Backend, policy_ids: Sequence[str]) -> list[Json]:
+    """The current resource of each id (in the order given), or of every policy (by id)."""
+    if policy_ids:
+        return [await backend.get_policy(policy_id, None) for policy_id in policy_ids]
+    resources: list[Json] = []
+    cursor: str | None = None
+    while True:
+        page = await backend.list_policies(
+            namespace=None, status=None, tag=None, limit=_PAGE, cursor=cursor
+        )
+        resources.extend(page["items"])
+        cursor = page.get("next_cursor")
+        if not cursor:
+            return resources
+
+
+def _write_documents(resources: Sequence[Json], directory: Path) -> None:
+    """One `<id>.yaml` per policy in `directory` (created if needed), with a bar on a TTY."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with progress_bar(len(resources), "exporting") as bar:
+            for resource in resources:
+                path = directory / f"{resource['id']}.yaml"
+                path.write_text(to_yaml(resource["document"]), encoding="utf-8")
+                if bar is not None:
+                    bar.update(1)
+    except OSError as exc:
+        raise CliError(
+            f"cannot write to {directory}: {exc.strerror}",
+            ExitCode.USAGE,
+            hint="pass --dir a directory you can write to",
+        ) from None
+    click.echo(f"exported {len(resources)} policies to {directory}", err=True)
+
+
+@policy.command("export")
+@policies_option
+@click.argument("policy_ids", nargs=-1, metavar="[ID...]")
+@click.option(
+    "--dir",
+    "directory",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Write one ID.yaml per policy into this directory (else YAML documents on stdout).",
+)
+@pass_state
+def export(
+    state: State, policies: tuple[str, ...], policy_ids: tuple[str, ...], directory: Path | None
+) -> None:
+    """Write the current document of policies ID... (default: all) as YAML.
+
+    The output is what `validate` and `policy create` read: back it up, edit it,
+    or load it into another store. On stdout, several policies are separate YAML
+    documents (`---`); with --dir, each is its own file.
+    """
+
+    async def go() -> list[Json]:
+        async with open_backend(state, policies) as backend:
+            return await _current_documents(backend, policy_ids)
+
+    resources = run_async(go())
+    if directory is not None:
+        _write_documents(resources, directory)
+        return
+    click.echo("---\n".join(to_yaml(r["document"]) for r in resources), nl=False)
