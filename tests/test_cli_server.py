@@ -177,6 +177,11 @@ def test_batch_history_and_stats_against_the_server(server: tuple[str, dict[str,
         cli("-o", "json", "evaluate", "history", "--request-id", "srv-1", env=env).stdout
     )
     assert [r["request_id"] for r in history["items"]] == ["srv-1"]
+    assert {"obligations", "errors", "shadow"} <= set(history["items"][0])
+    # No draft policy is loaded: no decision has a shadow that differs.
+    differs = cli("-o", "json", "evaluate", "history", "--shadow-differs", env=env)
+    assert differs.returncode == 0, differs.stderr
+    assert json.loads(differs.stdout)["items"] == []
     stats = cli("-o", "json", "evaluate", "stats", "--days", "1", env=env)
     assert stats.returncode == 0, stats.stderr
     assert json.loads(stats.stdout)["total"] >= 3

@@ -9,6 +9,8 @@ import pytest
 from litestar import Litestar
 from litestar.testing import TestClient
 
+from .conftest import YAML, policy_yaml
+
 E = "/api/v1/evaluate"
 BIG = {"llm": {"max_tokens": 5000}}
 SMALL = {"llm": {"max_tokens": 5}}
@@ -70,10 +72,10 @@ def test_the_cache_answers_a_repeated_request(
 def test_trace_and_dry_run(seeded: TestClient[Litestar], admin: dict[str, str], built: Any) -> None:
     body = seeded.post(E, json={"context": BIG, "trace": True}, headers=admin).json()
     assert body["trace"][0]["rule"] == "big-requests"
-    before = len(built.svc.decisions)
+    before = len(built.svc.log)
     dry = seeded.post(E, json={"context": BIG, "dry_run": True}, headers=admin).json()
     assert dry["decision"] == "deny"
-    assert len(built.svc.decisions) == before
+    assert len(built.svc.log) == before
 
 
 def test_policies_and_namespace_select(seeded: TestClient[Litestar], admin: dict[str, str]) -> None:
@@ -195,6 +197,59 @@ def test_history_filters_and_stats(seeded: TestClient[Litestar], admin: dict[str
     assert stats["by_decision"]["deny"] >= 1
     assert stats["by_rule"]["p1/big-requests"] >= 1
     assert "p50" in stats["latency_ms"]
+
+
+def test_history_returns_the_shadow_and_filters_where_it_differs(
+    seeded: TestClient[Litestar], admin: dict[str, str]
+) -> None:
+    # A draft stricter than p1 (deny above 10 tokens) runs in shadow.
+    draft = "status: draft\n" + policy_yaml("stricter", limit=10)
+    r = seeded.post("/api/v1/policies", content=draft, headers={**admin, **YAML})
+    assert r.status_code == 201, r.text
+    for request_id, tokens in (("both-deny", 5000), ("draft-denies", 50), ("both-allow", 5)):
+        context = {"llm": {"max_tokens": tokens}}
+        seeded.post(E, json={"context": context, "request_id": request_id}, headers=admin)
+    everything = seeded.get(f"{E}/history", headers=admin).json()["items"]
+    by_id = {i["request_id"]: i for i in everything}
+    assert set(by_id) == {"both-deny", "draft-denies", "both-allow"}
+    differs = by_id["draft-denies"]
+    assert differs["decision"] == "allow"
+    assert differs["shadow"]["decision"] == "deny"
+    assert differs["shadow"]["matched_rules"] == ["stricter/big-requests"]
+    assert differs["obligations"] == []
+    assert differs["errors"] == []
+    assert by_id["both-allow"]["shadow"]["decision"] == "allow"
+    only = seeded.get(f"{E}/history", params={"shadow_differs": "true"}, headers=admin).json()
+    assert [i["request_id"] for i in only["items"]] == ["draft-denies"]
+    none = seeded.get(
+        f"{E}/history", params={"shadow_differs": "true", "decision": "deny"}, headers=admin
+    ).json()
+    assert none["items"] == []
+
+
+def test_history_returns_obligations_and_errors(
+    client: TestClient[Litestar], admin: dict[str, str]
+) -> None:
+    document = """\
+metadata: {id: audited}
+rules:
+  - id: ratio
+    condition: "llm.max_tokens / user.quota > 0.5"
+    action: {decision: warn, reason: large share}
+  - id: log-all
+    condition: "true"
+    action: {decision: allow}
+    obligations: [{type: log, level: info}]
+"""
+    r = client.post("/api/v1/policies", content=document, headers={**admin, **YAML})
+    assert r.status_code == 201, r.text
+    context = {"llm": {"max_tokens": 10}, "user": {"quota": 0}}
+    decided = client.post(E, json={"context": context, "request_id": "ob-1"}, headers=admin).json()
+    item = client.get(f"{E}/history", params={"request_id": "ob-1"}, headers=admin).json()
+    (record,) = item["items"]
+    assert record["obligations"] == decided["obligations"] != []
+    assert record["errors"] == decided["errors"] != []
+    assert record["shadow"] is None
 
 
 @pytest.mark.parametrize(

@@ -13,6 +13,9 @@ import pytest
 from litestar import Litestar
 from litestar.testing import TestClient
 from loguru import logger
+from policy_core.memory import MemoryDecisionLog, SystemClock
+from policy_core.ports import DecisionLogCounters
+from policy_core.services import DecisionHistoryService
 from policy_http import create_app, parse_rate_limits
 from policy_http.logs import configure_json_logging
 from policy_http.testing import (
@@ -265,14 +268,14 @@ def test_cors_when_origins_are_configured() -> None:
 
 
 def test_metrics_read_the_decision_log_counters(client: TestClient[Litestar], built: Any) -> None:
-    class Counters:
-        queued, spool_bytes, appended, written, dropped = 7, 4096, 100, 93, 0
+    class CountingLog(MemoryDecisionLog):
+        def counters(self) -> DecisionLogCounters:
+            return DecisionLogCounters(
+                queued=7, spool_bytes=4096, appended=100, written=93, dropped=0
+            )
 
-    class CountingLog:
-        def counters(self) -> Counters:
-            return Counters()
-
-    built.svc.decisions = CountingLog()
+    log = CountingLog()
+    built.svc.decisions = DecisionHistoryService(log, log, SystemClock())
     text = client.get("/metrics").text
     assert "llm_policy_decision_log_queue_depth 7.0" in text
     assert "llm_policy_decision_log_spool_bytes 4096.0" in text
@@ -289,7 +292,8 @@ def test_shutdown_closes_the_services_it_opened() -> None:
             events.append("opened")
             yield svc
             # What a composition root does on the way out: flush the decision log.
-            await svc.decisions.flush()  # type: ignore[union-attr]
+            assert svc.log is not None
+            await svc.log.flush()
             events.append("flushed")
 
     app = create_app(factory, make_settings(redis_url=None))

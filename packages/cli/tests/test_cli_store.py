@@ -148,6 +148,47 @@ def test_history_and_stats(cli: Invoke, store: str, policy_dir: Path, tmp_path: 
     assert stats["by_decision"] == {"deny": 1, "allow": 1}
 
 
+DRAFT = """\
+status: draft
+metadata: {id: no-greetings}
+rules:
+  - id: hello
+    condition: "llm.prompt == 'hello'"
+    action: {decision: deny, reason: greetings are on trial}
+"""
+
+
+def test_history_shows_the_shadow_and_filters_where_it_differs(
+    cli: Invoke, store: str, policy_dir: Path, tmp_path: Path
+) -> None:
+    assert cli("policy", "create", str(policy_dir / "security.yaml")).exit_code == 0
+    assert cli("policy", "create", "-", input=DRAFT).exit_code == 0
+    lines = [
+        {"context": {"llm": {"prompt": "hello"}}, "request_id": "s-differs"},
+        {"context": {"llm": {"prompt": "good day"}}, "request_id": "s-same"},
+    ]
+    batch = tmp_path / "b.jsonl"
+    batch.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    assert cli("evaluate", "batch", str(batch)).exit_code == 0
+
+    every = json.loads(cli("-o", "json", "evaluate", "history").stdout)["items"]
+    # The API's history item shape (policy_http.schemas.HistoryItem), in store mode too.
+    from policy_http.schemas import HistoryItem
+
+    assert all(set(item) == set(HistoryItem.__struct_fields__) for item in every)
+    by_id = {item["request_id"]: item for item in every}
+    assert by_id["s-differs"]["shadow"]["decision"] == "deny"
+    assert by_id["s-differs"]["shadow"]["matched_rules"] == ["no-greetings/hello"]
+    assert by_id["s-same"]["shadow"]["decision"] == "allow"
+    differs = json.loads(cli("-o", "json", "evaluate", "history", "--shadow-differs").stdout)
+    assert [item["request_id"] for item in differs["items"]] == ["s-differs"]
+    table = cli("evaluate", "history", "--shadow-differs")
+    assert table.exit_code == 0
+    assert "s-differs" in table.stdout
+    assert "deny (no-greetings/hello)" in table.stdout
+    assert "s-same" not in table.stdout
+
+
 def test_apikey_create_list_revoke(cli: Invoke, store: str) -> None:
     created = cli("-o", "json", "apikey", "create", "ci-bot", "--role", "evaluator")
     assert created.exit_code == 0

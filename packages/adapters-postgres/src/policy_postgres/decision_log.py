@@ -20,10 +20,15 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import msgspec
 import psycopg
 from policy_core.cursors import decode_cursor, encode_cursor
-from policy_core.ports import DecisionRecord, DecisionStats, HistoryQuery, Page
+from policy_core.ports import (
+    DecisionLogCounters,
+    DecisionRecord,
+    DecisionStats,
+    HistoryQuery,
+    Page,
+)
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
@@ -38,32 +43,8 @@ __all__ = ["DecisionLogCounters", "PostgresDecisionLog"]
 _log = logging.getLogger(__name__)
 
 
-class DecisionLogCounters(msgspec.Struct, frozen=True, kw_only=True):
-    """A snapshot of the log's counters (for /metrics).
-
-    `backpressure`: records that found the queue full and went straight to the
-    spool; `dropped`: records lost (only if the spool itself cannot be
-    written); `rejected`: records PostgreSQL refused as invalid (kept in the
-    `.rejected` file); `corrupt_spool_lines`: spool lines torn by a crash
-    mid-write, unreadable at replay.
-    """
-
-    appended: int
-    written: int
-    spooled: int
-    replayed: int
-    backpressure: int
-    dropped: int
-    rejected: int
-    queued: int
-    spool_bytes: int
-    available: bool
-    outages: int
-    corrupt_spool_lines: int
-
-
 class PostgresDecisionLog:
-    """A DecisionLog on PostgreSQL. Call `start()` before use and `close()` at the end.
+    """A DecisionLog (writer) and DecisionHistory (reader) on PostgreSQL. Call `start()` before use and `close()` at the end.
 
     `append` must be called from the event loop thread that ran `start`.
     """
@@ -180,6 +161,7 @@ class PostgresDecisionLog:
             "decision": query.decision,
             "since": query.since,
             "until": query.until,
+            "shadow_differs": query.shadow_differs,
             "after_at": instant(after[0]) if after[0] else None,
             "after_id": after[1],
             "limit": limit + 1,

@@ -6,9 +6,9 @@ from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol
 
-from policy_core.ports import DecisionLog
 from policy_core.services import (
     ApiKeyService,
+    DecisionHistoryService,
     EngineHolder,
     EvaluationService,
     PolicyService,
@@ -42,7 +42,7 @@ class HttpServices(Protocol):
     def api_keys(self) -> ApiKeyService | None: ...
 
     @property
-    def decisions(self) -> DecisionLog | None: ...
+    def decisions(self) -> DecisionHistoryService | None: ...
 
     @property
     def holder(self) -> EngineHolder: ...
@@ -104,24 +104,17 @@ class Runtime:
             "policies_loaded": len(engine.policies),
             "policy_set_version": holder.generation,
         }
-        # Duck-typed: a decision log that counts (the PostgreSQL one does) reports
-        # its queue and spool; the API imports no adapter to know its type.
-        counters = getattr(services.decisions, "counters", None)
-        if callable(counters):
-            snapshot = counters()
-            values["decision_log_queue_depth"] = getattr(snapshot, "queued", 0)
-            values["decision_log_spool_bytes"] = getattr(snapshot, "spool_bytes", 0)
+        if services.decisions is not None:
+            counters = services.decisions.counters()
+            values["decision_log_queue_depth"] = counters.queued
+            values["decision_log_spool_bytes"] = counters.spool_bytes
             values["decision_log_records"] = {
-                name: getattr(snapshot, name)
-                for name in (
-                    "appended",
-                    "written",
-                    "spooled",
-                    "replayed",
-                    "backpressure",
-                    "dropped",
-                    "rejected",
-                )
-                if isinstance(getattr(snapshot, name, None), int)
+                "appended": counters.appended,
+                "written": counters.written,
+                "spooled": counters.spooled,
+                "replayed": counters.replayed,
+                "backpressure": counters.backpressure,
+                "dropped": counters.dropped,
+                "rejected": counters.rejected,
             }
         return values

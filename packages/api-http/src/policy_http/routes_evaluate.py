@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from litestar import Request, get, post
 from litestar.handlers import HTTPRouteHandler
 from litestar.params import FromQuery, JSONBody, QueryParameter
 from policy_core.ports import HistoryQuery
+from policy_core.services import DecisionHistoryService
 
 from policy_http._evaluation import Evaluations
 from policy_http._http import problems
@@ -76,37 +77,28 @@ def evaluate_routes(rt: Runtime, evaluations: Evaluations) -> list[HTTPRouteHand
         ] = None,
         since: FromQuery[datetime | None] = None,
         until: FromQuery[datetime | None] = None,
+        shadow_differs: Annotated[
+            bool,
+            QueryParameter(description="Only decisions whose shadow decided otherwise."),
+        ] = False,
         limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 50,
         cursor: Annotated[str | None, QueryParameter(max_length=512)] = None,
     ) -> HistoryList:
-        log = _decisions(rt)
         query = HistoryQuery(
             request_id=request_id,
             policy_id=policy_id,
             decision=decision,
             since=_aware(since),
             until=_aware(until),
+            shadow_differs=shadow_differs,
         )
         try:
-            page = await log.history(query, limit=limit, cursor=cursor)
-        except (ValueError, TypeError, IndexError, KeyError):
-            raise ApiProblem(400, "invalid cursor; pass back a next_cursor unchanged") from None
-        items = [
-            HistoryItem(
-                request_id=r.request_id,
-                policy_set=r.policy_set,
-                decision=r.decision,
-                matched_policies=r.matched_policies,
-                matched_rules=r.matched_rules,
-                reason=r.reason,
-                context_digest=r.context_digest,
-                context=r.context,
-                latency_ms=r.latency_ms,
-                created_at=r.created_at,
-            )
-            for r in page.items
-        ]
-        return HistoryList(items=items, next_cursor=page.next_cursor)
+            page = await _decisions(rt).history(query, limit=limit, cursor=cursor)
+        except ValueError as exc:
+            raise ApiProblem(400, str(exc)) from None
+        return HistoryList(
+            items=[HistoryItem.of(r) for r in page.items], next_cursor=page.next_cursor
+        )
 
     @get(
         "/evaluate/stats",
@@ -116,8 +108,7 @@ def evaluate_routes(rt: Runtime, evaluations: Evaluations) -> list[HTTPRouteHand
         summary="Counts by decision, policy and rule, and latency percentiles",
     )
     async def stats(days: Annotated[int, QueryParameter(ge=1, le=366)] = 1) -> StatsResponse:
-        until = datetime.now(UTC)
-        s = await _decisions(rt).stats(until - timedelta(days=days), until)
+        s = await _decisions(rt).stats(days)
         return StatsResponse(
             total=s.total,
             by_decision=s.by_decision,
@@ -138,8 +129,8 @@ def _aware(moment: datetime | None) -> datetime | None:
     return moment
 
 
-def _decisions(rt: Runtime) -> Any:
-    log = rt.services.decisions
-    if log is None:
+def _decisions(rt: Runtime) -> DecisionHistoryService:
+    history = rt.services.decisions
+    if history is None:
         raise ApiProblem(503, "no decision log is configured on this server", code="no_history")
-    return log
+    return history

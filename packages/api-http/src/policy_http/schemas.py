@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 from policy_core.model import Decision, EvaluationError, Obligation, RuleTrace
+from policy_core.ports import DecisionRecord
 
 __all__ = [
     "ApiKeyCreate",
@@ -186,7 +187,11 @@ class ValidationResult(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class HistoryItem(msgspec.Struct, frozen=True, kw_only=True):
-    """One audit record; `context` has `redact` obligations applied."""
+    """One audit record; `context` has `redact` obligations applied.
+
+    `obligations`, `errors` and `shadow` (the draft policies' decision, when
+    any draft is loaded) are those of the stored decision.
+    """
 
     request_id: str
     policy_set: str
@@ -198,6 +203,28 @@ class HistoryItem(msgspec.Struct, frozen=True, kw_only=True):
     context: dict[str, Any]
     latency_ms: float
     created_at: datetime
+    obligations: tuple[Obligation, ...] = ()
+    errors: tuple[EvaluationError, ...] = ()
+    shadow: Decision | None = None
+
+    @classmethod
+    def of(cls, record: DecisionRecord) -> HistoryItem:
+        """Map a stored record to the wire shape."""
+        return cls(
+            request_id=record.request_id,
+            policy_set=record.policy_set,
+            decision=record.decision,
+            matched_policies=record.matched_policies,
+            matched_rules=record.matched_rules,
+            reason=record.reason,
+            context_digest=record.context_digest,
+            context=record.context,
+            latency_ms=record.latency_ms,
+            created_at=record.created_at,
+            obligations=record.detail.obligations,
+            errors=record.detail.errors,
+            shadow=record.detail.shadow,
+        )
 
 
 class HistoryList(msgspec.Struct, frozen=True, kw_only=True):

@@ -22,9 +22,9 @@ from policy_core.memory import (
     MemoryUsageStore,
     SystemClock,
 )
-from policy_core.ports import DecisionLog
 from policy_core.services import (
     ApiKeyService,
+    DecisionHistoryService,
     EngineHolder,
     EvaluationService,
     PolicyService,
@@ -58,8 +58,9 @@ class MemoryServices:
     evaluation: EvaluationService
     usage: UsageService | None
     api_keys: ApiKeyService | None
-    decisions: DecisionLog | None
+    decisions: DecisionHistoryService | None
     holder: EngineHolder
+    log: MemoryDecisionLog | None = None  # the adapter behind `decisions`, for tests to inspect
     checks: dict[str, Callable[[], Awaitable[bool]]] = field(default_factory=dict)
 
     async def ready(self) -> bool:
@@ -95,8 +96,9 @@ async def memory_services(
         evaluation=evaluation,
         usage=UsageService(usage),
         api_keys=ApiKeyService(MemoryApiKeyStore(), clock),
-        decisions=log,
+        decisions=DecisionHistoryService(log, log, clock),
         holder=holder,
+        log=log,
     )
 
 

@@ -37,12 +37,14 @@ from policy_core.ports import (
     ChangeFeed,
     Clock,
     DecisionCache,
+    DecisionHistory,
     DecisionLog,
     PolicyStore,
     UsageStore,
 )
 from policy_core.services import (
     ApiKeyService,
+    DecisionHistoryService,
     EngineHolder,
     EvaluationService,
     PolicyService,
@@ -63,6 +65,7 @@ class Adapters:
 
     store: PolicyStore
     log: DecisionLog
+    history: DecisionHistory  # the read side of `log`'s trail
     cache: DecisionCache
     usage: UsageStore
     feed: ChangeFeed
@@ -80,7 +83,7 @@ class Services:
     evaluation: EvaluationService
     usage: UsageService
     api_keys: ApiKeyService
-    decisions: DecisionLog  # read side of the audit trail (history, stats)
+    decisions: DecisionHistoryService  # read side of the audit trail (history, stats, counters)
     holder: EngineHolder
     checks: dict[str, Callable[[], Awaitable[bool]]]
     settings: Settings
@@ -132,7 +135,7 @@ async def wire(
         evaluation=evaluation,
         usage=UsageService(adapters.usage),
         api_keys=ApiKeyService(adapters.api_keys, adapters.clock),
-        decisions=adapters.log,
+        decisions=DecisionHistoryService(adapters.history, adapters.log, adapters.clock),
         holder=holder,
         checks=adapters.checks,
         settings=settings,
@@ -141,9 +144,11 @@ async def wire(
 
 
 def _memory_adapters(clock: Clock) -> Adapters:
+    log = MemoryDecisionLog(max_records=100_000)
     return Adapters(
         store=MemoryPolicyStore(clock),
-        log=MemoryDecisionLog(max_records=100_000),
+        log=log,
+        history=log,
         cache=MemoryDecisionCache(clock),
         usage=MemoryUsageStore(clock),
         feed=MemoryChangeFeed(),
@@ -171,6 +176,7 @@ async def single_node(settings: Settings) -> AsyncIterator[Services]:
         adapters = Adapters(
             store=pg.store,
             log=pg.log,
+            history=pg.log,
             cache=MemoryDecisionCache(clock),
             usage=MemoryUsageStore(clock),
             feed=MemoryChangeFeed(),
@@ -196,6 +202,7 @@ async def cluster(settings: Settings) -> AsyncIterator[Services]:
         adapters = Adapters(
             store=pg.store,
             log=pg.log,
+            history=pg.log,
             cache=rd.cache,
             usage=rd.usage,
             feed=rd.feed,

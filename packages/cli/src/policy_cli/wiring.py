@@ -14,20 +14,22 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from policy_core.ports import (
     ApiKeyStore,
     ChangeFeed,
     Clock,
     DecisionCache,
-    DecisionLog,
     PolicyStore,
     UsageStore,
 )
 
 from policy_cli.errors import CliError, ExitCode
 from policy_cli.settings import Settings
+
+if TYPE_CHECKING:
+    from policy_postgres import PostgresDecisionLog
 
 __all__ = [
     "PostgresParts",
@@ -45,7 +47,7 @@ _log = logging.getLogger(__name__)
 @dataclass(frozen=True, kw_only=True)
 class PostgresParts:
     store: PolicyStore
-    log: DecisionLog
+    log: PostgresDecisionLog  # the writer and the reader of the audit trail
     api_keys: ApiKeyStore
     ping: Callable[[], Awaitable[bool]]
 

@@ -29,7 +29,9 @@ __all__ = [
     "Clock",
     "CostOracle",
     "DecisionCache",
+    "DecisionHistory",
     "DecisionLog",
+    "DecisionLogCounters",
     "DecisionRecord",
     "DecisionStats",
     "EdgePublisher",
@@ -141,10 +143,11 @@ class DecisionRecord(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class HistoryQuery(msgspec.Struct, frozen=True, kw_only=True):
-    """Filters of `DecisionLog.history`; every given filter must hold.
+    """Filters of `DecisionHistory.history`; every given filter must hold.
 
     `policy_id` selects decisions in which that policy matched; `since` is
-    inclusive and `until` exclusive.
+    inclusive and `until` exclusive. `shadow_differs` keeps only decisions
+    whose shadow (the draft policies' verdict) is a different decision.
     """
 
     request_id: str | None = None
@@ -152,6 +155,7 @@ class HistoryQuery(msgspec.Struct, frozen=True, kw_only=True):
     decision: str | None = None
     since: datetime | None = None
     until: datetime | None = None
+    shadow_differs: bool = False
 
 
 class DecisionStats(msgspec.Struct, frozen=True, kw_only=True):
@@ -168,6 +172,36 @@ class DecisionStats(msgspec.Struct, frozen=True, kw_only=True):
     latency_ms: dict[str, float]
     since: datetime
     until: datetime
+
+
+class DecisionLogCounters(msgspec.Struct, frozen=True, kw_only=True):
+    """A snapshot of a decision log's counters since it started (for /metrics).
+
+    `appended`: records handed to `append` (duplicates included); `written`:
+    records stored; `spooled` / `replayed`: batches' records written to the
+    spool file while the store was down / moved from it into the store;
+    `backpressure`: records that found the queue full and went straight to the
+    spool; `dropped`: records lost (a bounded memory log evicting its oldest,
+    or a spool that cannot be written); `rejected`: records the store refused
+    as invalid; `queued`: records waiting to be written; `spool_bytes`: size of
+    the spool file; `available`: the store answered the last write;
+    `outages`: times it stopped answering; `corrupt_spool_lines`: spool lines
+    torn by a crash mid-write, unreadable at replay. A log without a queue or
+    a spool reports 0 for those.
+    """
+
+    appended: int = 0
+    written: int = 0
+    spooled: int = 0
+    replayed: int = 0
+    backpressure: int = 0
+    dropped: int = 0
+    rejected: int = 0
+    queued: int = 0
+    spool_bytes: int = 0
+    available: bool = True
+    outages: int = 0
+    corrupt_spool_lines: int = 0
 
 
 class ApiKeyRecord(msgspec.Struct, frozen=True, kw_only=True):
@@ -278,7 +312,7 @@ class PolicyStore(PolicyReader, PolicyWriter, Protocol):
 
 @runtime_checkable
 class DecisionLog(Protocol):
-    """The audit trail of decisions."""
+    """The audit trail of decisions, write side (the evaluation appends to it)."""
 
     def append(self, record: DecisionRecord) -> None:
         """Queue one record; never blocks on storage and never raises for a storage fault.
@@ -290,6 +324,15 @@ class DecisionLog(Protocol):
     async def flush(self) -> None:
         """Return once every record appended before the call is durable (stored or spooled)."""
         ...
+
+    def counters(self) -> DecisionLogCounters:
+        """What the log has done since it started; cheap (no I/O), for /metrics."""
+        ...
+
+
+@runtime_checkable
+class DecisionHistory(Protocol):
+    """The audit trail of decisions, read side (history and statistics for the APIs)."""
 
     async def history(
         self, query: HistoryQuery, *, limit: int = 50, cursor: str | None = None

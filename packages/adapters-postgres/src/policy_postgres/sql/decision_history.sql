@@ -7,6 +7,7 @@ SELECT request_id, created_at, policy_set, decision, matched_policies, matched_r
    AND (%(decision)s::text IS NULL OR decision = %(decision)s)
    AND (%(since)s::timestamptz IS NULL OR created_at >= %(since)s)
    AND (%(until)s::timestamptz IS NULL OR created_at < %(until)s)
+   AND (NOT %(shadow_differs)s::boolean OR detail->'shadow'->>'decision' <> decision)
    AND (%(after_at)s::timestamptz IS NULL
         OR (created_at, request_id COLLATE "C") < (%(after_at)s, %(after_id)s::text))
  ORDER BY created_at DESC, request_id COLLATE "C" DESC

@@ -5,11 +5,11 @@ from __future__ import annotations
 import getpass
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, Literal, cast
 
 import msgspec
-from policy_core.ports import HistoryQuery, PolicyRecord
+from policy_core.ports import DecisionRecord, HistoryQuery, PolicyRecord
 from policy_core.services import EvaluationRequest
 
 from policy_cli.backends.base import EvaluateRequest, Json, ValidationOutcome
@@ -18,7 +18,7 @@ from policy_cli.bootstrap import Services, bootstrap
 from policy_cli.errors import CliError, ExitCode
 from policy_cli.settings import Settings
 
-__all__ = ["StoreBackend", "policy_resource", "store_backend"]
+__all__ = ["StoreBackend", "history_item", "policy_resource", "store_backend"]
 
 _RESOURCE_FIELDS = (
     "id",
@@ -37,6 +37,19 @@ def policy_resource(record: PolicyRecord) -> Json:
     """A stored revision in the API's policy resource shape."""
     plain: Json = msgspec.to_builtins(record)
     return {k: plain.get(k) for k in _RESOURCE_FIELDS}
+
+
+def history_item(record: DecisionRecord) -> Json:
+    """A stored decision in the API's history item shape (`policy_http.schemas.HistoryItem`).
+
+    The full decision (`detail`) is not repeated: its obligations, errors and
+    shadow are what a reviewer needs beside the record's own fields.
+    """
+    plain: Json = msgspec.to_builtins(record)
+    detail = plain.pop("detail")
+    for name in ("obligations", "errors", "shadow"):
+        plain[name] = detail.get(name, [] if name != "shadow" else None)
+    return plain
 
 
 def _author() -> str:
@@ -139,14 +152,16 @@ class StoreBackend:
             decision=filters.get("decision"),
             since=_time("since", filters.get("since")),
             until=_time("until", filters.get("until")),
+            shadow_differs=bool(filters.get("shadow_differs")),
         )
-        page = await self.services.decisions.history(query, limit=limit, cursor=cursor)
-        return {"items": list(msgspec.to_builtins(page.items)), "next_cursor": page.next_cursor}
+        try:
+            page = await self.services.decisions.history(query, limit=limit, cursor=cursor)
+        except ValueError as exc:
+            raise CliError(str(exc), ExitCode.USAGE) from None
+        return {"items": [history_item(r) for r in page.items], "next_cursor": page.next_cursor}
 
     async def stats(self, days: int) -> Json:
-        until = datetime.now(UTC)
-        stats = await self.services.decisions.stats(until - timedelta(days=days), until)
-        result: Json = msgspec.to_builtins(stats)
+        result: Json = msgspec.to_builtins(await self.services.decisions.stats(days))
         return result
 
     async def create_api_key(self, name: str, roles: Sequence[str]) -> Json:

@@ -264,13 +264,21 @@ def _count_lines(path: str) -> int | None:
 @click.option("--decision", type=click.Choice(["allow", "deny", "warn", "modify"]))
 @click.option("--since", metavar="RFC3339", help="Inclusive start, e.g. 2026-01-31T00:00:00Z.")
 @click.option("--until", metavar="RFC3339", help="Exclusive end.")
+@click.option(
+    "--shadow-differs",
+    is_flag=True,
+    default=None,
+    help="Only decisions whose shadow (the draft policies) decided otherwise.",
+)
 @click.option("--limit", type=click.IntRange(1, 1000), default=50, show_default=True)
 @click.option("--cursor")
 @output_option
 @pass_state
 def history(state: State, /, limit: int, cursor: str | None, **filters: Any) -> None:
-    """Audit records of past decisions, newest first."""
+    """Audit records of past decisions, newest first, with their obligations and shadow."""
     query = {k: v for k, v in filters.items() if v is not None}
+    if query.pop("shadow_differs", False):
+        query["shadow_differs"] = "true"  # the HTTP query's spelling; store mode reads it too
 
     async def go() -> Json:
         async with open_backend(state) as backend:
@@ -278,12 +286,21 @@ def history(state: State, /, limit: int, cursor: str | None, **filters: Any) -> 
 
     page = run_async(go())
     if state.output == "table":
-        cols = ("created_at", "request_id", "decision", "matched_rules", "reason")
-        emit(page["items"], "table", columns=cols)
+        cols = ("created_at", "request_id", "decision", "matched_rules", "reason", "shadow")
+        rows = [{**item, "shadow": _shadow_cell(item.get("shadow"))} for item in page["items"]]
+        emit(rows, "table", columns=cols)
         if page.get("next_cursor"):
             click.echo(f"more: --cursor {page['next_cursor']}", err=True)
     else:
         emit(page, state.output)
+
+
+def _shadow_cell(shadow: Json | None) -> str:
+    """The shadow's verdict in one table cell: `deny (draft/r1)`, or empty without a shadow."""
+    if not shadow:
+        return ""
+    rules = ", ".join(shadow.get("matched_rules") or ())
+    return f"{shadow['decision']} ({rules})" if rules else str(shadow["decision"])
 
 
 @evaluate.command("stats")

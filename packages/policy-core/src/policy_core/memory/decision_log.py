@@ -1,4 +1,4 @@
-"""In-memory decision log, with the same query semantics as the PostgreSQL one."""
+"""In-memory decision log (writer and reader), with the same query semantics as PostgreSQL's."""
 
 from __future__ import annotations
 
@@ -11,7 +11,13 @@ from typing import Any
 import msgspec
 
 from policy_core.cursors import decode_cursor, encode_cursor
-from policy_core.ports import DecisionRecord, DecisionStats, HistoryQuery, Page
+from policy_core.ports import (
+    DecisionLogCounters,
+    DecisionRecord,
+    DecisionStats,
+    HistoryQuery,
+    Page,
+)
 from policy_core.services.evaluation_service import canonical_json
 
 _context_decoder = msgspec.json.Decoder(dict[str, Any])
@@ -41,9 +47,11 @@ class MemoryDecisionLog:
         # walks the deleted slots at its front and degrades as the log turns over.
         self._records: OrderedDict[str, tuple[DecisionRecord, bytes]] = OrderedDict()
         self._max = max_records
+        self.appended = 0
         self.dropped = 0
 
     def append(self, record: DecisionRecord) -> None:
+        self.appended += 1
         if record.request_id in self._records:
             return
         context = canonical_json(record.context)
@@ -55,6 +63,14 @@ class MemoryDecisionLog:
 
     async def flush(self) -> None:
         return None
+
+    def counters(self) -> DecisionLogCounters:
+        """Stored at once: nothing is ever queued; `dropped` counts the oldest evicted."""
+        return DecisionLogCounters(
+            appended=self.appended,
+            written=len(self._records) + self.dropped,
+            dropped=self.dropped,
+        )
 
     def __len__(self) -> int:
         return len(self._records)
@@ -118,4 +134,10 @@ def _matches(record: DecisionRecord, q: HistoryQuery) -> bool:
         and (q.decision is None or record.decision == q.decision)
         and (q.since is None or record.created_at >= q.since)
         and (q.until is None or record.created_at < q.until)
+        and (not q.shadow_differs or _shadow_differs(record))
     )
+
+
+def _shadow_differs(record: DecisionRecord) -> bool:
+    shadow = record.detail.shadow
+    return shadow is not None and shadow.decision != record.decision

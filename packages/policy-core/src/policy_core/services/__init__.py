@@ -2,6 +2,7 @@
 
 from policy_core.ports import DecisionRecord, Page, PolicyRecord, RevisionInfo
 from policy_core.services.api_key_service import ApiKeyService, hash_api_key
+from policy_core.services.decision_history_service import DecisionHistoryService
 from policy_core.services.evaluation_service import (
     EvaluationService,
     canonical_json,
@@ -16,6 +17,7 @@ from policy_core.services.usage_service import UsageService
 
 __all__ = [
     "ApiKeyService",
+    "DecisionHistoryService",
     "DecisionRecord",
     "EngineHolder",
     "EvaluationRequest",

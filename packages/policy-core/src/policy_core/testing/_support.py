@@ -69,8 +69,9 @@ def decision_record(
     rules: tuple[str, ...] = (),
     latency_ms: float = 1.0,
     context: dict[str, Any] | None = None,
+    shadow: str | None = None,
 ) -> DecisionRecord:
-    """A decision-log record with a matching `detail`."""
+    """A decision-log record with a matching `detail` (and a shadow decision when given)."""
     detail = Decision(
         decision=decision,  # type: ignore[arg-type]
         allowed=decision != "deny",
@@ -78,6 +79,15 @@ def decision_record(
         matched_policies=policies,
         matched_rules=rules,
         policy_set="sha256:" + "0" * 64,
+        shadow=None
+        if shadow is None
+        else Decision(
+            decision=shadow,  # type: ignore[arg-type]
+            allowed=shadow != "deny",
+            reason=f"{shadow} by the draft",
+            matched_policies=("draft",),
+            matched_rules=("draft/r",),
+        ),
     )
     return DecisionRecord(
         request_id=request_id,

@@ -1,16 +1,22 @@
-"""Contract suite of DecisionLog.
+"""Contract suite of a decision log: DecisionLog (writer) and DecisionHistory (reader).
 
-Provide an async fixture `decision_log` yielding an empty, started log.
+Provide an async fixture `decision_log` yielding an empty, started log that
+implements both ports.
 """
 
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Protocol
 
-from policy_core.ports import DecisionLog, HistoryQuery
+from policy_core.ports import DecisionHistory, DecisionLog, HistoryQuery
 from policy_core.testing._support import T0, decision_record, raises
 
-__all__ = ["DecisionLogContract"]
+__all__ = ["DecisionLogContract", "LogAndHistory"]
+
+
+class LogAndHistory(DecisionLog, DecisionHistory, Protocol):
+    """What every decision-log adapter is: the writer and the reader of one trail."""
 
 
 def _at(minutes: float) -> timedelta:
@@ -20,7 +26,7 @@ def _at(minutes: float) -> timedelta:
 class DecisionLogContract:
     """Append, idempotency, history filters and pagination, stats."""
 
-    async def test_append_flush_then_history(self, decision_log: DecisionLog) -> None:
+    async def test_append_flush_then_history(self, decision_log: LogAndHistory) -> None:
         record = decision_record(
             "r1",
             decision="deny",
@@ -34,7 +40,7 @@ class DecisionLogContract:
         assert page.items == (record,)
         assert page.next_cursor is None
 
-    async def test_same_request_id_is_stored_once(self, decision_log: DecisionLog) -> None:
+    async def test_same_request_id_is_stored_once(self, decision_log: LogAndHistory) -> None:
         decision_log.append(decision_record("dup", decision="allow"))
         decision_log.append(decision_record("dup", decision="allow"))
         await decision_log.flush()
@@ -43,7 +49,7 @@ class DecisionLogContract:
         page = await decision_log.history(HistoryQuery())
         assert [r.request_id for r in page.items] == ["dup"]
 
-    async def test_history_newest_first_with_filters(self, decision_log: DecisionLog) -> None:
+    async def test_history_newest_first_with_filters(self, decision_log: LogAndHistory) -> None:
         decision_log.append(decision_record("a", decision="allow", at=T0))
         decision_log.append(
             decision_record("b", decision="deny", at=T0 + _at(1), policies=("p1",), rules=("p1/x",))
@@ -65,7 +71,35 @@ class DecisionLogContract:
         assert await ids(HistoryQuery(since=T0, until=T0 + _at(2), policy_id="p1")) == ["b"]
         assert await ids(HistoryQuery(request_id="zzz")) == []
 
-    async def test_history_pagination(self, decision_log: DecisionLog) -> None:
+    async def test_history_shadow_differs(self, decision_log: LogAndHistory) -> None:
+        decision_log.append(decision_record("same", decision="allow", at=T0, shadow="allow"))
+        decision_log.append(decision_record("none", decision="allow", at=T0 + _at(1)))
+        decision_log.append(decision_record("dd", decision="allow", at=T0 + _at(2), shadow="deny"))
+        decision_log.append(decision_record("dw", decision="deny", at=T0 + _at(3), shadow="warn"))
+        await decision_log.flush()
+
+        async def ids(q: HistoryQuery) -> list[str]:
+            return [r.request_id for r in (await decision_log.history(q)).items]
+
+        assert await ids(HistoryQuery(shadow_differs=True)) == ["dw", "dd"]
+        assert await ids(HistoryQuery(shadow_differs=True, decision="allow")) == ["dd"]
+        assert await ids(HistoryQuery()) == ["dw", "dd", "none", "same"]
+        page = await decision_log.history(HistoryQuery(request_id="dd"))
+        shadow = page.items[0].detail.shadow
+        assert shadow is not None
+        assert (shadow.decision, shadow.matched_rules) == ("deny", ("draft/r",))
+
+    async def test_counters_count_appends(self, decision_log: LogAndHistory) -> None:
+        before = decision_log.counters().appended
+        decision_log.append(decision_record("c1"))
+        decision_log.append(decision_record("c2"))
+        await decision_log.flush()
+        after = decision_log.counters()
+        assert after.appended == before + 2
+        assert after.queued == 0
+        assert after.dropped == 0
+
+    async def test_history_pagination(self, decision_log: LogAndHistory) -> None:
         for i in range(7):
             # Two records share each timestamp: ties are broken by request_id.
             decision_log.append(decision_record(f"r{i}", at=T0 + _at(i // 2)))
@@ -83,7 +117,7 @@ class DecisionLogContract:
         assert seen == ["r6", "r5", "r4", "r3", "r2", "r1", "r0"]
         assert pages == 3
 
-    async def test_stats_counts_and_percentiles(self, decision_log: DecisionLog) -> None:
+    async def test_stats_counts_and_percentiles(self, decision_log: LogAndHistory) -> None:
         for i in range(1, 101):
             decision = "deny" if i % 4 == 0 else "allow"
             policies = ("p1",) if decision == "deny" else ()
@@ -108,13 +142,13 @@ class DecisionLogContract:
         assert stats.by_rule == {"p1/r": 25}
         assert stats.latency_ms == {"p50": 50.0, "p95": 95.0, "p99": 99.0}
 
-    async def test_stats_of_empty_window(self, decision_log: DecisionLog) -> None:
+    async def test_stats_of_empty_window(self, decision_log: LogAndHistory) -> None:
         stats = await decision_log.stats(T0, T0 + timedelta(hours=1))
         assert stats.total == 0
         assert stats.by_decision == {}
         assert stats.latency_ms == {}
 
-    async def test_malformed_cursor_raises_value_error(self, decision_log: DecisionLog) -> None:
+    async def test_malformed_cursor_raises_value_error(self, decision_log: LogAndHistory) -> None:
         for bad in ("garbage", "W10", "WyJ4IiwieSJd", "WyIyMDI2LTAxLTAxVDAwOjAwOjAwIiwieCJd"):
             with raises(ValueError):
                 await decision_log.history(HistoryQuery(), cursor=bad)
