@@ -22,6 +22,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 BASE_IMAGE = os.environ.get("LLM_POLICY_TEST_BASE_IMAGE", "llm-policy-base:bookworm")
 IMAGE = "llm-policy:test"
+LABEL = "llm-policy-test"  # on every container and volume: .ci/run removes what is left
 MACHINE_CA = Path("/etc/ssl/certs/ca-certificates.crt")
 
 
@@ -100,13 +101,14 @@ class Containers:
 
     def volume(self) -> str:
         name = f"llmp-test-{uuid.uuid4().hex[:10]}"
-        docker("volume", "create", name)
+        docker("volume", "create", "--label", LABEL, name)
         self.volumes.append(name)
         return name
 
     def run(self, image: str, *args: str, env: dict[str, str], volume: str | None = None) -> str:
         name = f"llmp-test-{uuid.uuid4().hex[:10]}"
-        flags = ["--name", name, "--network", "host", "--read-only", "--tmpfs", "/tmp"]
+        flags = ["--name", name, "--label", LABEL, "--network", "host", "--read-only"]
+        flags += ["--tmpfs", "/tmp"]
         if volume is not None:
             flags += ["-v", f"{volume}:/var/lib/llm-policy"]
         for key, value in env.items():

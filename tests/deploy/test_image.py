@@ -23,7 +23,7 @@ from policy_postgres.testing import usable_database_url
 from policy_redis import close_client, open_client
 from policy_redis.testing import delete_prefix, usable_redis_url
 
-from .conftest import Containers, docker, free_port, logs
+from .conftest import LABEL, Containers, docker, free_port, logs
 
 SECRET = "deploy-test-secret-" + "x" * 32
 GRACE_SECONDS = 40  # the pod's terminationGracePeriodSeconds (deploy/k8s)
@@ -193,7 +193,7 @@ def test_image_in_the_cluster_deployment(image: str, containers: Containers) -> 
     try:
         # The one-shot migration, as the compose file and the k8s Job run it.
         migrate = docker(
-            "run", "--rm", "--network", "host", "--read-only", "--tmpfs", "/tmp",
+            "run", "--rm", "--label", LABEL, "--network", "host", "--read-only", "--tmpfs", "/tmp",
             *[f"-e{k}={v}" for k, v in env.items()],
             image, "db", "migrate",
         )  # fmt: skip
