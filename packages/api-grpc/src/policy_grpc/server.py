@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import weakref
 from importlib import resources
 from typing import Any, cast
 
@@ -13,6 +14,7 @@ from google.protobuf import descriptor_pb2, descriptor_pool  # type: ignore[impo
 from grpclib.health.check import ServiceStatus
 from grpclib.health.service import OVERALL, Health
 from grpclib.health.v1 import health_pb2
+from grpclib.protocol import H2Protocol
 from grpclib.reflection.service import ServerReflection
 from grpclib.server import Server
 
@@ -55,12 +57,38 @@ def _authenticator(services: GrpcServices, settings: GrpcSettings) -> Authentica
     )
 
 
+class _Server(Server):
+    """grpclib's server, remembering its connections so that a drain can close them.
+
+    grpclib's `close` cancels the running calls but leaves the clients'
+    connections open, and since Python 3.12 `asyncio.Server.wait_closed` waits
+    until every connection is gone: a client holding its channel would hold
+    the drain forever.
+    """
+
+    def __init__(self, handlers: list[Any]) -> None:
+        super().__init__(handlers)
+        self.connections: weakref.WeakSet[H2Protocol] = weakref.WeakSet()
+
+    def _protocol_factory(self) -> H2Protocol:
+        protocol = super()._protocol_factory()
+        self.connections.add(protocol)
+        return protocol
+
+    def close_connections(self) -> None:
+        for protocol in list(self.connections):
+            connection = getattr(protocol, "connection", None)  # set once connected
+            if connection is not None:
+                connection.close()
+
+
 class GrpcServer:
     """A grpclib server for the policy API, with health and a graceful drain.
 
     `start` binds and marks the service SERVING; `drain` marks it NOT_SERVING,
     refuses new calls, lets streams answer what they accepted, waits up to
-    `settings.drain_seconds` for running calls, then closes.
+    `settings.drain_seconds` for running calls, then closes, the clients'
+    connections included.
     """
 
     def __init__(self, services: GrpcServices, settings: GrpcSettings) -> None:
@@ -77,7 +105,7 @@ class GrpcServer:
         ]
         if settings.reflection:
             handlers = ServerReflection.extend(handlers, pool=_descriptor_pool())
-        self.server = Server(handlers)
+        self.server = _Server(handlers)
 
     async def start(self, host: str | None = None, port: int | None = None, **kw: Any) -> None:
         """Listen (see grpclib's Server.start for the keyword arguments)."""
@@ -105,6 +133,7 @@ class GrpcServer:
                 "cancelling %d gRPC calls still running after the drain", self.calls.active
             )
         self.server.close()
+        self.server.close_connections()
         await self.server.wait_closed()
 
 
