@@ -18,7 +18,6 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from policy_core import PolicyEngine, PolicyLoadError, load_policy_text
 from policy_core.ir import Binary, Call, Expr, Index, ListExpr, Lit, MapExpr, Method, Neg, Not, Path
 from policy_core.language import parse_expression, to_expression
-from policy_core.language.functions import FACT_NAMESPACES
 from policy_core.model import (
     Action,
     AuditObligation,
@@ -29,6 +28,7 @@ from policy_core.model import (
     PolicyStatus,
     Rule,
 )
+from policy_core.syntax.functions import FACT_NAMESPACES
 
 # Hypothesis warns when it prints a large failing example; that is reporting, not a failure.
 pytestmark = pytest.mark.filterwarnings(

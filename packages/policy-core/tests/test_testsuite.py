@@ -295,7 +295,7 @@ def test_junit_xml_survives_control_characters() -> None:
 async def test_budget_example_with_the_usage_store() -> None:
     # The budget example end to end: facts fetched by evaluate_async from the
     # in-memory usage store, this request included in its own count.
-    from policy_core.memory.clock import ManualClock
+    from policy_core.memory import ManualClock
     from policy_core.memory.usage import MemoryUsageStore
 
     clock = ManualClock()

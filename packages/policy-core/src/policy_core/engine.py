@@ -15,6 +15,7 @@ from policy_core.compiler import CompiledPolicy, CompiledRule, CompiledSet, comp
 from policy_core.compiler.methods import fact_key
 from policy_core.compiler.runtime import Env, EvalError
 from policy_core.errors import PolicyNotFound
+from policy_core.explain import first_failing
 from policy_core.model import (
     DECISION_STRENGTH,
     Decision,
@@ -386,8 +387,6 @@ def _trace(
 ) -> RuleTrace:
     failed = None
     if ir is not None and env is not None:
-        from policy_core.explain import first_failing
-
         failed = first_failing(ir, env)
     return RuleTrace(policy=policy, rule=rule, kind=kind, result=result, failed=failed, error=error)
 

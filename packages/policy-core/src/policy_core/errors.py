@@ -7,6 +7,7 @@ from collections.abc import Iterable
 import msgspec
 
 __all__ = [
+    "EvalError",
     "Issue",
     "PolicyAlreadyExists",
     "PolicyEngineError",
@@ -33,6 +34,10 @@ class Issue(msgspec.Struct, frozen=True, kw_only=True, order=False):
 
     def __str__(self) -> str:
         return f"{self.file}:{self.line}:{self.column}: {self.message}"
+
+
+class EvalError(Exception):
+    """An evaluation error inside a rule (spec 5.4): a value, never a crash."""
 
 
 class PolicyEngineError(Exception):

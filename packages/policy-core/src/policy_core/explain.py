@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from policy_core.compiler.expr import CompileContext, compile_condition
+from policy_core.compiler.context import CompileContext
+from policy_core.compiler.expr import compile_condition
 from policy_core.compiler.regex import RegexTable
 from policy_core.compiler.runtime import Env, EvalError
 from policy_core.ir import Binary, Expr
-from policy_core.language.printer import to_expression
+from policy_core.syntax.printer import to_expression
 
 __all__ = ["first_failing"]
 

@@ -34,6 +34,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
 from policy_core.errors import PolicyEngineError
+from policy_core.model import Decision
 
 __all__ = [
     "CaseOptions",
@@ -203,8 +204,6 @@ _yaml = YAML(typ="safe", pure=True)
 
 
 def _decision_fields() -> frozenset[str]:
-    from policy_core.model import Decision
-
     return frozenset(Decision.__struct_fields__)
 
 
@@ -286,7 +285,9 @@ def run_suite(suite: Suite, *, diff_format: DiffFormat = "yaml") -> list[CaseRes
     Raises PolicyLoadError when the policies do not load (the CLI reports it
     as an invalid policy, not as a failed test).
     """
-    from policy_core import PolicyEngine, load_policies
+    # deferred: the CLI imports this module at start; the engine and loader load when a suite runs
+    from policy_core.engine import PolicyEngine
+    from policy_core.language import load_policies
 
     policies = load_policies(list(suite.policies))
     engines: dict[str, Any] = {}

@@ -13,9 +13,12 @@ source only contains names this module chose.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from policy_core.compiler import methods, values as ops
+from policy_core.compiler.compiled import CompiledRule, RulesFunction
+from policy_core.compiler.context import CompileContext, FactCall
+from policy_core.compiler.expr import compile_expr
 from policy_core.compiler.facts import DERIVED_FACTS, compare_cost, derived_fact
 from policy_core.compiler.runtime import Env, EvalError, as_bool, json_eq, type_name
 from policy_core.ir import (
@@ -32,16 +35,10 @@ from policy_core.ir import (
     Path,
     flatten,
 )
-from policy_core.language.printer import to_expression
+from policy_core.syntax.printer import to_expression
 
-if TYPE_CHECKING:
-    from policy_core.compiler.compiled import CompiledRule
-    from policy_core.compiler.expr import CompileContext
+__all__ = ["generate_rules_function"]
 
-__all__ = ["RulesFunction", "generate_rules_function"]
-
-# (env, outcome, policy) -> whether any rule matched; errors are reported through `fail`.
-RulesFunction = Callable[[Env, Any, Any], bool]
 _NUM = frozenset({int, float})
 _CMP_SYMBOL = {"<": "<", "<=": "<=", ">": ">", ">=": ">="}
 _ARITH_HELPER = {"+": "_add", "-": "_sub", "*": "_mul", "/": "_div", "%": "_mod"}
@@ -267,8 +264,6 @@ class _Gen:
     def call(self, node: Call) -> tuple[str, bool]:
         args = [self.expr(a)[0] for a in node.args]
         if "." in node.name:
-            from policy_core.compiler.expr import FactCall, compile_expr
-
             call = FactCall(name=node.name, args=tuple(compile_expr(a, self.cc) for a in node.args))
             self.cc.fact_calls.append(call)
             return (

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from policy_core.compiler.codegen import RulesFunction
-from policy_core.compiler.expr import FactCall, Fn
+from policy_core.compiler.context import CompileContext, FactCall, Fn
+from policy_core.compiler.expr import compile_condition
 from policy_core.compiler.regex import RegexTable
+from policy_core.compiler.runtime import Env
 from policy_core.compiler.templates import Renderer
 from policy_core.ir import Expr
 from policy_core.model import Obligation, Policy
 
-__all__ = ["CompiledException", "CompiledPolicy", "CompiledRule", "CompiledSet"]
+__all__ = ["CompiledException", "CompiledPolicy", "CompiledRule", "CompiledSet", "RulesFunction"]
+
+# A policy's rules as one generated function (codegen.py):
+# (env, outcome, policy) -> whether any rule matched; errors are reported through `fail`.
+RulesFunction = Callable[[Env, Any, Any], bool]
 
 
 class CompiledRule:
@@ -67,8 +73,6 @@ class CompiledRule:
     def closure(self) -> Fn | None:
         """The condition as closures, compiled on first use (trace, or no generated code)."""
         if self._closure is None and self.ir is not None:
-            from policy_core.compiler.expr import CompileContext, compile_condition
-
             # The generated code registered the same patterns in this table already.
             assert self.regexes is not None
             self._closure = compile_condition(self.ir, CompileContext(self.regexes))

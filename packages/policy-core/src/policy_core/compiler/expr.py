@@ -5,11 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import msgspec
-
 from policy_core.compiler import values as ops
+from policy_core.compiler.context import CompileContext, FactCall, Fn
 from policy_core.compiler.facts import DERIVED_FACTS, derived_fact
-from policy_core.compiler.regex import RegexTable
+from policy_core.compiler.methods import compile_call, compile_fact_call, compile_method
 from policy_core.compiler.runtime import Env, EvalError, as_bool, json_eq, type_name
 from policy_core.ir import (
     Binary,
@@ -28,30 +27,12 @@ from policy_core.ir import (
 
 __all__ = ["CompileContext", "Fn", "compile_condition", "compile_expr", "returns_bool"]
 
-Fn = Callable[[Env], Any]
 _BOOL_METHODS = frozenset(
     {"contains", "starts_with", "ends_with", "matches", "has_role", "has_permission"}
 )
 _BOOL_CALLS = frozenset({"has", "contains_pii"})
 _WINDOWS = frozenset({"1s", "1m", "1h", "1d"})
 _PERIODS = frozenset({"day", "month"})
-
-
-class FactCall(msgspec.Struct, frozen=True):
-    """A stateful or integration fact referenced by a policy, with its compiled arguments."""
-
-    name: str
-    args: tuple[Fn, ...]
-
-
-class CompileContext:
-    """What compiling a policy set learns: facts it needs, regexes, use of now()."""
-
-    def __init__(self, regexes: RegexTable) -> None:
-        self.regexes = regexes
-        self.derived: set[str] = set()
-        self.fact_calls: list[FactCall] = []
-        self.uses_now = False
 
 
 def returns_bool(node: Expr) -> bool:
@@ -273,14 +254,11 @@ def _neg(operand: Fn) -> Fn:
 
 
 def _method(node: Method, cc: CompileContext) -> Fn:
-    from policy_core.compiler.methods import compile_method
-
-    return compile_method(node, compile_expr(node.target, cc), cc)
+    target = compile_expr(node.target, cc)
+    return compile_method(node, target, tuple(compile_expr(a, cc) for a in node.args), cc)
 
 
 def _call(node: Call, cc: CompileContext) -> Fn:
-    from policy_core.compiler.methods import compile_call, compile_fact_call
-
     args = tuple(compile_expr(a, cc) for a in node.args)
     if "." in node.name:
         call = FactCall(name=node.name, args=args)

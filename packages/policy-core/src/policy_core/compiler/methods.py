@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from policy_core.compiler import values as ops
+from policy_core.compiler.context import CompileContext, FactCall, Fn
 from policy_core.compiler.facts import primitives
 from policy_core.compiler.regex import search
 from policy_core.compiler.runtime import Env, EvalError, type_name
 from policy_core.ir import Lit, Method, Path
-from policy_core.language.printer import to_expression
-
-if TYPE_CHECKING:
-    from policy_core.compiler.expr import CompileContext, FactCall
+from policy_core.syntax.printer import to_expression
 
 __all__ = [
     "GLOBAL_FUNCTIONS",
@@ -31,8 +29,6 @@ __all__ = [
     "size",
     "string_method",
 ]
-
-Fn = Callable[[Env], Any]
 
 
 def string_method(name: str, receiver: Any, arg: Any) -> bool:
@@ -85,9 +81,8 @@ def _has_permission(subject: Any, permission: Any) -> bool:
     return ops.has_permission(_subject("has_permission", subject), permission)
 
 
-def compile_method(node: Method, target: Fn, cc: CompileContext) -> Fn:
-    from policy_core.compiler.expr import compile_expr
-
+def compile_method(node: Method, target: Fn, args: tuple[Fn, ...], cc: CompileContext) -> Fn:
+    """A method call, its receiver and arguments compiled already (by expr.py)."""
     name = node.name
     if name == "matches" and isinstance(node.args[0], Lit) and isinstance(node.target, Path):
         pattern = node.args[0].value
@@ -97,7 +92,7 @@ def compile_method(node: Method, target: Fn, cc: CompileContext) -> Fn:
         if name == "size":
             return lambda env: size(target(env))
         return lambda env: case(name, target(env))
-    arg = compile_expr(node.args[0], cc)
+    arg = args[0]
     if name == "contains":
         return lambda env: ops.contains(target(env), arg(env))
     if name == "has_role":

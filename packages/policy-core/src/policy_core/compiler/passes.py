@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
+import msgspec
+
 from policy_core.compiler.codegen import generate_rules_function
 from policy_core.compiler.compiled import (
     CompiledException,
@@ -12,11 +14,12 @@ from policy_core.compiler.compiled import (
     CompiledRule,
     CompiledSet,
 )
-from policy_core.compiler.expr import CompileContext, compile_condition
+from policy_core.compiler.context import CompileContext
+from policy_core.compiler.expr import compile_condition
 from policy_core.compiler.regex import RegexTable, check_regex
 from policy_core.compiler.templates import compile_template
-from policy_core.language.templates import parse_template
 from policy_core.model import DECISION_STRENGTH, Policy, PolicyStatus, Rule
+from policy_core.syntax.templates import parse_template
 
 __all__ = ["PASSES", "compile_policies"]
 
@@ -107,8 +110,6 @@ def _rule(pid: str, rule: Rule, cc: CompileContext) -> CompiledRule:
 
 
 def _with_rule(obligation: Any, qualified: str) -> Any:
-    import msgspec
-
     return msgspec.structs.replace(obligation, rule=qualified)
 
 

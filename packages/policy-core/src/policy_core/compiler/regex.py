@@ -1,54 +1,19 @@
-"""Regular expressions (RE2, linear time) and the per-path regex set pass.
+"""The per-path regex set pass: every literal pattern on one static path joins one `re2.Set`.
 
-Every literal pattern applied to the same static path joins one `re2.Set`,
-so a prompt checked by several `matches(...)` rules is scanned once per
-evaluation instead of once per rule.
+A prompt checked by several `matches(...)` rules is thus scanned once per
+evaluation instead of once per rule. Checking a single pattern and matching
+one computed at run time live a layer down, in policy_core.regex (the
+language checks patterns too); they are named here for the compiler's use.
 """
 
 from __future__ import annotations
 
-from functools import lru_cache
 from typing import Any
 
 from policy_core.compiler.runtime import Env, EvalError
+from policy_core.regex import check_regex, re2_module, re2_options, search
 
 __all__ = ["RegexTable", "check_regex", "search"]
-
-
-def _re2() -> Any:
-    import re2  # deferred: importing re2 costs ~20 ms, paid only by policies that use regexes
-
-    return re2
-
-
-def check_regex(pattern: str) -> str | None:
-    """None when RE2 accepts the pattern, else the reason."""
-    try:
-        _compile(pattern)
-    except Exception as exc:
-        return str(exc) or type(exc).__name__
-    return None
-
-
-@lru_cache(maxsize=1)
-def _options() -> Any:
-    options = _re2().Options()
-    options.log_errors = False  # invalid patterns are reported as load/evaluation errors instead
-    return options
-
-
-@lru_cache(maxsize=1024)
-def _compile(pattern: str) -> Any:
-    return _re2().compile(pattern, _options())
-
-
-def search(pattern: str, text: str) -> bool:
-    """`text.matches(pattern)` for a pattern computed at run time."""
-    try:
-        compiled = _compile(pattern)
-    except Exception as exc:
-        raise EvalError(f"invalid regular expression {pattern!r}: {exc}") from None
-    return compiled.search(text) is not None
 
 
 class RegexTable:
@@ -65,9 +30,9 @@ class RegexTable:
         return patterns.index(pattern)
 
     def build(self) -> None:
-        re2 = _re2()
+        re2 = re2_module()
         for key, patterns in self._patterns.items():
-            regex_set = re2.Set.SearchSet(_options())
+            regex_set = re2.Set.SearchSet(re2_options())
             for pattern in patterns:
                 regex_set.Add(pattern)
             regex_set.Compile()

@@ -9,11 +9,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from policy_core.errors import EvalError
+
 __all__ = ["Env", "EvalError", "as_bool", "json_eq", "type_name"]
-
-
-class EvalError(Exception):
-    """An evaluation error inside a rule (spec 5.4): a value, never a crash."""
 
 
 class Env:

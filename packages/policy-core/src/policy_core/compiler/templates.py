@@ -6,9 +6,10 @@ from collections.abc import Callable
 
 import msgspec
 
-from policy_core.compiler.expr import CompileContext, compile_expr
+from policy_core.compiler.context import CompileContext
+from policy_core.compiler.expr import compile_expr
 from policy_core.compiler.runtime import Env, EvalError
-from policy_core.language.templates import TemplatePart
+from policy_core.syntax.templates import TemplatePart
 
 __all__ = ["Renderer", "compile_template"]
 

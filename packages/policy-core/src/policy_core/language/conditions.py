@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from policy_core.ir import Binary, Call, Expr, ListExpr, Lit, MapExpr, Method, Not, Path
-from policy_core.language.lexer import ExprSyntaxError
-from policy_core.language.parser import parse_expression
 from policy_core.language.source import SourceText, position, to_plain
+from policy_core.regex import check_regex
+from policy_core.syntax.lexer import ExprSyntaxError
+from policy_core.syntax.parser import parse_expression
 
 __all__ = ["ConditionError", "literal_ir", "parse_condition", "parse_path_text"]
 
@@ -26,15 +27,9 @@ class ConditionError(Exception):
         self.line, self.col, self.message = line, col, message
 
 
-def _check_regex(pattern: str) -> str | None:
-    from policy_core.compiler.regex import check_regex
-
-    return check_regex(pattern)
-
-
 def parse_expression_at(src: SourceText, text: str, line: int, col: int) -> Expr:
     try:
-        return parse_expression(text, check_regex=_check_regex)
+        return parse_expression(text, check_regex=check_regex)
     except ExprSyntaxError as exc:
         at_line, at_col = src.scalar_offset(line, col, exc.offset)
         raise ConditionError(at_line, at_col, exc.message) from None
@@ -101,7 +96,7 @@ def _tree(src: SourceText, node: Any, line: int, col: int) -> Expr:
             raise ConditionError(
                 *_pos(node, "value", (line, col)), "matches needs a string pattern"
             )
-        problem = _check_regex(value)
+        problem = check_regex(value)
         if problem is not None:
             raise ConditionError(
                 *_pos(node, "value", (line, col)),

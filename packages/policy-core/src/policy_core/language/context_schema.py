@@ -30,11 +30,12 @@ from typing import Any
 
 from policy_core.errors import Issue
 from policy_core.ir import Binary, Call, Expr, Index, ListExpr, Lit, MapExpr, Method, Neg, Not, Path
-from policy_core.language.lexer import ExprSyntaxError
 from policy_core.language.source import SourceText, policy_id_position, rule_id_position
-from policy_core.language.templates import parse_template
 from policy_core.model import Policy, Rule
 from policy_core.paths import PathSegment, format_path, parse_path
+from policy_core.regex import search
+from policy_core.syntax.lexer import ExprSyntaxError
+from policy_core.syntax.templates import parse_template
 
 __all__ = ["ContextSchema", "ContextSchemaError", "schema_warnings"]
 
@@ -69,6 +70,7 @@ class ContextSchema:
             if file.suffix == ".json":
                 document = json.loads(text)
             else:
+                # deferred: ruamel.yaml is only needed for a YAML schema (see source.py)
                 from ruamel.yaml import YAML
                 from ruamel.yaml.error import YAMLError
 
@@ -176,8 +178,6 @@ class ContextSchema:
         found: list[Any] = []
         patterns = node.get("patternProperties")
         if isinstance(patterns, Mapping):
-            from policy_core.compiler.regex import search
-
             for pattern, schema in patterns.items():
                 if isinstance(pattern, str) and search(pattern, seg):
                     found.append(schema)

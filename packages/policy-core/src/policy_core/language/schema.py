@@ -11,9 +11,7 @@ import msgspec
 from policy_core.errors import Issue
 from policy_core.ir import Expr
 from policy_core.language.conditions import ConditionError, parse_condition, parse_path_text
-from policy_core.language.printer import to_expression
 from policy_core.language.source import SourceText, position, to_plain
-from policy_core.language.templates import parse_template
 from policy_core.model import (
     Action,
     Obligation,
@@ -26,6 +24,11 @@ from policy_core.model import (
     Rule,
     SuggestAlternativeObligation,
 )
+from policy_core.paths import parse_path
+from policy_core.regex import check_regex
+from policy_core.syntax.lexer import ExprSyntaxError
+from policy_core.syntax.printer import to_expression
+from policy_core.syntax.templates import parse_template
 
 __all__ = ["build_policy", "canonical_digest"]
 
@@ -147,11 +150,8 @@ class _Checker:
         value = self.typed(node, key, str, path, "a string")
         if value is None:
             return None
-        from policy_core.language.conditions import _check_regex
-        from policy_core.language.lexer import ExprSyntaxError
-
         try:
-            parse_template(value, check_regex=_check_regex)
+            parse_template(value, check_regex=check_regex)
         except ExprSyntaxError as exc:
             line, col = self.value_at(node, key, self.where(node))
             at = self.src.scalar_offset(line, col, exc.offset)
@@ -407,7 +407,7 @@ def _redact_ok(
     c: _Checker, obligation: RedactObligation, node: Any, opath: str, at: tuple[int, int]
 ) -> bool:
     """A redact obligation is applied to every stored record: check it now, not then."""
-    from policy_core.paths import parse_path
+    # deferred: only documents with a redact obligation load the primitives (PII tables)
     from policy_core.primitives.redact import REDACT_PATTERNS
 
     ok = True

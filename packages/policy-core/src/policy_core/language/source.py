@@ -93,6 +93,7 @@ class SourceText:
 
 def parse_documents(src: SourceText) -> tuple[list[Any], list[Issue]]:
     """Every document of the text (a top-level list counts as several); syntax errors as issues."""
+    # deferred: ruamel.yaml is the costliest import of the loader; importing the language stays cheap
     from ruamel.yaml import YAML
     from ruamel.yaml.error import MarkedYAMLError
 

@@ -1,10 +1,19 @@
-"""Validation warnings (spec 6): rules that can never match, rules shadowed by an unconditional deny."""
+"""Validation warnings (spec 6): rules that can never match, rules shadowed by an unconditional deny.
+
+A condition that does not depend on the request is evaluated here with the
+closure compiler (compiler/expr.py), so the warning agrees with what the
+engine would do; this is why the language sits above the compiler.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from policy_core.errors import Issue
+from policy_core.compiler.context import CompileContext
+from policy_core.compiler.expr import compile_condition
+from policy_core.compiler.regex import RegexTable
+from policy_core.compiler.runtime import Env
+from policy_core.errors import EvalError, Issue
 from policy_core.ir import (
     Binary,
     Call,
@@ -54,10 +63,6 @@ def constant_value(node: Expr | None) -> Any:
         return True
     if not _is_constant(node):
         return _UNKNOWN
-    from policy_core.compiler.expr import CompileContext, compile_condition
-    from policy_core.compiler.regex import RegexTable
-    from policy_core.compiler.runtime import Env, EvalError
-
     cc = CompileContext(RegexTable())
     fn = compile_condition(node, cc)
     cc.regexes.build()

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from policy_core import ports
+from policy_core.clock import ManualClock, SystemClock
 from policy_core.memory.api_keys import MemoryApiKeyStore
 from policy_core.memory.cache import MemoryDecisionCache
-from policy_core.memory.clock import ManualClock, SystemClock
 from policy_core.memory.decision_log import MemoryDecisionLog
 from policy_core.memory.feed import MemoryChangeFeed
 from policy_core.memory.integrations import (

@@ -9,7 +9,7 @@ import secrets
 import uuid
 from collections.abc import Sequence
 
-from policy_core.memory.clock import SystemClock
+from policy_core.clock import SystemClock
 from policy_core.ports import ApiKeyRecord, ApiKeyStore, Clock
 
 __all__ = ["ApiKeyService", "hash_api_key"]

@@ -17,8 +17,8 @@ from typing import Any
 
 import msgspec
 
+from policy_core.clock import SystemClock
 from policy_core.engine import PolicyEngine
-from policy_core.memory.clock import SystemClock
 from policy_core.model import AuditObligation, Decision, RedactObligation
 from policy_core.ports import (
     Clock,

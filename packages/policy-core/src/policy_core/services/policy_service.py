@@ -16,9 +16,14 @@ from typing import Any, Literal
 
 import msgspec
 
-from policy_core import ContextSchema, ValidationReport, load_policy_text, validate_policy_text
 from policy_core.engine import PolicyEngine
 from policy_core.errors import Issue, PolicyLoadError
+from policy_core.language import (
+    ContextSchema,
+    ValidationReport,
+    load_policy_text,
+    validate_policy_text,
+)
 from policy_core.model import Policy
 from policy_core.ports import (
     ChangeFeed,

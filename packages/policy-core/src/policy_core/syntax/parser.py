@@ -22,13 +22,13 @@ from policy_core.ir import (
     Not,
     Path,
 )
-from policy_core.language.functions import (
+from policy_core.syntax.functions import (
     FACT_FUNCTIONS,
     FACT_NAMESPACES,
     GLOBAL_FUNCTIONS,
     METHODS,
 )
-from policy_core.language.lexer import ExprSyntaxError, Token, tokenize
+from policy_core.syntax.lexer import ExprSyntaxError, Token, tokenize
 
 __all__ = ["ExprSyntaxError", "parse_expression"]
 

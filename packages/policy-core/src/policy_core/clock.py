@@ -1,4 +1,8 @@
-"""Clocks: the real one and a manual one for tests."""
+"""Clocks (the Clock port of ports.py): the real one and a manual one for tests.
+
+A layer below the services, which default to SystemClock; policy_core.memory
+offers both too, with the other in-memory implementations.
+"""
 
 from __future__ import annotations
 

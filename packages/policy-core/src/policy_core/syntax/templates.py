@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from policy_core.ir import Expr
-from policy_core.language.lexer import ExprSyntaxError
-from policy_core.language.parser import RegexCheck, parse_expression
+from policy_core.syntax.lexer import ExprSyntaxError
+from policy_core.syntax.parser import RegexCheck, parse_expression
 
 __all__ = ["TemplatePart", "parse_template"]
 

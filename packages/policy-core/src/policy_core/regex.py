@@ -1,0 +1,51 @@
+"""Regular expressions (RE2, linear time): checking a pattern and matching one computed at run time.
+
+The lowest layer, because both the language (checking the patterns a policy
+or a context schema writes) and the compiler (`matches(...)`, the per-path
+regex sets of compiler/regex.py) use it.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+from policy_core.errors import EvalError
+
+__all__ = ["check_regex", "re2_module", "re2_options", "search"]
+
+
+def re2_module() -> Any:
+    import re2  # deferred: importing re2 costs ~20 ms, paid only by policies that use regexes
+
+    return re2
+
+
+def check_regex(pattern: str) -> str | None:
+    """None when RE2 accepts the pattern, else the reason."""
+    try:
+        _compile(pattern)
+    except Exception as exc:
+        return str(exc) or type(exc).__name__
+    return None
+
+
+@lru_cache(maxsize=1)
+def re2_options() -> Any:
+    options = re2_module().Options()
+    options.log_errors = False  # invalid patterns are reported as load/evaluation errors instead
+    return options
+
+
+@lru_cache(maxsize=1024)
+def _compile(pattern: str) -> Any:
+    return re2_module().compile(pattern, re2_options())
+
+
+def search(pattern: str, text: str) -> bool:
+    """`text.matches(pattern)` for a pattern computed at run time."""
+    try:
+        compiled = _compile(pattern)
+    except Exception as exc:
+        raise EvalError(f"invalid regular expression {pattern!r}: {exc}") from None
+    return compiled.search(text) is not None
