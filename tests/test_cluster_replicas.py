@@ -56,6 +56,7 @@ async def replicas(tmp_path: Path) -> AsyncIterator[tuple[Services, Services]]:
             database_schema=schema,
             redis_url=redis_url,
             data_dir=str(tmp_path / f"replica-{n}"),
+            rate_limits="evaluate=3/hour;read=100/hour",
         )
         for n in (1, 2)
     ]
@@ -119,3 +120,24 @@ async def test_rate_limits_count_across_replicas(replicas: tuple[Services, Servi
     # Requests 1-3 pass whichever replica served them; the 4th and 5th are the 4th and 5th overall.
     assert outcomes == ["allow", "allow", "allow", "deny", "deny"]
     assert await decide(b, "u2") == "allow"  # another key, its own count
+
+
+async def test_api_rate_limits_are_shared_under_the_deployment_prefix(
+    replicas: tuple[Services, Services],
+) -> None:
+    a, b = replicas
+    assert a.rate_limiter is not None
+    assert b.rate_limiter is not None
+    outcomes = [await x.rate_limiter.hit("evaluate", "api-user") is None for x in (a, b, a, b)]
+    assert outcomes == [True, True, True, False]
+    # Every counter is a key of this deployment's namespace (llm-policy:<schema>:), none
+    # under the `limits` library's default prefix shared by every deployment on the Redis.
+    namespace = redis_namespace(a.settings)
+    client = await open_client(a.settings.redis_url or "")
+    try:
+        names = [n.decode() async for n in client.scan_iter(match="*api-user*")]
+        assert names
+        assert all(n.startswith(namespace + "ratelimit:") for n in names)
+        assert not [n async for n in client.scan_iter(match="LIMITS:*api-user*")]
+    finally:
+        await close_client(client)

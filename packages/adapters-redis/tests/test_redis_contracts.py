@@ -5,9 +5,16 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
-from policy_core.memory import ManualClock, MemoryDecisionCache, TieredDecisionCache
-from policy_core.testing import ChangeFeedContract, DecisionCacheContract, UsageStoreContract
-from policy_redis import RedisChangeFeed, RedisDecisionCache, RedisUsageStore
+from policy_core.memory import ManualClock, MemoryDecisionCache, RateStrategy, TieredDecisionCache
+from policy_core.ratelimits import parse_rate_limits
+from policy_core.testing import (
+    ChangeFeedContract,
+    DecisionCacheContract,
+    RateLimiterContract,
+    RateLimiterFor,
+    UsageStoreContract,
+)
+from policy_redis import RedisChangeFeed, RedisDecisionCache, RedisRateLimiter, RedisUsageStore
 from redis.asyncio import Redis
 
 Advance = Callable[[float], Awaitable[None]]
@@ -83,3 +90,22 @@ class TestRedisChangeFeed(ChangeFeedContract):
             yield feed
         finally:
             await feed.close()
+
+
+class TestRedisRateLimiter(RateLimiterContract):
+    @pytest.fixture(params=["fixed-window", "moving-window", "sliding-window"])
+    def rate_limiter_for(
+        self, request: pytest.FixtureRequest, client: Redis[bytes], prefix: str
+    ) -> RateLimiterFor:
+        strategy: RateStrategy = request.param
+        built = 0
+
+        def build(spec: str) -> RedisRateLimiter:
+            # Each limiter its own namespace under the test's prefix: fresh counters.
+            nonlocal built
+            built += 1
+            return RedisRateLimiter(
+                client, parse_rate_limits(spec), prefix=f"{prefix}{built}:", strategy=strategy
+            )
+
+        return build

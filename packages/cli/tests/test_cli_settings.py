@@ -148,3 +148,10 @@ def test_an_unusable_context_schema_is_one_clear_line(tmp_path: object) -> None:
     good = Path(str(tmp_path)) / "ok.json"
     good.write_text('{"properties": {}}')
     assert load_settings({"LLM_POLICY_CONTEXT_SCHEMA": str(good)}).context_schema == str(good)
+
+
+def test_an_unusable_rate_limit_spec_is_one_clear_line() -> None:
+    (problem,) = problems_of({"LLM_POLICY_RATE_LIMITS": "evaluate=lots"})
+    assert problem.startswith("LLM_POLICY_RATE_LIMITS: rate limit 'evaluate=lots'")
+    good = load_settings({"LLM_POLICY_RATE_LIMITS": "evaluate=10/second,100 per 5 minutes"})
+    assert good.rate_limits == "evaluate=10/second,100 per 5 minutes"

@@ -10,10 +10,13 @@ from policy_core.memory import (
     MemoryDecisionCache,
     MemoryDecisionLog,
     MemoryPolicyStore,
+    MemoryRateLimiter,
     MemoryUsageStore,
+    RateStrategy,
     SystemClock,
     TieredDecisionCache,
 )
+from policy_core.ratelimits import parse_rate_limits
 from policy_core.testing import (
     T0,
     ApiKeyStoreContract,
@@ -21,6 +24,8 @@ from policy_core.testing import (
     DecisionCacheContract,
     DecisionLogContract,
     PolicyStoreContract,
+    RateLimiterContract,
+    RateLimiterFor,
     UsageStoreContract,
 )
 
@@ -78,3 +83,16 @@ class TestTieredDecisionCache(DecisionCacheContract):
     @pytest.fixture
     def decision_cache(self, clock: ManualClock) -> TieredDecisionCache:
         return TieredDecisionCache(MemoryDecisionCache(clock), MemoryDecisionCache(clock))
+
+
+class TestMemoryRateLimiter(RateLimiterContract):
+    @pytest.fixture(params=["fixed-window", "moving-window", "sliding-window"])
+    def rate_limiter_for(
+        self, request: pytest.FixtureRequest, clock: ManualClock
+    ) -> RateLimiterFor:
+        strategy: RateStrategy = request.param
+
+        def build(spec: str) -> MemoryRateLimiter:
+            return MemoryRateLimiter(parse_rate_limits(spec), strategy=strategy, clock=clock)
+
+        return build

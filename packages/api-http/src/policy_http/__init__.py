@@ -6,7 +6,6 @@ connection or starts a thread until `create_app` is called and the app starts.
 
 from policy_http._auth import ALL_PERMISSIONS, ROLE_PERMISSIONS, Principal, permissions_for
 from policy_http._problems import CODE_STATUS
-from policy_http._ratelimit import ROUTE_CLASSES, parse_rate_limits
 from policy_http._runtime import HttpServices, ServicesFactory
 from policy_http.app import API_PREFIX, create_app
 from policy_http.logs import configure_json_logging
@@ -17,13 +16,11 @@ __all__ = [
     "API_PREFIX",
     "CODE_STATUS",
     "ROLE_PERMISSIONS",
-    "ROUTE_CLASSES",
     "HttpServices",
     "HttpSettings",
     "Principal",
     "ServicesFactory",
     "configure_json_logging",
     "create_app",
-    "parse_rate_limits",
     "permissions_for",
 ]

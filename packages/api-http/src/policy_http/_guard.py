@@ -19,7 +19,7 @@ from policy_http._apikeys import ApiKeyAuth
 from policy_http._auth import AuthError, JwtVerifier, Principal
 from policy_http._metrics import Metrics
 from policy_http._problems import ApiProblem
-from policy_http._ratelimit import RateLimits
+from policy_http._ratelimit import RateLimits, rate_limit_headers
 
 __all__ = ["Gatekeeper", "Guard", "principal_of"]
 
@@ -92,8 +92,9 @@ class Gatekeeper:
                 f"{list(principal.roles)!r} do not grant",
                 code="forbidden",
             )
-        if rate_class and self._limits.configured:
-            refusal = await self._limits.hit(rate_class, principal.id)
+        limiter = self._limits.limiter
+        if rate_class and limiter is not None:
+            refusal = await limiter.hit(rate_class, principal.id)
             if refusal is not None:
                 self._metrics.rate_limited.labels(rate_class).inc()
                 raise ApiProblem(
@@ -101,7 +102,7 @@ class Gatekeeper:
                     f"rate limit of {refusal.limit} requests exceeded for {rate_class!r}; "
                     f"retry in {refusal.reset_seconds} s",
                     code="rate_limited",
-                    headers=refusal.headers(),
+                    headers=rate_limit_headers(refusal),
                 )
         return principal
 

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol
 
+from policy_core.ports import RateLimiter
 from policy_core.services import (
     ApiKeyService,
     DecisionHistoryService,
@@ -47,6 +48,11 @@ class HttpServices(Protocol):
     @property
     def holder(self) -> EngineHolder: ...
 
+    @property
+    def rate_limiter(self) -> RateLimiter | None:
+        """Request limits per route class and principal (None: nothing is limited)."""
+        ...
+
     async def ready(self) -> bool:
         """True once the backing services answer and a policy set is loaded."""
         ...
@@ -74,11 +80,7 @@ class Runtime:
             services.api_keys if services is not None else None,
             cache_seconds=settings.api_key_cache_seconds,
         )
-        self.limits = RateLimits(
-            settings.rate_limits,
-            redis_url=settings.redis_url,
-            strategy=settings.rate_limit_strategy,
-        )
+        self.limits = RateLimits(services.rate_limiter if services is not None else None)
         self.telemetry = Telemetry(settings.otlp_endpoint, settings.service_name)
         self.metrics = Metrics(self._snapshot, multiprocess_dir=settings.metrics_multiprocess_dir)
 
@@ -92,6 +94,7 @@ class Runtime:
         """Attach services built at startup (factory mode)."""
         self._services = services
         self.api_keys.service = services.api_keys
+        self.limits.limiter = services.rate_limiter
 
     def _snapshot(self) -> dict[str, Any]:
         services = self._services

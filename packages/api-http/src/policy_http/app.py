@@ -2,7 +2,7 @@
 
 The app receives services (or a factory that builds them inside the worker's
 event loop) and its own settings, never adapters nor the environment. It
-opens what it owns (the rate-limit storage, the span exporter) at startup and
+opens what it owns (the span exporter) at startup and
 closes it at shutdown; with a factory it also closes the services, which
 flushes the decision log after the server has finished in-flight requests.
 """
@@ -47,7 +47,7 @@ def create_app(
     `services` is either the built services (the caller owns their lifetime)
     or a zero-argument callable returning an async context manager of them,
     entered at startup and exited at shutdown (one per worker process).
-    Raises ValueError for unusable settings (bad rate limits, unreadable JWKS).
+    Raises ValueError for unusable settings (an unreadable JWKS).
     """
     settings = http_settings or HttpSettings()
     factory: ServicesFactory | None = None
@@ -61,8 +61,6 @@ def create_app(
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
             stack.callback(rt.telemetry.shutdown)
-            await rt.limits.start()
-            stack.push_async_callback(rt.limits.close)
             if factory is not None:
                 rt.bind(await stack.enter_async_context(factory()))
             if settings.gc_freeze:

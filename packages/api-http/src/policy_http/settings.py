@@ -6,7 +6,7 @@ variables to these fields (the comments name the variable each one comes from).
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated
 
 import msgspec
 
@@ -16,7 +16,11 @@ _Positive = Annotated[int, msgspec.Meta(ge=1)]
 
 
 class HttpSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """How the HTTP API authenticates, limits, observes and describes itself."""
+    """How the HTTP API authenticates, limits, observes and describes itself.
+
+    Rate limits are not here: they come with the services (`rate_limiter`),
+    built by the composition root over the deployment's counters.
+    """
 
     # --- authentication ----------------------------------------------------
     jwt_secret: str | None = None  # LLM_POLICY_JWT_SECRET: enables HS256
@@ -27,14 +31,6 @@ class HttpSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     # Verified API keys are remembered this long, so a revoked key may work for
     # up to this many seconds on another instance (immediately refused on this one).
     api_key_cache_seconds: Annotated[float, msgspec.Meta(ge=0, le=300)] = 5.0
-
-    # --- rate limits (limits library) -------------------------------------
-    # LLM_POLICY_RATE_LIMITS, e.g. "evaluate=5000/second;admin=20/second"; route classes:
-    # evaluate, usage, read, admin. A class left out is not limited. None: the defaults.
-    rate_limits: str | None = None
-    # LLM_POLICY_REDIS_URL: shared counters across instances; memory (per process) when None.
-    redis_url: str | None = None
-    rate_limit_strategy: Literal["fixed-window", "moving-window", "sliding-window"] = "fixed-window"
 
     # --- request limits -----------------------------------------------------
     max_body_bytes: _Positive = 1_048_576  # LLM_POLICY_MAX_BODY_BYTES -> 413

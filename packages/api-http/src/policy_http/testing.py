@@ -19,9 +19,13 @@ from policy_core.memory import (
     MemoryDecisionCache,
     MemoryDecisionLog,
     MemoryPolicyStore,
+    MemoryRateLimiter,
     MemoryUsageStore,
+    RateStrategy,
     SystemClock,
 )
+from policy_core.ports import RateLimiter
+from policy_core.ratelimits import parse_rate_limits
 from policy_core.services import (
     ApiKeyService,
     DecisionHistoryService,
@@ -61,6 +65,7 @@ class MemoryServices:
     decisions: DecisionHistoryService | None
     holder: EngineHolder
     log: MemoryDecisionLog | None = None  # the adapter behind `decisions`, for tests to inspect
+    rate_limiter: RateLimiter | None = None
     checks: dict[str, Callable[[], Awaitable[bool]]] = field(default_factory=dict)
 
     async def ready(self) -> bool:
@@ -69,10 +74,19 @@ class MemoryServices:
 
 
 async def memory_services(
-    *, default_decision: str = "allow", cache: bool = True, max_records: int | None = None
+    *,
+    default_decision: str = "allow",
+    cache: bool = True,
+    max_records: int | None = None,
+    rate_limits: str | None = None,
+    rate_limit_strategy: RateStrategy = "fixed-window",
 ) -> MemoryServices:
-    """Started services over fresh memory adapters."""
+    """Started services over fresh memory adapters.
+
+    `rate_limits` is the `LLM_POLICY_RATE_LIMITS` spec (None: the defaults, "": none).
+    """
     clock = SystemClock()
+    limits = parse_rate_limits(rate_limits)
     holder = EngineHolder()
     store = MemoryPolicyStore(clock)
     log = MemoryDecisionLog(max_records=max_records)
@@ -99,6 +113,9 @@ async def memory_services(
         decisions=DecisionHistoryService(log, log, clock),
         holder=holder,
         log=log,
+        rate_limiter=MemoryRateLimiter(limits, strategy=rate_limit_strategy, clock=clock)
+        if limits
+        else None,
     )
 
 

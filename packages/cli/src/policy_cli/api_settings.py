@@ -11,17 +11,16 @@ __all__ = ["grpc_settings", "http_settings"]
 
 
 def http_settings(settings: Settings) -> HttpSettings:
-    """What `policy_http.create_app` needs: authentication, limits, observability."""
+    """What `policy_http.create_app` needs: authentication, request limits, observability.
+
+    Rate limits come with the services (`bootstrap` builds the limiter).
+    """
     return HttpSettings(
         jwt_secret=settings.effective_jwt_secret(),
         jwks_file=settings.jwks_file,
         jwt_issuer=settings.jwt_issuer,
         jwt_audience=settings.jwt_audience,
         api_key_cache_seconds=settings.api_key_cache_seconds,
-        rate_limits=settings.rate_limits,
-        # Counters are shared through Redis only in a cluster; a single node keeps them in memory.
-        redis_url=settings.redis_url if settings.deployment == "cluster" else None,
-        rate_limit_strategy=settings.rate_limit_strategy,
         max_body_bytes=settings.max_body_bytes,
         max_context_depth=settings.max_context_depth,
         max_context_items=settings.max_context_items,

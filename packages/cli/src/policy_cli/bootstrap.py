@@ -8,6 +8,9 @@ One async context manager per deployment (architecture.md, "Composition roots"):
 | single (default) | PostgreSQL (LLM_POLICY_DATABASE_URL, else embedded) | L1 | memory | memory |
 | cluster | PostgreSQL | L1 + Redis | Redis | Redis pub/sub |
 
+The APIs' rate-limit counters live in memory, except in a cluster (Redis,
+under the deployment's prefix, shared by every replica).
+
 `bootstrap(settings)` chooses one with a plain `match`. Each opens what it
 creates on an AsyncExitStack and closes it, in reverse order, on the way out.
 Nothing here runs at import time; adapter packages are imported inside the
@@ -29,6 +32,7 @@ from policy_core.memory import (
     MemoryDecisionCache,
     MemoryDecisionLog,
     MemoryPolicyStore,
+    MemoryRateLimiter,
     MemoryUsageStore,
     SystemClock,
 )
@@ -40,8 +44,10 @@ from policy_core.ports import (
     DecisionHistory,
     DecisionLog,
     PolicyStore,
+    RateLimiter,
     UsageStore,
 )
+from policy_core.ratelimits import RateLimits, parse_rate_limits
 from policy_core.services import (
     ApiKeyService,
     DecisionHistoryService,
@@ -71,6 +77,8 @@ class Adapters:
     feed: ChangeFeed
     api_keys: ApiKeyStore
     clock: Clock
+    # Request limits of the APIs; None when the settings limit nothing.
+    rate_limiter: RateLimiter | None = None
     # Readiness of the backing services (store, cache); the APIs add "policy set loaded".
     checks: dict[str, Callable[[], Awaitable[bool]]] = field(default_factory=dict)
 
@@ -87,6 +95,7 @@ class Services:
     holder: EngineHolder
     checks: dict[str, Callable[[], Awaitable[bool]]]
     settings: Settings
+    rate_limiter: RateLimiter | None = None
     database_url: str | None = None
 
     async def ready(self) -> bool:
@@ -140,10 +149,19 @@ async def wire(
         checks=adapters.checks,
         settings=settings,
         database_url=database_url,
+        rate_limiter=adapters.rate_limiter,
     )
 
 
-def _memory_adapters(clock: Clock) -> Adapters:
+def memory_rate_limiter(settings: Settings, clock: Clock) -> RateLimiter | None:
+    """The APIs' limits counted in this process (None when nothing is limited)."""
+    limits: RateLimits = parse_rate_limits(settings.rate_limits)
+    if not limits:
+        return None
+    return MemoryRateLimiter(limits, strategy=settings.rate_limit_strategy, clock=clock)
+
+
+def _memory_adapters(settings: Settings, clock: Clock) -> Adapters:
     log = MemoryDecisionLog(max_records=100_000)
     return Adapters(
         store=MemoryPolicyStore(clock),
@@ -154,6 +172,7 @@ def _memory_adapters(clock: Clock) -> Adapters:
         feed=MemoryChangeFeed(),
         api_keys=MemoryApiKeyStore(),
         clock=clock,
+        rate_limiter=memory_rate_limiter(settings, clock),
     )
 
 
@@ -161,7 +180,9 @@ def _memory_adapters(clock: Clock) -> Adapters:
 async def memory(settings: Settings) -> AsyncIterator[Services]:
     """Library and tests: every port in memory; nothing outlives the block."""
     async with AsyncExitStack() as stack:
-        yield await wire(settings, _memory_adapters(SystemClock()), stack, database_url=None)
+        yield await wire(
+            settings, _memory_adapters(settings, SystemClock()), stack, database_url=None
+        )
 
 
 @asynccontextmanager
@@ -182,6 +203,7 @@ async def single_node(settings: Settings) -> AsyncIterator[Services]:
             feed=MemoryChangeFeed(),
             api_keys=pg.api_keys,
             clock=clock,
+            rate_limiter=memory_rate_limiter(settings, clock),
             checks={"store": pg.ping},
         )
         yield await wire(settings, adapters, stack, database_url=url)
@@ -208,6 +230,7 @@ async def cluster(settings: Settings) -> AsyncIterator[Services]:
             feed=rd.feed,
             api_keys=pg.api_keys,
             clock=clock,
+            rate_limiter=rd.rate_limiter,
             checks={"store": pg.ping, "redis": rd.ping},
         )
         yield await wire(settings, adapters, stack, database_url=settings.database_url)

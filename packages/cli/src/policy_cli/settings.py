@@ -278,6 +278,13 @@ def check_settings(settings: Settings, *, serving: bool, sources: Mapping[str, s
             ContextSchema.load(settings.context_schema)
         except ContextSchemaError as exc:
             found.append(f"{sources['context_schema']}: {exc}")
+    if settings.rate_limits is not None:
+        from policy_core.ratelimits import parse_rate_limits
+
+        try:
+            parse_rate_limits(settings.rate_limits)
+        except ValueError as exc:
+            found.append(f"{sources['rate_limits']}: {exc}")
     if settings.deployment == "cluster":
         found += [
             f"{env_name(name)}: a cluster deployment needs it; set it, "

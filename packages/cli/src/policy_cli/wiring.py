@@ -22,6 +22,7 @@ from policy_core.ports import (
     Clock,
     DecisionCache,
     PolicyStore,
+    RateLimiter,
     UsageStore,
 )
 
@@ -57,6 +58,7 @@ class RedisParts:
     cache: DecisionCache
     usage: UsageStore
     feed: ChangeFeed
+    rate_limiter: RateLimiter | None
     ping: Callable[[], Awaitable[bool]]
 
 
@@ -196,13 +198,15 @@ async def redis(settings: Settings, url: str, clock: Clock, stack: AsyncExitStac
 
     The decision cache is L1 in process in front of Redis (an L2 failure only
     costs the shared hits); usage counters take the Redis server's clock, so
-    every replica slides the same windows.
+    every replica slides the same windows; so do the APIs' rate limits.
     """
     from policy_core.errors import StoreUnavailable
     from policy_core.memory import MemoryDecisionCache, TieredDecisionCache
+    from policy_core.ratelimits import parse_rate_limits
     from policy_redis import (
         RedisChangeFeed,
         RedisDecisionCache,
+        RedisRateLimiter,
         RedisUsageStore,
         close_client,
         open_client,
@@ -222,6 +226,7 @@ async def redis(settings: Settings, url: str, clock: Clock, stack: AsyncExitStac
     feed = RedisChangeFeed(client, channel=namespace + "changes")
     stack.push_async_callback(feed.close)  # before the client: LIFO
     l2 = RedisDecisionCache(client, prefix=namespace + "cache:")
+    limits = parse_rate_limits(settings.rate_limits)
 
     async def ping() -> bool:
         try:
@@ -233,5 +238,10 @@ async def redis(settings: Settings, url: str, clock: Clock, stack: AsyncExitStac
         cache=TieredDecisionCache(MemoryDecisionCache(clock), l2),
         usage=RedisUsageStore(client, prefix=namespace + "usage:"),
         feed=feed,
+        rate_limiter=RedisRateLimiter(
+            client, limits, prefix=namespace + "ratelimit:", strategy=settings.rate_limit_strategy
+        )
+        if limits
+        else None,
         ping=ping,
     )

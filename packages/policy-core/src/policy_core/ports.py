@@ -45,6 +45,10 @@ __all__ = [
     "PolicyRecord",
     "PolicyStore",
     "PolicyWriter",
+    "RateDecision",
+    "RateGranularity",
+    "RateLimit",
+    "RateLimiter",
     "RevisionInfo",
     "ShieldScanner",
     "Unsubscribe",
@@ -59,6 +63,7 @@ T = TypeVar("T")
 FactRequest: TypeAlias = tuple[Any, ...]
 
 PolicyStatusName: TypeAlias = Literal["active", "draft", "deprecated"]
+RateGranularity: TypeAlias = Literal["second", "minute", "hour", "day", "month", "year"]
 
 
 # --- records ------------------------------------------------------------------
@@ -204,6 +209,41 @@ class DecisionLogCounters(msgspec.Struct, frozen=True, kw_only=True):
     corrupt_spool_lines: int = 0
 
 
+class RateLimit(msgspec.Struct, frozen=True):
+    """At most `amount` requests per `multiples` x `granularity` (`5000/second`, `100/5 minutes`)."""
+
+    amount: int
+    multiples: int
+    granularity: RateGranularity
+
+    @property
+    def seconds(self) -> int:
+        """The window's length (a month is 30 days, a year 360, as in the `limits` library)."""
+        return self.multiples * _GRANULARITY_SECONDS[self.granularity]
+
+    def __str__(self) -> str:
+        return f"{self.amount}/{self.multiples} {self.granularity}"
+
+
+_GRANULARITY_SECONDS = {
+    "second": 1,
+    "minute": 60,
+    "hour": 3600,
+    "day": 86_400,
+    "month": 30 * 86_400,
+    "year": 360 * 86_400,
+}
+
+
+class RateDecision(msgspec.Struct, frozen=True):
+    """A refused request: which limit, what remains of its window, and when it resets."""
+
+    allowed: bool
+    limit: int
+    remaining: int
+    reset_seconds: int
+
+
 class ApiKeyRecord(msgspec.Struct, frozen=True, kw_only=True):
     """A service API key as stored: never the key itself, only its prefix and hash."""
 
@@ -342,6 +382,29 @@ class DecisionHistory(Protocol):
 
     async def stats(self, since: datetime, until: datetime) -> DecisionStats:
         """Counts and latency percentiles of the records in [since, until)."""
+        ...
+
+
+@runtime_checkable
+class RateLimiter(Protocol):
+    """Request rate limits per route class and caller: what makes the APIs answer 429.
+
+    The limits themselves are the implementation's (the composition root
+    builds it from the deployment's settings); the API only counts requests.
+    """
+
+    async def hit(self, route_class: str, identity: str) -> RateDecision | None:
+        """Count one request of `identity` against `route_class`'s limits.
+
+        None when it is allowed (or the class is not limited); the refusal,
+        for the first limit it exceeds, otherwise. Allowed requests cost one
+        counter update per limit of the class and nothing more. Raises
+        StoreUnavailable when shared counters cannot be reached.
+        """
+        ...
+
+    async def ping(self) -> bool:
+        """True when the counters answer (always, for counters in memory)."""
         ...
 
 

@@ -11,6 +11,7 @@ from policy_core.memory.integrations import (
     StaticCostOracle,
     StaticShieldScanner,
 )
+from policy_core.memory.ratelimit import MemoryRateLimiter, RateStrategy
 from policy_core.memory.store import MemoryPolicyStore
 from policy_core.memory.tiered import TieredDecisionCache
 from policy_core.memory.usage import MemoryUsageStore, period_start, window_seconds
@@ -24,7 +25,9 @@ __all__ = [
     "MemoryEdgePublisher",
     "MemoryGovernanceSink",
     "MemoryPolicyStore",
+    "MemoryRateLimiter",
     "MemoryUsageStore",
+    "RateStrategy",
     "StaticCostOracle",
     "StaticShieldScanner",
     "SystemClock",

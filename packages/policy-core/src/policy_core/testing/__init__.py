@@ -13,6 +13,7 @@ from policy_core.testing.ports_contract import (
     DecisionCacheContract,
     UsageStoreContract,
 )
+from policy_core.testing.ratelimit_contract import RateLimiterContract, RateLimiterFor
 from policy_core.testing.store_contract import PolicyStoreContract
 
 __all__ = [
@@ -22,6 +23,8 @@ __all__ = [
     "DecisionCacheContract",
     "DecisionLogContract",
     "PolicyStoreContract",
+    "RateLimiterContract",
+    "RateLimiterFor",
     "UsageStoreContract",
     "decision_record",
     "eventually",
