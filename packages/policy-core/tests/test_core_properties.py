@@ -584,6 +584,40 @@ def test_engine_agrees_with_the_reference_interpreter(
     assert json.dumps(ctx, sort_keys=True) == snapshot  # never mutates the caller's context
 
 
+def _untimed(decision: Any) -> dict[str, Any]:
+    out: dict[str, Any] = msgspec.to_builtins(decision)
+    out.pop("evaluation_time_ms")
+    out.pop("trace")
+    if out["shadow"] is not None:
+        out["shadow"].pop("evaluation_time_ms")
+        out["shadow"].pop("trace")
+    return out
+
+
+@settings(
+    max_examples=500,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(policies_strategy(), contexts, st.integers(0, 5))
+def test_generated_code_agrees_with_the_closures(
+    policies: list[Policy], ctx: dict[str, Any], count: int
+) -> None:
+    """The two backends of the compiler decide alike, every field (compiler/codegen.py).
+
+    Without a trace the engine runs each policy's generated function; with
+    one it runs the closures of compiler/expr.py (the reference form).
+    """
+    facts: dict[Any, Any] = {
+        ("rate_limit.count", "a", "1m"): count,
+        ("rate_limit.count", "b", "1m"): count + 1,
+    }
+    engine = PolicyEngine(policies)
+    generated = engine.evaluate(ctx, facts=facts, now=1000.0)
+    closures = engine.evaluate(ctx, facts=facts, now=1000.0, trace=True)
+    assert _untimed(generated) == _untimed(closures)
+
+
 @settings(max_examples=300, deadline=None)
 @given(expressions, contexts)
 def test_compiled_expressions_agree_with_the_reference(expr: Expr, ctx: dict[str, Any]) -> None:

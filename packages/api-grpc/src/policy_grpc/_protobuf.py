@@ -6,6 +6,11 @@ Structs altogether). Decoding follows the protobuf rules (unknown fields
 skipped, the last value of a field wins); the usual layout (an entry's key
 then its value, each once) takes a fast path. Struct numbers are doubles on
 the wire: whole numbers within 2**53 come back as ints, as from a JSON parser.
+
+FAST COPY of betterproto2's google.protobuf Struct codec. Parity tests, in
+packages/api-grpc/tests/test_grpc_wire.py: ::test_struct_decoding_matches_betterproto2,
+::test_struct_encoding_matches_betterproto2 (both property tests) and
+::test_struct_entries_in_any_field_order_and_last_value_wins.
 """
 
 from __future__ import annotations

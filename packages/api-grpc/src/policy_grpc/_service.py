@@ -3,6 +3,8 @@
 The handler table is written here rather than inherited from the generated
 `PolicyServiceBase`: its methods receive only the message, while every call
 here needs the stream too (metadata for auth, bounded reads, batched writes).
+The evaluation messages skip the generated classes: _wire.py is their
+hand-written fast copy (and _transport.py that of grpclib's message I/O).
 """
 
 from __future__ import annotations

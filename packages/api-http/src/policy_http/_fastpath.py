@@ -10,6 +10,12 @@ context limits, the same problem documents, metrics, spans and request ids.
 The Litestar handlers of these routes stay: they describe the routes in the
 OpenAPI document and serve what the fast path declines (a non-JSON
 Content-Type).
+
+FAST COPY of the Litestar handlers `evaluate` and `evaluate_batch` in
+routes_evaluate.py. Parity test:
+packages/api-http/tests/test_http_fastpath_parity.py::test_same_status_and_body
+(the same payloads, valid and not, through both: same status and body).
+A change to either route goes into both.
 """
 
 from __future__ import annotations

@@ -33,9 +33,11 @@ _SECURITY: list[dict[str, list[str]]] = [{"bearerAuth": []}, {"apiKey": []}]
 def evaluate_routes(rt: Runtime, evaluations: Evaluations) -> list[HTTPRouteHandler]:
     """The /evaluate routes over this app's runtime.
 
-    The app's fast path answers POST /evaluate and /evaluate/batch with JSON
-    bodies before Litestar routes them; these handlers describe the routes in
-    the OpenAPI document and serve the requests the fast path leaves alone.
+    The app's fast path (_fastpath.py, a hand-written copy of these two
+    handlers) answers POST /evaluate and /evaluate/batch with JSON bodies
+    before Litestar routes them; these handlers describe the routes in the
+    OpenAPI document and serve the requests the fast path leaves alone.
+    test_http_fastpath_parity.py::test_same_status_and_body pins the two.
     """
 
     @post(

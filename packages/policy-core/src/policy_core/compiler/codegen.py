@@ -1,7 +1,14 @@
 """Code generation: one Python function per policy that evaluates all its rules.
 
-The closure compiler (expr.py) is the reference form; this backend is its
-fast twin for the hot path. Every path a policy reads is loaded once into a
+FAST COPY of the closure compiler (expr.py and methods.py), the reference
+form; the engine runs this one when no trace is asked for. Parity tests:
+packages/policy-core/tests/test_core_properties.py::test_generated_code_agrees_with_the_closures
+(random policies, every decision field), ::test_engine_agrees_with_the_reference_interpreter,
+and test_core_engine.py::test_generated_code_and_closures_agree_under_trace,
+::test_large_policies_are_generated_in_chunks_and_agree_with_closures.
+A change to the semantics goes into both files.
+
+Every path a policy reads is loaded once into a
 local, comparisons against literals are inlined, and each rule sits in its
 own try block, so one evaluation is a single function call per policy.
 

@@ -1,4 +1,14 @@
-"""IR -> closures `fn(env) -> value`: compiled once per policy change, never walked per request."""
+"""IR -> closures `fn(env) -> value`: compiled once per policy change, never walked per request.
+
+This is the reference form of a condition. The engine runs it under `trace`,
+for conditions too deep for generated code, and the validator's warnings and
+`explain` use it; the hot path runs codegen.py, its hand-written fast copy.
+Parity tests:
+packages/policy-core/tests/test_core_properties.py::test_generated_code_agrees_with_the_closures
+(every decision field, random policies) and
+::test_compiled_expressions_agree_with_the_reference (these closures against
+the test's own interpreter of spec 4).
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,10 @@
-"""Derived facts (spec 3): computed lazily, once per evaluation, only when a policy refers to them."""
+"""Derived facts (spec 3): computed lazily, once per evaluation, only when a policy refers to them.
+
+`compare_cost` is a fast copy of comparing the exact `llm.estimated_cost`: it
+decides from an upper bound when that suffices. Parity tests:
+packages/policy-core/tests/test_core_properties.py::test_cost_comparisons_agree_with_the_exact_cost
+and ::test_cost_comparisons_at_the_exact_cost_and_its_neighbours.
+"""
 
 from __future__ import annotations
 

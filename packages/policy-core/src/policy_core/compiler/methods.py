@@ -1,4 +1,10 @@
-"""Methods (`s.contains(t)`, `user.has_permission(p)`, ...), global and fact functions (spec 4.5)."""
+"""Methods (`s.contains(t)`, `user.has_permission(p)`, ...), global and fact functions (spec 4.5).
+
+`has_any_grant` and `has_permission_fast` are fast copies of
+`values.has_permission` for the usual shapes (a literal permission, a dict
+subject); parity test:
+packages/policy-core/tests/test_core_properties.py::test_literal_permission_grants_agree_with_has_permission.
+"""
 
 from __future__ import annotations
 
