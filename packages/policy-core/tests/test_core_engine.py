@@ -1,9 +1,10 @@
-"""Engine properties that the case files cannot express: threads, immutability, selection caching."""
+"""Engine properties that the case files cannot express: threads, immutability, selections, facts."""
 
 from __future__ import annotations
 
 import copy
 import threading
+from collections.abc import Sequence
 from typing import Any
 
 import msgspec
@@ -109,25 +110,112 @@ def test_engine_rejects_duplicate_ids_and_bad_defaults() -> None:
         PolicyEngine(policies, default_decision="maybe")  # type: ignore[arg-type]
 
 
+RATE_LIMITED = (
+    "metadata: {id: rl}\nrules:\n  - id: r\n"
+    "    condition: \"rate_limit.count('user:' + user.id, '1m') > 10 || budget.spent(team.id, 'day') > 5\"\n"
+    "    action: {decision: deny}\n"
+)
+
+
 def test_fact_requests_list_what_the_selected_policies_need() -> None:
-    engine = PolicyEngine(
-        load_policy_text(
-            "metadata: {id: rl}\nrules:\n  - id: r\n"
-            "    condition: \"rate_limit.count('user:' + user.id, '1m') > 10 || budget.spent(team.id, 'day') > 5\"\n"
-            "    action: {decision: deny}\n"
-        )
-    )
+    engine = PolicyEngine(load_policy_text(RATE_LIMITED))
     ctx = {"user": {"id": "u1"}, "team": {"id": "t1"}}
-    assert engine.fact_requests(ctx) == [
+    selection = engine.select()
+    assert selection.fact_requests(ctx) == [
         ("rate_limit.count", "user:u1", "1m"),
         ("budget.spent", "t1", "day"),
     ]
-    assert engine.uses_stateful_facts()
+    assert selection.uses_facts
+    assert selection.fact_kinds == {"rate_limit.count", "budget.spent"}
+    assert not PolicyEngine(load_policy_text(POLICIES)).select().uses_facts
     missing = engine.evaluate(ctx)
     assert missing.decision == "deny"
     assert "unavailable" in missing.errors[0].message
     facts = {("rate_limit.count", "user:u1", "1m"): 3, ("budget.spent", "t1", "day"): 1.0}
     assert engine.evaluate(ctx, facts=facts).decision == "allow"
+
+
+def test_select_resolves_each_filter_once_into_an_immutable_selection() -> None:
+    engine = PolicyEngine(load_policy_text(POLICIES))
+    everything = engine.select()
+    # Empty means "not given", on every interface: one normal form, one Selection.
+    assert engine.select([], "") is everything
+    assert (everything.policies, everything.namespace) == (None, None)
+    gate = engine.select(["gate"])
+    assert engine.select(("gate",), None) is gate
+    assert (gate.policies, gate.namespace) == (("gate",), None)
+    assert [p.id for p in everything.selected] == ["gate", "shadowed"]
+    assert [p.id for p in engine.select(namespace="other").selected] == ["shadowed"]
+    assert [p.id for p in engine.select(["gate"], "other").selected] == []
+    with pytest.raises(PolicyNotFound):
+        engine.select(["gate", "nope"])
+    with pytest.raises(AttributeError, match="immutable"):
+        gate.cache_ttl = 1  # type: ignore[misc]
+    with pytest.raises(AttributeError, match="immutable"):
+        del gate.policy_set
+    assert gate.policy_set == engine.policy_set(["gate"])
+    assert gate.cache_ttl == 300  # the default of config.cache_ttl_seconds
+    assert dict(everything.audit_modes) == {"gate": "all", "shadowed": "all"}
+    assert everything.audits_unmatched
+
+
+def test_a_selection_decides_as_the_engine_does() -> None:
+    engine = PolicyEngine(load_policy_text(POLICIES))
+    ctx = {"llm": {"max_tokens": 5000, "prompt": "select a from b"}, "user": {"id": "u"}}
+    for policies, namespace in ((None, None), (["gate"], None), (None, "other")):
+        selection = engine.select(policies, namespace)
+        for trace in (False, True):
+            mine = msgspec.to_builtins(selection.evaluate(ctx, trace=trace))
+            theirs = _decision(engine, ctx, policies=policies, namespace=namespace, trace=trace)
+            mine.pop("evaluation_time_ms")
+            if mine["shadow"] is not None:
+                mine["shadow"].pop("evaluation_time_ms")
+            assert mine == theirs
+
+
+class _Source:
+    def __init__(self, values: dict[tuple[Any, ...], Any], fail: bool = False) -> None:
+        self.values, self.fail = values, fail
+        self.asked: list[tuple[list[tuple[Any, ...]], bool]] = []
+
+    async def fetch(
+        self, requests: Sequence[tuple[Any, ...]], *, record: bool = True
+    ) -> dict[tuple[Any, ...], Any]:
+        self.asked.append((list(requests), record))
+        if self.fail:
+            raise ConnectionError("down")
+        return {r: self.values[r] for r in requests if r in self.values}
+
+
+SCANNED = (
+    "metadata: {id: s}\nrules:\n  - id: r\n"
+    "    condition: \"rate_limit.count(user.id, '1m') > 1 || shield.scan(llm.prompt).risk_score > 0.5\"\n"
+    "    action: {decision: deny, reason: risky}\n"
+)
+
+
+async def test_gather_facts_asks_each_source_once_for_its_own_facts() -> None:
+    selection = PolicyEngine(load_policy_text(SCANNED)).select()
+    ctx = {"user": {"id": "u1"}, "llm": {"prompt": "hi"}}
+    count, scan = ("rate_limit.count", "u1", "1m"), ("shield.scan", "hi")
+    usage = _Source({count: 1})
+    integrations = _Source({scan: {"risk_score": 0.9}})
+    facts = await selection.gather_facts(ctx, usage=usage, integrations=integrations, record=False)
+    assert facts == {count: 1, scan: {"risk_score": 0.9}}
+    assert usage.asked == [([count], False)]
+    assert integrations.asked == [([scan], False)]
+    assert selection.evaluate(ctx, facts=facts).reason == "risky"
+
+
+async def test_a_failing_fact_source_leaves_its_facts_to_the_fail_mode() -> None:
+    engine = PolicyEngine(load_policy_text(SCANNED))
+    ctx = {"user": {"id": "u1"}, "llm": {"prompt": "hi"}}
+    decision = await engine.evaluate_async(
+        ctx, usage=_Source({}, fail=True), integrations=_Source({}, fail=True)
+    )
+    assert decision.decision == "deny"  # fail closed, the default
+    assert decision.matched_rules == ("s/r",)
+    assert "unavailable" in decision.errors[0].message
 
 
 def test_generated_code_and_closures_agree_under_trace() -> None:

@@ -314,7 +314,19 @@ rules:
 
 async def test_policies_given_as_a_list() -> None:
     h = Harness(BASIC.replace("cache_ttl_seconds: 60", "cache_ttl_seconds: 60, audit: none"))
-    ids: Any = ["basic"]  # what a caller decoding JSON by hand may pass
+    ids = ["basic"]  # what a caller decoding JSON by hand may pass
     first = await h.run("nobody", policies=ids)
     again = await h.run("nobody", policies=ids)
     assert (first.decision.decision, again.cached) == ("allow", True)
+
+
+async def test_an_empty_filter_is_no_filter_for_the_cache_too() -> None:
+    h = Harness(BASIC)
+    first = await h.run("nobody", policies=None, namespace=None)
+    for policies, namespace in (([], ""), ((), None), (None, "")):
+        again = await h.run("nobody", policies=policies, namespace=namespace)
+        assert again.cached is True
+        assert again.decision.policy_set == first.decision.policy_set
+    listed = await h.run("nobody", policies=["basic"])
+    assert listed.cached is False  # a real filter is a different selection
+    assert (await h.run("nobody", policies=("basic",))).cached is True

@@ -64,8 +64,9 @@ def to_evaluation_request(wire: WireRequest) -> EvaluationRequest:
         raise InvalidRequestError("the request has no context: set `context` or `context_json`")
     return EvaluationRequest(
         context=context,
-        policies=tuple(wire.policies) if wire.policies else None,
-        namespace=wire.namespace or None,
+        # As given: the engine's `select` normalises the filter (empty = not given).
+        policies=wire.policies,
+        namespace=wire.namespace,
         dry_run=wire.dry_run,
         trace=wire.trace,
         request_id=wire.request_id or None,

@@ -43,9 +43,9 @@ class Evaluations:
                 raise ApiProblem(422, str(exc), code="context_too_large") from None
         return EvaluationRequest(
             context=body.context,
-            # Empty means "not given" on every interface (language case options.yaml).
-            policies=tuple(body.policies) if body.policies else None,
-            namespace=body.namespace or None,
+            # As given: the engine's `select` normalises the filter (empty = not given).
+            policies=body.policies,
+            namespace=body.namespace,
             dry_run=body.dry_run,
             trace=body.trace,
             request_id=body.request_id or default_id,

@@ -9,7 +9,7 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from policy_core.engine import FactRequest as FactRequest, PolicyEngine as PolicyEngine
+    from policy_core.engine import PolicyEngine as PolicyEngine, Selection as Selection
     from policy_core.errors import (
         Issue as Issue,
         PolicyAlreadyExists as PolicyAlreadyExists,
@@ -29,11 +29,16 @@ if TYPE_CHECKING:
         to_expression as to_expression,
         validate_policy_text as validate_policy_text,
     )
-    from policy_core.model import Decision as Decision, Policy as Policy
+    from policy_core.model import (
+        Decision as Decision,
+        FactRequest as FactRequest,
+        Policy as Policy,
+    )
 
 _EXPORTS = {
     "PolicyEngine": "policy_core.engine",
-    "FactRequest": "policy_core.engine",
+    "Selection": "policy_core.engine",
+    "FactRequest": "policy_core.model",
     "Decision": "policy_core.model",
     "Policy": "policy_core.model",
     "Issue": "policy_core.errors",
@@ -66,6 +71,7 @@ __all__ = [
     "PolicyNotFound",
     "RevisionConflict",
     "RevisionNotFound",
+    "Selection",
     "StoreUnavailable",
     "ValidationReport",
     "load_policies",

@@ -1,15 +1,24 @@
 """The decision engine (spec 5): a pure, synchronous function of (compiled policies, context).
 
-Thread-safe: the compiled set is immutable once built; the only shared
-mutable state is a cache of policy selections, filled with atomic dict writes.
+`PolicyEngine.select(policies, namespace)` resolves a request's policy filter
+once into a `Selection`: the selected policies and everything that follows
+from them (policy set id, cache TTL, the facts they need, audit modes). A
+caller that asks several questions about one request (the EvaluationService)
+holds the Selection; `PolicyEngine.evaluate` is `select(...).evaluate(...)`.
+
+Thread-safe: the compiled set and every Selection are immutable once built;
+the only shared mutable state is the cache of selections, filled with atomic
+dict writes.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Literal, Protocol
+from types import MappingProxyType
+from typing import Any, Literal, NoReturn, Protocol
 
 from policy_core.compiler import CompiledPolicy, CompiledRule, CompiledSet, compile_policies
 from policy_core.compiler.methods import fact_key
@@ -20,20 +29,25 @@ from policy_core.model import (
     DECISION_STRENGTH,
     Decision,
     EvaluationError,
+    FactRequest,
     Policy,
     PolicyStatus,
     RuleTrace,
 )
 
-__all__ = ["FactRequest", "FactSource", "PolicyEngine"]
+__all__ = ["USAGE_FACTS", "FactSource", "PolicyEngine", "Selection"]
 
-FactRequest = tuple[Any, ...]
+#: The fact kinds a usage store answers; every other kind is an integration's.
+USAGE_FACTS = frozenset({"rate_limit.count", "budget.spent"})
+
 _BY_STRENGTH = {v: k for k, v in DECISION_STRENGTH.items()}
 _perf = time.perf_counter
+_log = logging.getLogger(__name__)
+_set = object.__setattr__
 
 
 class FactSource(Protocol):
-    """Where `evaluate_async` gets stateful and integration facts (a UsageStore, usually)."""
+    """Where stateful and integration facts come from (a UsageStore, usually)."""
 
     async def fetch(
         self, requests: Sequence[FactRequest], *, record: bool = True
@@ -49,20 +63,217 @@ def _message(exc: BaseException) -> str:
     return str(exc)
 
 
-class _Selection:
-    """The policies one (policies, namespace) filter selects, and what follows from them."""
+def _filter(
+    policies: Sequence[str] | None, namespace: str | None
+) -> tuple[tuple[str, ...] | None, str | None]:
+    """The one normal form of a policy filter.
 
-    __slots__ = ("active", "combined", "drafts", "fact_calls", "policy_set", "ttl")
+    An empty list or namespace means "not given": gRPC (proto3) cannot tell
+    them apart from absent, and every interface must decide a request the same way.
+    """
+    return (tuple(policies) if policies else None, namespace or None)
 
-    def __init__(self, combined: tuple[CompiledPolicy, ...], default_decision: str) -> None:
-        self.combined = combined
-        self.active = tuple(p for p in combined if p.policy.status is PolicyStatus.ACTIVE)
-        self.drafts = tuple(p for p in combined if p.policy.status is PolicyStatus.DRAFT)
-        self.fact_calls = tuple(c for p in combined for c in p.fact_calls)
-        self.ttl = min((p.policy.config.cache_ttl_seconds for p in combined), default=0)
+
+class Selection:
+    """The policies one (policies, namespace) filter selects, and what follows from them.
+
+    Immutable. `PolicyEngine.select` builds one per filter and caches it, so
+    holding one for a request costs nothing and every question about the
+    request (`policy_set`, `cache_ttl`, `uses_facts`, `fact_requests`,
+    `gather_facts`, `evaluate`) is answered from the same resolution.
+
+    - `policies`, `namespace`: the filter in normal form (None = not given).
+    - `selected`: the selected policies in evaluation order, drafts included.
+    - `policy_set`: `sha256:...` of the selected revisions and the engine default.
+    - `cache_ttl`: the smallest `cache_ttl_seconds` of the selected policies
+      (0 = never cache).
+    - `uses_facts`, `fact_kinds`: whether, and which, stateful or integration
+      facts (`rate_limit.count`, `budget.spent`, `shield.scan`, ...) the
+      selected policies use; a decision using them is never cached.
+    - `audit_modes`: `config.audit` per selected policy id; `audits_unmatched`:
+      whether a decision no policy matched is audited (unless every selected
+      policy opted out with `audit: none`).
+    """
+
+    __slots__ = (
+        "_active",
+        "_combined",
+        "_default",
+        "_drafts",
+        "_fact_calls",
+        "_uses_now",
+        "audit_modes",
+        "audits_unmatched",
+        "cache_ttl",
+        "fact_kinds",
+        "namespace",
+        "policies",
+        "policy_set",
+        "selected",
+        "uses_facts",
+    )
+
+    _active: tuple[CompiledPolicy, ...]
+    _combined: tuple[CompiledPolicy, ...]
+    _default: str
+    _drafts: tuple[CompiledPolicy, ...]
+    _fact_calls: tuple[Any, ...]
+    _uses_now: bool
+    audit_modes: Mapping[str, str]
+    audits_unmatched: bool
+    cache_ttl: int
+    fact_kinds: frozenset[str]
+    namespace: str | None
+    policies: tuple[str, ...] | None
+    policy_set: str
+    selected: tuple[Policy, ...]
+    uses_facts: bool
+
+    def __init__(
+        self,
+        combined: tuple[CompiledPolicy, ...],
+        *,
+        policies: tuple[str, ...] | None,
+        namespace: str | None,
+        default_decision: str,
+        uses_now: bool,
+    ) -> None:
+        fact_calls = tuple(c for p in combined for c in p.fact_calls)
         ids = sorted(f"{p.policy_id}\0{p.policy.digest}\0{p.policy.status.value}" for p in combined)
         digest = hashlib.sha256("\n".join([default_decision, *ids]).encode()).hexdigest()
-        self.policy_set = f"sha256:{digest}"
+        modes = {p.policy_id: p.policy.config.audit for p in combined}
+        for name, value in (
+            ("_combined", combined),
+            ("_active", tuple(p for p in combined if p.policy.status is PolicyStatus.ACTIVE)),
+            ("_drafts", tuple(p for p in combined if p.policy.status is PolicyStatus.DRAFT)),
+            ("_fact_calls", fact_calls),
+            ("_default", default_decision),
+            ("_uses_now", uses_now),
+            ("policies", policies),
+            ("namespace", namespace),
+            ("selected", tuple(p.policy for p in combined)),
+            ("policy_set", f"sha256:{digest}"),
+            ("cache_ttl", min((p.policy.config.cache_ttl_seconds for p in combined), default=0)),
+            ("uses_facts", bool(fact_calls)),
+            ("fact_kinds", frozenset(c.name for c in fact_calls)),
+            ("audit_modes", MappingProxyType(modes)),
+            ("audits_unmatched", not modes or any(m != "none" for m in modes.values())),
+        ):
+            _set(self, name, value)
+
+    def __setattr__(self, name: str, value: Any) -> NoReturn:
+        raise AttributeError(f"a Selection is immutable; cannot set {name!r}")
+
+    def __delattr__(self, name: str) -> NoReturn:
+        raise AttributeError(f"a Selection is immutable; cannot delete {name!r}")
+
+    def __repr__(self) -> str:
+        return (
+            f"Selection(policies={self.policies!r}, namespace={self.namespace!r}, "
+            f"policy_set={self.policy_set!r})"
+        )
+
+    # --- facts --------------------------------------------------------------
+
+    def fact_requests(
+        self, context: Mapping[str, Any], *, now: float | None = None
+    ) -> list[FactRequest]:
+        """The stateful/integration facts the selected policies need for this context, de-duplicated."""
+        if not self._fact_calls:
+            return []
+        env = Env(context, time.time() if now is None else now, None)
+        seen: dict[FactRequest, None] = {}
+        for call in self._fact_calls:
+            try:
+                seen[fact_key(call.name, tuple(arg(env) for arg in call.args))] = None
+            except (EvalError, TypeError):
+                continue  # the rule reports the error itself when it is evaluated
+        return list(seen)
+
+    async def gather_facts(
+        self,
+        context: Mapping[str, Any],
+        *,
+        usage: FactSource | None,
+        integrations: FactSource | None = None,
+        record: bool = True,
+        now: float | None = None,
+    ) -> dict[FactRequest, Any]:
+        """Fetch the facts this context needs: counters from `usage`, the rest from `integrations`.
+
+        Each source is asked once, for all its facts. A source that is absent or
+        fails (logged) leaves its facts missing: the rules using them then
+        fail as their policy's `fail_open` says (spec 5.4). `record=False`
+        (a dry run) asks the usage store not to count this request.
+        """
+        wanted = self.fact_requests(context, now=now)
+        facts: dict[FactRequest, Any] = {}
+        if not wanted:
+            return facts
+        counters = [r for r in wanted if r[0] in USAGE_FACTS]
+        others = [r for r in wanted if r[0] not in USAGE_FACTS]
+        for source, requests, what in (
+            (usage, counters, "usage"),
+            (integrations, others, "integration"),
+        ):
+            if source is None or not requests:
+                continue
+            try:
+                facts.update(await source.fetch(requests, record=record))
+            except Exception:
+                # Missing facts become evaluation errors: the policy's fail mode decides.
+                _log.warning("%s facts unavailable; the rules using them fail", what, exc_info=True)
+        return facts
+
+    # --- evaluation -----------------------------------------------------------
+
+    def evaluate(
+        self,
+        context: Mapping[str, Any],
+        trace: bool = False,
+        now: float | None = None,
+        facts: Mapping[FactRequest, Any] | None = None,
+    ) -> Decision:
+        """Decide one request against the selected policies. Never mutates `context`.
+
+        `now` (epoch seconds) is the time `now()` sees; `facts` the gathered
+        stateful/integration facts (`gather_facts`). Positional parameters are
+        allowed so that `PolicyEngine.evaluate` delegates with the cheapest call.
+        """
+        start = _perf()
+        if now is None and self._uses_now:
+            now = time.time()
+        env = Env(context, now, facts)
+        if not self._drafts:
+            outcome = _Outcome(trace)
+            for policy in self._active:
+                run = policy.run
+                if run is not None and policy.plain and not trace:
+                    # _run_policy's path for a policy without scope or exceptions, inline.
+                    if not run(env, outcome, policy) and policy.default_match is not None:
+                        outcome.matches.append(policy.default_match)
+                else:
+                    _run_policy(policy, env, outcome)
+            return _decide(outcome, env, self, None, start)
+        return self._evaluate_with_shadow(env, trace, start)
+
+    def _evaluate_with_shadow(self, env: Env, trace: bool, start: float) -> Decision:
+        # Each policy runs once; the enforced decision combines the active ones,
+        # the shadow decision combines all of them as if the drafts were active.
+        per_policy: list[tuple[CompiledPolicy, _Outcome]] = []
+        for policy in self._combined:
+            outcome = _Outcome(trace)
+            _run_policy(policy, env, outcome)
+            per_policy.append((policy, outcome))
+        enforced, shadow = _Outcome(trace), _Outcome(False)
+        for policy, outcome in per_policy:
+            shadow.extend(outcome)
+            if policy.policy.status is PolicyStatus.ACTIVE:
+                enforced.extend(outcome)
+            elif enforced.traces is not None and outcome.traces is not None:
+                enforced.traces += outcome.traces
+        shadow_decision = _decide(shadow, env, self, None, start)
+        return _decide(enforced, env, self, shadow_decision, start)
 
 
 class _Outcome:
@@ -123,9 +334,8 @@ class PolicyEngine:
         self._default = default_decision
         self._loaded = frozenset(seen)
         self._compiled: CompiledSet = compile_policies(self._policies)
-        self._selections: dict[tuple[tuple[str, ...] | None, str | None], _Selection] = {}
-        self._everything: _Selection | None = None  # the unfiltered selection, most requests'
-        self._everything = self._select(None, None)
+        self._selections: dict[tuple[tuple[str, ...] | None, str | None], Selection] = {}
+        self._everything = self._resolve(None, None)  # the unfiltered selection, most requests'
 
     @property
     def policies(self) -> tuple[Policy, ...]:
@@ -137,14 +347,26 @@ class PolicyEngine:
 
     # --- selection ------------------------------------------------------
 
-    def _select(self, policies: Sequence[str] | None, namespace: str | None) -> _Selection:
-        # An empty list or namespace means "not given": gRPC (proto3) cannot tell them
-        # apart from absent, and every interface must decide a request the same way.
-        key = (tuple(policies) if policies else None, namespace or None)
+    def select(
+        self, policies: Sequence[str] | None = None, namespace: str | None = None
+    ) -> Selection:
+        """The Selection of a request's filter; PolicyNotFound for an id that is not loaded.
+
+        `policies` (ids) and `namespace` restrict the policies evaluated (both:
+        the intersection); empty means not given. Cached per filter.
+        """
+        if not policies and not namespace:
+            return self._everything
+        key = _filter(policies, namespace)
         selection = self._selections.get(key)
-        if selection is not None:
-            return selection
-        policies, namespace = key
+        if selection is None:
+            selection = self._resolve(*key)
+            if len(self._selections) > 1024:
+                self._selections.clear()  # callers with unbounded filter combinations
+            self._selections[key] = selection
+        return selection
+
+    def _resolve(self, policies: tuple[str, ...] | None, namespace: str | None) -> Selection:
         wanted: set[str] | None = None
         if policies is not None:
             wanted = set(policies)
@@ -157,45 +379,19 @@ class PolicyEngine:
             if (wanted is None or p.policy_id in wanted)
             and (namespace is None or p.policy.metadata.namespace == namespace)
         )
-        selection = _Selection(combined, self._default)
-        if len(self._selections) > 1024:
-            self._selections.clear()  # callers with unbounded filter combinations
-        self._selections[key] = selection
-        return selection
+        return Selection(
+            combined,
+            policies=policies,
+            namespace=namespace,
+            default_decision=self._default,
+            uses_now=self._compiled.uses_now,
+        )
 
     def policy_set(
         self, policies: Sequence[str] | None = None, namespace: str | None = None
     ) -> str:
         """`sha256:...` identifying the exact selected revisions (and the engine default)."""
-        return self._select(policies, namespace).policy_set
-
-    def cache_ttl(self, policies: Sequence[str] | None = None, namespace: str | None = None) -> int:
-        """The smallest `cache_ttl_seconds` of the selected policies (0 = never cache)."""
-        return self._select(policies, namespace).ttl
-
-    def uses_stateful_facts(
-        self, policies: Sequence[str] | None = None, namespace: str | None = None
-    ) -> bool:
-        return bool(self._select(policies, namespace).fact_calls)
-
-    def fact_requests(
-        self,
-        context: Mapping[str, Any],
-        *,
-        policies: Sequence[str] | None = None,
-        namespace: str | None = None,
-        now: float | None = None,
-    ) -> list[FactRequest]:
-        """The stateful/integration facts the selected policies need for this context, de-duplicated."""
-        selection = self._select(policies, namespace)
-        env = Env(context, time.time() if now is None else now, None)
-        seen: dict[FactRequest, None] = {}
-        for call in selection.fact_calls:
-            try:
-                seen[fact_key(call.name, tuple(arg(env) for arg in call.args))] = None
-            except (EvalError, TypeError):
-                continue  # the rule reports the error itself when it is evaluated
-        return list(seen)
+        return self.select(policies, namespace).policy_set
 
     # --- evaluation -----------------------------------------------------
 
@@ -203,20 +399,27 @@ class PolicyEngine:
         self,
         context: Mapping[str, Any],
         *,
-        usage: FactSource,
+        usage: FactSource | None = None,
+        integrations: FactSource | None = None,
         record: bool = True,
         policies: Sequence[str] | None = None,
         namespace: str | None = None,
         trace: bool = False,
         now: float | None = None,
     ) -> Decision:
-        """Fetch the facts the policies need in one call, then evaluate."""
+        """Gather the facts the policies need (`Selection.gather_facts`), then evaluate.
+
+        `usage` answers `rate_limit.count` and `budget.spent` (a UsageStore such as
+        `policy_core.memory.MemoryUsageStore()`), `integrations` every other fact.
+        """
+        selection = self.select(policies, namespace)
         now = time.time() if now is None else now
-        requests = self.fact_requests(context, policies=policies, namespace=namespace, now=now)
-        facts = await usage.fetch(requests, record=record) if requests else {}
-        return self.evaluate(
-            context, policies=policies, namespace=namespace, trace=trace, now=now, facts=facts
-        )
+        facts = None
+        if selection.uses_facts:
+            facts = await selection.gather_facts(
+                context, usage=usage, integrations=integrations, record=record, now=now
+            )
+        return selection.evaluate(context, trace=trace, now=now, facts=facts)
 
     def evaluate(
         self,
@@ -229,46 +432,10 @@ class PolicyEngine:
         facts: Mapping[FactRequest, Any] | None = None,
     ) -> Decision:
         """Decide one request. Never mutates `context`; raises only PolicyNotFound (bad filter)."""
-        start = _perf()
+        # Positional: a call without keywords is the one CPython specialises.
         if policies is None and namespace is None:
-            selection = self._everything or self._select(None, None)
-        else:
-            selection = self._select(policies, namespace)
-        if now is None and self._compiled.uses_now:
-            now = time.time()
-        env = Env(context, now, facts)
-        if not selection.drafts:
-            outcome = _Outcome(trace)
-            for policy in selection.active:
-                run = policy.run
-                if run is not None and policy.plain and not trace:
-                    # _run_policy's path for a policy without scope or exceptions, inline.
-                    if not run(env, outcome, policy) and policy.default_match is not None:
-                        outcome.matches.append(policy.default_match)
-                else:
-                    _run_policy(policy, env, outcome)
-            return _decide(outcome, env, self._default, selection, None, start)
-        return self._evaluate_with_shadow(selection, env, trace, start)
-
-    def _evaluate_with_shadow(
-        self, selection: _Selection, env: Env, trace: bool, start: float
-    ) -> Decision:
-        # Each policy runs once; the enforced decision combines the active ones,
-        # the shadow decision combines all of them as if the drafts were active.
-        per_policy: list[tuple[CompiledPolicy, _Outcome]] = []
-        for policy in selection.combined:
-            outcome = _Outcome(trace)
-            _run_policy(policy, env, outcome)
-            per_policy.append((policy, outcome))
-        enforced, shadow = _Outcome(trace), _Outcome(False)
-        for policy, outcome in per_policy:
-            shadow.extend(outcome)
-            if policy.policy.status is PolicyStatus.ACTIVE:
-                enforced.extend(outcome)
-            elif enforced.traces is not None and outcome.traces is not None:
-                enforced.traces += outcome.traces
-        shadow_decision = _decide(shadow, env, self._default, selection, None, start)
-        return _decide(enforced, env, self._default, selection, shadow_decision, start)
+            return self._everything.evaluate(context, trace, now, facts)
+        return self.select(policies, namespace).evaluate(context, trace, now, facts)
 
 
 # --- one policy ------------------------------------------------------------
@@ -413,13 +580,13 @@ def _render(rule: CompiledRule, env: Env) -> str | None:
 def _decide(
     out: _Outcome,
     env: Env,
-    default: str,
-    selection: _Selection,
+    selection: Selection,
     shadow: Decision | None,
     start: float,
 ) -> Decision:
     matches = out.matches
     if not matches:
+        default = selection._default
         return Decision(
             decision=default,  # type: ignore[arg-type]
             allowed=default != "deny",
@@ -479,7 +646,7 @@ def _decide_one(
     m: CompiledRule,
     out: _Outcome,
     env: Env,
-    selection: _Selection,
+    selection: Selection,
     shadow: Decision | None,
     start: float,
 ) -> Decision:

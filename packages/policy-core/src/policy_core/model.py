@@ -21,6 +21,7 @@ __all__ = [
     "Decision",
     "DecisionKind",
     "EvaluationError",
+    "FactRequest",
     "LogObligation",
     "Obligation",
     "Policy",
@@ -51,6 +52,11 @@ class DecisionKind(StrEnum):
     MODIFY = "modify"
     DENY = "deny"
 
+
+#: A stateful or integration fact a policy needs, as `Selection.fact_requests` lists it:
+#: ("rate_limit.count", key, window) | ("budget.spent", key, period) |
+#: ("shield.scan", text) | ("costops.estimate", provider, model, prompt_tokens, max_tokens)
+FactRequest: TypeAlias = tuple[Any, ...]
 
 DECISION_STRENGTH: dict[str, int] = {"allow": 0, "warn": 1, "modify": 2, "deny": 3}
 

@@ -20,7 +20,7 @@ from typing import Any, Generic, Literal, Protocol, TypeAlias, TypeVar, runtime_
 
 import msgspec
 
-from policy_core.model import Decision
+from policy_core.model import Decision, FactRequest
 
 __all__ = [
     "ApiKeyRecord",
@@ -56,11 +56,6 @@ __all__ = [
 ]
 
 T = TypeVar("T")
-
-#: A stateful or integration fact, as `PolicyEngine.fact_requests` returns it:
-#: ("rate_limit.count", key, window) | ("budget.spent", key, period) |
-#: ("shield.scan", text) | ("costops.estimate", provider, model, prompt_tokens, max_tokens)
-FactRequest: TypeAlias = tuple[Any, ...]
 
 PolicyStatusName: TypeAlias = Literal["active", "draft", "deprecated"]
 RateGranularity: TypeAlias = Literal["second", "minute", "hour", "day", "month", "year"]

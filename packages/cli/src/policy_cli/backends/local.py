@@ -67,14 +67,13 @@ class LocalBackend:
         out: list[Json] = []
         for req in requests:
             try:
-                if self.engine.uses_stateful_facts(policies=req.policies, namespace=req.namespace):
-                    decision = await self._evaluate_stateful(req)
-                else:
-                    decision = self.engine.evaluate(
-                        req.context, policies=req.policies, namespace=req.namespace, trace=req.trace
-                    )
+                selection = self.engine.select(req.policies, req.namespace)
             except PolicyNotFound as exc:
                 raise CliError(str(exc), ExitCode.USAGE) from None
+            if selection.uses_facts:
+                decision = await self._evaluate_stateful(req)
+            else:
+                decision = selection.evaluate(req.context, trace=req.trace)
             out.append(decision_json(decision, req.request_id))
         return out
 

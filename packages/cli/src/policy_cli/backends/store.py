@@ -84,7 +84,7 @@ class StoreBackend:
         core = [
             EvaluationRequest(
                 context=r.context,
-                policies=tuple(r.policies) if r.policies is not None else None,
+                policies=r.policies,
                 namespace=r.namespace,
                 dry_run=r.dry_run,
                 trace=r.trace,

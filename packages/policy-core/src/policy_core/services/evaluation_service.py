@@ -18,7 +18,7 @@ from typing import Any
 import msgspec
 
 from policy_core.clock import SystemClock
-from policy_core.engine import PolicyEngine
+from policy_core.engine import Selection
 from policy_core.model import AuditObligation, Decision, RedactObligation
 from policy_core.ports import (
     Clock,
@@ -40,7 +40,6 @@ __all__ = ["EvaluationService", "canonical_json", "context_digest", "with_digest
 _log = logging.getLogger(__name__)
 # enc_hook: a library caller may pass values JSON cannot hold; digest their str().
 _encoder = msgspec.json.Encoder(order="sorted", enc_hook=str)
-_USAGE_KINDS = frozenset({"rate_limit.count", "budget.spent"})
 _perf = time.perf_counter
 
 
@@ -90,99 +89,56 @@ class EvaluationService:
         self._holder = holder
         self._cache, self._usage, self._log = cache, usage, log
         self._clock: Clock = clock or SystemClock()
-        self._shield, self._cost, self._governance = shield, cost, governance
-        self._timeout = integration_timeout
-        self._audit_engine: PolicyEngine | None = None
-        self._audit_modes: dict[str, str] = {}
-        self._nomatch_audit: dict[tuple[tuple[str, ...] | None, str | None], bool] = {}
+        self._governance = governance
+        self._integrations = (
+            _Integrations(shield, cost, integration_timeout)
+            if shield is not None or cost is not None
+            else None
+        )
 
     async def evaluate(self, request: EvaluationRequest) -> EvaluationResult:
         """Decide one request. Raises PolicyNotFound for an unknown id in `request.policies`."""
         start = _perf()
-        engine = self._holder.current
+        # One resolution of the filter answers every question about this request.
+        selection = self._holder.current.select(request.policies, request.namespace)
         request_id = request.request_id or os.urandom(16).hex()  # uuid4().hex costs 4x more
-        if request.policies is not None and type(request.policies) is not tuple:
-            # Callers may build the request with a list; selections are keyed by tuples.
-            request = msgspec.structs.replace(request, policies=tuple(request.policies))
-        sel = (request.policies, request.namespace)
         key: str | None = None
         ttl = 0
-        cacheable = not (request.dry_run or request.trace)
-        if self._cache is not None and cacheable and not engine.uses_stateful_facts(*sel):
-            ttl = engine.cache_ttl(*sel)
-        if ttl > 0 and self._cache is not None:
-            key = self._cache_key(engine.policy_set(*sel), request)
+        if (
+            self._cache is not None
+            and not (request.dry_run or request.trace or selection.uses_facts)
+            and (ttl := selection.cache_ttl) > 0
+        ):
+            key = _cache_key(selection, request)
             hit = await self._cache.get(key)
             if hit is not None:
-                self._record(engine, request, request_id, hit, start)
+                self._record(selection, request, request_id, hit, start)
                 return EvaluationResult(decision=hit, request_id=request_id, cached=True)
         now = self._clock.time()
-        facts = (
-            await self._facts(engine, request, now) if engine.uses_stateful_facts(*sel) else None
-        )
-        decision = engine.evaluate(
-            request.context,
-            policies=request.policies,
-            namespace=request.namespace,
-            trace=request.trace,
-            now=now,
-            facts=facts,
-        )
+        facts = None
+        if selection.uses_facts:
+            facts = await selection.gather_facts(
+                request.context,
+                usage=self._usage,
+                integrations=self._integrations,
+                record=not request.dry_run,
+                now=now,
+            )
+        decision = selection.evaluate(request.context, trace=request.trace, now=now, facts=facts)
         if key is not None and self._cache is not None:
             await self._cache.set(key, decision, ttl)
-        self._record(engine, request, request_id, decision, start)
+        self._record(selection, request, request_id, decision, start)
         return EvaluationResult(decision=decision, request_id=request_id, cached=False)
 
     async def evaluate_batch(self, requests: Sequence[EvaluationRequest]) -> list[EvaluationResult]:
         """Decide each request in order; results are in the same order."""
         return [await self.evaluate(r) for r in requests]
 
-    # --- facts --------------------------------------------------------------
-
-    async def _facts(
-        self, engine: PolicyEngine, request: EvaluationRequest, now: float
-    ) -> dict[FactRequest, Any]:
-        wanted = engine.fact_requests(
-            request.context, policies=request.policies, namespace=request.namespace, now=now
-        )
-        facts: dict[FactRequest, Any] = {}
-        usage = [r for r in wanted if r[0] in _USAGE_KINDS]
-        if usage and self._usage is not None:
-            try:
-                facts.update(await self._usage.fetch(usage, record=not request.dry_run))
-            except Exception:
-                # Missing facts become evaluation errors: the policy's fail mode decides.
-                _log.warning("usage store unavailable; stateful facts missing", exc_info=True)
-        others = [r for r in wanted if r[0] not in _USAGE_KINDS]
-        if others:
-            values = await asyncio.gather(*(self._integration(r) for r in others))
-            facts.update((r, v) for r, v in zip(others, values, strict=True) if v is not None)
-        return facts
-
-    async def _integration(self, request: FactRequest) -> Any:
-        try:
-            if request[0] == "shield.scan" and self._shield is not None:
-                return await asyncio.wait_for(self._shield.scan(str(request[1])), self._timeout)
-            if request[0] == "costops.estimate" and self._cost is not None:
-                provider, model, prompt_tokens, max_tokens = request[1:5]
-                call = self._cost.estimate(
-                    str(provider), str(model), int(prompt_tokens or 0), int(max_tokens or 0)
-                )
-                return await asyncio.wait_for(call, self._timeout)
-        except Exception:
-            _log.warning("integration fact %s unavailable", request[0], exc_info=True)
-        return None
-
-    # --- cache key and audit ------------------------------------------------
-
-    @staticmethod
-    def _cache_key(policy_set: str, request: EvaluationRequest) -> str:
-        raw = canonical_json([request.context, request.policies, request.namespace])
-        return f"{policy_set}:{hashlib.sha256(raw).hexdigest()}"
+    # --- audit ----------------------------------------------------------------
 
     def _record(
         self,
-        engine: PolicyEngine,
+        selection: Selection,
         request: EvaluationRequest,
         request_id: str,
         decision: Decision,
@@ -190,7 +146,7 @@ class EvaluationService:
     ) -> None:
         if request.dry_run or (self._log is None and self._governance is None):
             return
-        if not self._audited(engine, request, decision):
+        if not _audited(selection, decision):
             return
         context: Mapping[str, Any] = request.context
         # Deferred to the log's writer (see with_digest) unless redaction is about
@@ -221,29 +177,50 @@ class EvaluationService:
         if self._governance is not None:
             self._governance.submit(record)
 
-    def _audited(self, engine: PolicyEngine, request: EvaluationRequest, d: Decision) -> bool:
-        """Whether `config.audit` of the policies involved (or an audit obligation) asks for it."""
-        if d.obligations and any(isinstance(o, AuditObligation) for o in d.obligations):
-            return True
-        if engine is not self._audit_engine:
-            self._audit_engine = engine
-            self._audit_modes = {p.id: p.config.audit for p in engine.policies}
-            self._nomatch_audit = {}
-        if d.matched_policies:
-            return any(_wants(self._audit_modes.get(p, "all"), d) for p in d.matched_policies)
-        # Nothing matched: the request is audited unless every selected policy opted out.
-        sel = (request.policies, request.namespace)
-        audited = self._nomatch_audit.get(sel)
-        if audited is None:
-            modes = [
-                p.config.audit
-                for p in engine.policies
-                if (request.policies is None or p.id in request.policies)
-                and (request.namespace is None or p.namespace == request.namespace)
-            ]
-            audited = not modes or any(m != "none" for m in modes)
-            self._nomatch_audit[sel] = audited
-        return audited
+
+def _cache_key(selection: Selection, request: EvaluationRequest) -> str:
+    raw = canonical_json([request.context, selection.policies, selection.namespace])
+    return f"{selection.policy_set}:{hashlib.sha256(raw).hexdigest()}"
+
+
+def _audited(selection: Selection, d: Decision) -> bool:
+    """Whether `config.audit` of the policies involved (or an audit obligation) asks for it."""
+    if d.obligations and any(isinstance(o, AuditObligation) for o in d.obligations):
+        return True
+    if d.matched_policies:
+        modes = selection.audit_modes
+        return any(_wants(modes.get(p, "all"), d) for p in d.matched_policies)
+    # Nothing matched: the request is audited unless every selected policy opted out.
+    return selection.audits_unmatched
+
+
+class _Integrations:
+    """The integration ports as one FactSource: each fact asked concurrently, with a timeout."""
+
+    def __init__(
+        self, shield: ShieldScanner | None, cost: CostOracle | None, timeout: float
+    ) -> None:
+        self._shield, self._cost, self._timeout = shield, cost, timeout
+
+    async def fetch(
+        self, requests: Sequence[FactRequest], *, record: bool = True
+    ) -> dict[FactRequest, Any]:
+        values = await asyncio.gather(*(self._one(r) for r in requests))
+        return {r: v for r, v in zip(requests, values, strict=True) if v is not None}
+
+    async def _one(self, request: FactRequest) -> Any:
+        try:
+            if request[0] == "shield.scan" and self._shield is not None:
+                return await asyncio.wait_for(self._shield.scan(str(request[1])), self._timeout)
+            if request[0] == "costops.estimate" and self._cost is not None:
+                provider, model, prompt_tokens, max_tokens = request[1:5]
+                call = self._cost.estimate(
+                    str(provider), str(model), int(prompt_tokens or 0), int(max_tokens or 0)
+                )
+                return await asyncio.wait_for(call, self._timeout)
+        except Exception:
+            _log.warning("integration fact %s unavailable", request[0], exc_info=True)
+        return None
 
 
 def _redacted(context: Mapping[str, Any], decision: Decision) -> Mapping[str, Any]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import msgspec
@@ -15,12 +15,14 @@ __all__ = ["EvaluationRequest", "EvaluationResult"]
 class EvaluationRequest(msgspec.Struct, frozen=True, kw_only=True):
     """One evaluation as the APIs receive it (spec: interfaces.md, evaluate request).
 
+    `policies` (ids) and `namespace` filter the policies as given: empty means
+    "not given" (`PolicyEngine.select` normalises the filter, once).
     `request_id` is generated when absent. `dry_run` evaluates without counting
     usage, caching or logging; `trace` asks for the rule trace (never cached).
     """
 
     context: Mapping[str, Any]
-    policies: tuple[str, ...] | None = None
+    policies: Sequence[str] | None = None
     namespace: str | None = None
     dry_run: bool = False
     trace: bool = False
