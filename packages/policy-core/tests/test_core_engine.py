@@ -10,6 +10,7 @@ from typing import Any
 import msgspec
 import pytest
 from policy_core import PolicyEngine, PolicyNotFound, load_policy_text
+from policy_core.engine import DEFAULT_DENY_REASON
 
 POLICIES = """\
 metadata: {id: gate, priority: 10}
@@ -171,6 +172,20 @@ def test_a_selection_decides_as_the_engine_does() -> None:
             if mine["shadow"] is not None:
                 mine["shadow"].pop("evaluation_time_ms")
             assert mine == theirs
+
+
+def test_a_deny_by_the_engine_default_says_why() -> None:
+    nothing_matches = {"llm": {"max_tokens": 10, "prompt": "hi"}}
+    strict = PolicyEngine(load_policy_text(POLICIES), default_decision="deny")
+    denied = strict.evaluate(nothing_matches, policies=["gate"])
+    assert (denied.decision, denied.matched_rules) == ("deny", ())
+    assert denied.reason == DEFAULT_DENY_REASON
+    assert DEFAULT_DENY_REASON == "no rule matched; the engine's default decision is deny"
+    # An allow needs no reason; a rule's deny keeps its own.
+    allowed = PolicyEngine(load_policy_text(POLICIES)).evaluate(nothing_matches, policies=["gate"])
+    assert (allowed.decision, allowed.reason) == ("allow", None)
+    rule = strict.evaluate({"llm": {"prompt": "select a from b"}, "user": {"id": "u"}})
+    assert rule.reason == "SQL from u"
 
 
 class _Source:

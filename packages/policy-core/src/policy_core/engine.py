@@ -35,10 +35,12 @@ from policy_core.model import (
     RuleTrace,
 )
 
-__all__ = ["USAGE_FACTS", "FactSource", "PolicyEngine", "Selection"]
+__all__ = ["DEFAULT_DENY_REASON", "USAGE_FACTS", "FactSource", "PolicyEngine", "Selection"]
 
 #: The fact kinds a usage store answers; every other kind is an integration's.
 USAGE_FACTS = frozenset({"rate_limit.count", "budget.spent"})
+#: The reason of a deny that no rule decided: the engine-wide default applied.
+DEFAULT_DENY_REASON = "no rule matched; the engine's default decision is deny"
 
 _BY_STRENGTH = {v: k for k, v in DECISION_STRENGTH.items()}
 _perf = time.perf_counter
@@ -99,6 +101,7 @@ class Selection:
         "_active",
         "_combined",
         "_default",
+        "_default_reason",
         "_drafts",
         "_fact_calls",
         "_uses_now",
@@ -116,6 +119,7 @@ class Selection:
     _active: tuple[CompiledPolicy, ...]
     _combined: tuple[CompiledPolicy, ...]
     _default: str
+    _default_reason: str | None
     _drafts: tuple[CompiledPolicy, ...]
     _fact_calls: tuple[Any, ...]
     _uses_now: bool
@@ -148,6 +152,7 @@ class Selection:
             ("_drafts", tuple(p for p in combined if p.policy.status is PolicyStatus.DRAFT)),
             ("_fact_calls", fact_calls),
             ("_default", default_decision),
+            ("_default_reason", DEFAULT_DENY_REASON if default_decision == "deny" else None),
             ("_uses_now", uses_now),
             ("policies", policies),
             ("namespace", namespace),
@@ -590,6 +595,7 @@ def _decide(
         return Decision(
             decision=default,  # type: ignore[arg-type]
             allowed=default != "deny",
+            reason=selection._default_reason,
             matched_exceptions=tuple(out.exceptions) if out.exceptions else (),
             errors=tuple(out.errors) if out.errors else (),
             shadow=shadow,
