@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
@@ -15,7 +16,9 @@ from policy_core.model import (
     RedactObligation,
     RuleTrace,
 )
+from policy_core.ports import PolicyRecord, PolicyResource
 from policy_grpc import _wire
+from policy_grpc._convert import policy_message
 from policy_grpc._generated.google.protobuf import Struct
 from policy_grpc._generated.llm_policy.v1 import (
     Decision as PbDecision,
@@ -268,3 +271,23 @@ def test_truncated_or_overrunning_structs_are_wire_errors() -> None:
     for broken in (good[:-1], good[:3], good[:-2] + b"\x0a\x7f"):
         with pytest.raises(_wire.WireError):
             _wire.decode_struct(broken)
+
+
+def test_the_policy_message_carries_the_shared_policy_resource() -> None:
+    record = PolicyRecord(
+        id="p1",
+        namespace="prod",
+        revision=2,
+        status="active",
+        document={"metadata": {"id": "p1"}, "rules": [{"id": "r", "action": {"decision": "deny"}}]},
+        text="{}",
+        hash="sha256:x",
+        created_at=datetime(2026, 1, 1, tzinfo=UTC),
+        updated_at=datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=UTC),
+    )
+    shared = PolicyResource.of(record).json()
+    message = policy_message(record)
+    for name in ("id", "namespace", "revision", "status", "created_at", "updated_at"):
+        assert getattr(message, name) == shared[name], name
+    assert message.document.to_dict() == shared["document"]
+    assert message.etag == "p1:2"

@@ -7,12 +7,9 @@ Generated betterproto2 types are built and read only here and in
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import UTC, datetime
-from typing import Any
 
-import msgspec
 from policy_core.errors import Issue, PolicyLoadError
-from policy_core.ports import PolicyRecord
+from policy_core.ports import PolicyRecord, PolicyResource
 
 from policy_grpc._generated.google.protobuf import Struct
 from policy_grpc._generated.llm_policy.v1 import Policy, ValidatePolicyResponse, ValidationIssue
@@ -33,30 +30,21 @@ _DEFAULT_PAGE_SIZE = 50
 _STATUSES = ("active", "draft", "deprecated")
 
 
-def _rfc3339(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
 def etag(record: PolicyRecord) -> str:
     """The opaque strong tag of one revision (the HTTP API's ETag value)."""
     return f"{record.id}:{record.revision}"
 
 
-def _struct(document: dict[str, Any]) -> Struct:
-    # to_builtins first: documents may hold dates or tuples from YAML.
-    return Struct.from_dict(msgspec.to_builtins(document))
+# The fields of the shared policy resource that the `Policy` message carries as they are.
+_MESSAGE_FIELDS = ("id", "namespace", "revision", "status", "created_at", "updated_at")
 
 
 def policy_message(record: PolicyRecord) -> Policy:
-    """A stored revision as a `Policy` message."""
+    """A stored revision as a `Policy` message: the shared resource, plus its etag."""
+    shared = PolicyResource.of(record).json()
     return Policy(
-        id=record.id,
-        namespace=record.namespace,
-        revision=record.revision,
-        status=record.status,
-        document=_struct(record.document),
-        created_at=_rfc3339(record.created_at),
-        updated_at=_rfc3339(record.updated_at),
+        **{name: shared[name] for name in _MESSAGE_FIELDS},
+        document=Struct.from_dict(shared["document"]),
         etag=etag(record),
     )
 

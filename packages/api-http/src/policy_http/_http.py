@@ -12,7 +12,6 @@ from policy_core.errors import PolicyLoadError
 from policy_core.ports import PolicyRecord
 
 from policy_http._problems import PROBLEM_MEDIA_TYPE, ApiProblem, Problem, ProblemIssue
-from policy_http.schemas import PolicyResource
 
 __all__ = [
     "YAML_TYPES",
@@ -21,7 +20,6 @@ __all__ = [
     "is_syntax_error",
     "policy_text",
     "problems",
-    "resource",
     "wants_yaml",
     "yaml_text",
 ]
@@ -153,21 +151,6 @@ def yaml_text(record: PolicyRecord) -> str:
     out = io.StringIO()
     yaml.dump(record.document, out)
     return out.getvalue()
-
-
-def resource(record: PolicyRecord) -> PolicyResource:
-    """A stored revision as the API resource."""
-    return PolicyResource(
-        id=record.id,
-        namespace=record.namespace,
-        revision=record.revision,
-        status=record.status,
-        document=record.document,
-        hash=record.hash,
-        author=record.author,
-        created_at=record.created_at,
-        updated_at=record.updated_at,
-    )
 
 
 def header(scope: Any, name: bytes) -> str | None:

@@ -21,7 +21,6 @@ from policy_http._http import (
     is_syntax_error,
     policy_text,
     problems,
-    resource,
     wants_yaml,
     yaml_text,
 )
@@ -72,7 +71,9 @@ class _PolicyBody(Operation):
 
 
 def _with_tag(record: PolicyRecord, status: int = 200, **extra: str) -> Response[PolicyResource]:
-    return Response(resource(record), status_code=status, headers={"ETag": etag(record), **extra})
+    return Response(
+        PolicyResource.of(record), status_code=status, headers={"ETag": etag(record), **extra}
+    )
 
 
 async def _read_policy_text(request: Request[Any, Any, Any]) -> str:
@@ -157,7 +158,9 @@ def policy_routes(rt: Runtime) -> list[HTTPRouteHandler]:
             )
         except (ValueError, TypeError, IndexError, KeyError):
             raise ApiProblem(400, "invalid cursor; pass back a next_cursor unchanged") from None
-        return PolicyList(items=[resource(r) for r in page.items], next_cursor=page.next_cursor)
+        return PolicyList(
+            items=[PolicyResource.of(r) for r in page.items], next_cursor=page.next_cursor
+        )
 
     @get(
         "/policies/{policy_id:str}",

@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 from policy_core.model import Decision, EvaluationError, Obligation, RuleTrace
-from policy_core.ports import DecisionRecord
+from policy_core.ports import DecisionRecord, PolicyResource
 
 __all__ = [
     "ApiKeyCreate",
@@ -124,20 +124,6 @@ class BatchResponse(msgspec.Struct, frozen=True, kw_only=True):
 
 
 # --- policies ---------------------------------------------------------------------
-
-
-class PolicyResource(msgspec.Struct, frozen=True, kw_only=True):
-    """A stored policy at one revision; `document` is the policy as JSON."""
-
-    id: str
-    namespace: str
-    revision: int
-    status: StatusName
-    document: dict[str, Any]
-    hash: str
-    author: str | None
-    created_at: datetime
-    updated_at: datetime
 
 
 class PolicyList(msgspec.Struct, frozen=True, kw_only=True):

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Generic, Literal, Protocol, TypeAlias, TypeVar, runtime_checkable
 
 import msgspec
@@ -43,6 +43,7 @@ __all__ = [
     "PolicyChange",
     "PolicyReader",
     "PolicyRecord",
+    "PolicyResource",
     "PolicyStore",
     "PolicyWriter",
     "RateDecision",
@@ -91,6 +92,38 @@ class PolicyRecord(msgspec.Struct, frozen=True, kw_only=True):
     created_at: datetime
     updated_at: datetime
     deleted: bool = False
+
+
+class PolicyResource(msgspec.Struct, frozen=True, kw_only=True):
+    """A stored policy at one revision; `document` is the policy as JSON."""
+
+    id: str
+    namespace: str
+    revision: int
+    status: PolicyStatusName
+    document: dict[str, Any]
+    hash: str
+    author: str | None
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, record: PolicyRecord) -> PolicyResource:
+        """What the APIs and the CLI show of a stored revision (its text stays inside).
+
+        The one place that decides the resource's fields (those declared above,
+        taken from the record): the HTTP API returns it, the CLI prints `json()`,
+        the gRPC `Policy` message is filled from `json()` (plus its etag).
+        """
+        shown = {name: getattr(record, name) for name in cls.__struct_fields__}
+        shown["created_at"] = record.created_at.astimezone(UTC)
+        shown["updated_at"] = record.updated_at.astimezone(UTC)
+        return cls(**shown)
+
+    def json(self) -> dict[str, Any]:
+        """The resource as JSON-compatible builtins; times as RFC 3339 UTC (`...Z`)."""
+        plain: dict[str, Any] = msgspec.to_builtins(self)
+        return plain
 
 
 class RevisionInfo(msgspec.Struct, frozen=True, kw_only=True):

@@ -17,6 +17,7 @@ __all__ = [
     "Backend",
     "EvaluateRequest",
     "Json",
+    "PolicyQuery",
     "ValidationOutcome",
     "not_supported",
 ]
@@ -33,6 +34,16 @@ class EvaluateRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     dry_run: bool = False
     trace: bool = False
     request_id: str | None = None
+
+
+class PolicyQuery(msgspec.Struct, frozen=True, kw_only=True):
+    """Which policies `policy list` (and `policy export`) asks for: filters and one page."""
+
+    namespace: str | None = None
+    status: str | None = None
+    tag: str | None = None
+    limit: int = 50
+    cursor: str | None = None
 
 
 class ValidationOutcome(msgspec.Struct, frozen=True, kw_only=True):
@@ -74,15 +85,7 @@ class Backend(Protocol):
 
     async def delete_policy(self, policy_id: str) -> None: ...
 
-    async def list_policies(
-        self,
-        *,
-        namespace: str | None,
-        status: str | None,
-        tag: str | None,
-        limit: int,
-        cursor: str | None,
-    ) -> Json:
+    async def list_policies(self, query: PolicyQuery) -> Json:
         """`{items: [policy resource], next_cursor}`."""
         ...
 

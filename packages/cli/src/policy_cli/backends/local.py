@@ -13,7 +13,13 @@ from policy_core.errors import PolicyNotFound
 from policy_core.language import load_policies
 from policy_core.model import Policy
 
-from policy_cli.backends.base import EvaluateRequest, Json, ValidationOutcome, not_supported
+from policy_cli.backends.base import (
+    EvaluateRequest,
+    Json,
+    PolicyQuery,
+    ValidationOutcome,
+    not_supported,
+)
 from policy_cli.backends.validation import validate_text
 from policy_cli.errors import CliError, ExitCode
 
@@ -96,23 +102,15 @@ class LocalBackend:
     async def validate(self, text: str, file: str) -> ValidationOutcome:
         return validate_text(text, file)
 
-    async def list_policies(
-        self,
-        *,
-        namespace: str | None,
-        status: str | None,
-        tag: str | None,
-        limit: int,
-        cursor: str | None,
-    ) -> Json:
+    async def list_policies(self, query: PolicyQuery) -> Json:
         items = [
             policy_json(p)
             for p in sorted(self.policies, key=lambda p: p.id)
-            if (namespace is None or p.namespace == namespace)
-            and (status is None or policy_json(p)["status"] == status)
-            and (tag is None or tag in p.metadata.tags)
+            if (query.namespace is None or p.namespace == query.namespace)
+            and (query.status is None or policy_json(p)["status"] == query.status)
+            and (query.tag is None or query.tag in p.metadata.tags)
         ]
-        return {"items": items[:limit], "next_cursor": None}
+        return {"items": items[: query.limit], "next_cursor": None}
 
     async def get_policy(self, policy_id: str, revision: int | None) -> Json:
         for p in self.policies:

@@ -15,7 +15,7 @@ from typing import Any
 
 import msgspec
 
-from policy_cli.backends.base import EvaluateRequest, Json, ValidationOutcome
+from policy_cli.backends.base import EvaluateRequest, Json, PolicyQuery, ValidationOutcome
 from policy_cli.errors import CliError, ExitCode
 
 __all__ = ["RemoteBackend"]
@@ -147,19 +147,8 @@ class RemoteBackend:
     async def delete_policy(self, policy_id: str) -> None:
         self.call("DELETE", f"/policies/{_quote(policy_id)}")
 
-    async def list_policies(
-        self,
-        *,
-        namespace: str | None,
-        status: str | None,
-        tag: str | None,
-        limit: int,
-        cursor: str | None,
-    ) -> Json:
-        query = {"namespace": namespace, "status": status, "tag": tag}
-        result: Json = self._json(
-            "GET", "/policies", query={**query, "limit": limit, "cursor": cursor}
-        )
+    async def list_policies(self, query: PolicyQuery) -> Json:
+        result: Json = self._json("GET", "/policies", query=msgspec.to_builtins(query))
         return result
 
     async def get_policy(self, policy_id: str, revision: int | None) -> Json:

@@ -9,10 +9,10 @@ from datetime import UTC, datetime
 from typing import Any, Literal, cast
 
 import msgspec
-from policy_core.ports import DecisionRecord, HistoryQuery, PolicyRecord
+from policy_core.ports import DecisionRecord, HistoryQuery, PolicyRecord, PolicyResource
 from policy_core.services import EvaluationRequest
 
-from policy_cli.backends.base import EvaluateRequest, Json, ValidationOutcome
+from policy_cli.backends.base import EvaluateRequest, Json, PolicyQuery, ValidationOutcome
 from policy_cli.backends.validation import validate_text
 from policy_cli.bootstrap import Services, bootstrap
 from policy_cli.errors import CliError, ExitCode
@@ -20,23 +20,10 @@ from policy_cli.settings import Settings
 
 __all__ = ["StoreBackend", "history_item", "policy_resource", "store_backend"]
 
-_RESOURCE_FIELDS = (
-    "id",
-    "namespace",
-    "revision",
-    "status",
-    "document",
-    "hash",
-    "author",
-    "created_at",
-    "updated_at",
-)
-
 
 def policy_resource(record: PolicyRecord) -> Json:
     """A stored revision in the API's policy resource shape."""
-    plain: Json = msgspec.to_builtins(record)
-    return {k: plain.get(k) for k in _RESOURCE_FIELDS}
+    return PolicyResource.of(record).json()
 
 
 def history_item(record: DecisionRecord) -> Json:
@@ -115,17 +102,13 @@ class StoreBackend:
     async def delete_policy(self, policy_id: str) -> None:
         await self.services.policies.delete(policy_id, author=_author())
 
-    async def list_policies(
-        self,
-        *,
-        namespace: str | None,
-        status: str | None,
-        tag: str | None,
-        limit: int,
-        cursor: str | None,
-    ) -> Json:
+    async def list_policies(self, query: PolicyQuery) -> Json:
         page = await self.services.policies.list(
-            namespace=namespace, status=status, tag=tag, limit=limit, cursor=cursor
+            namespace=query.namespace,
+            status=query.status,
+            tag=query.tag,
+            limit=query.limit,
+            cursor=query.cursor,
         )
         return {"items": [policy_resource(r) for r in page.items], "next_cursor": page.next_cursor}
 

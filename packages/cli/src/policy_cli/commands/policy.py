@@ -10,7 +10,7 @@ import click
 from policy_core.errors import PolicyLoadError
 from policy_core.language import ContextSchema, ContextSchemaError, load_policies
 
-from policy_cli.backends.base import Backend, Json, ValidationOutcome
+from policy_cli.backends.base import Backend, Json, PolicyQuery, ValidationOutcome
 from policy_cli.backends.validation import issue_json, validate_text
 from policy_cli.commands.common import open_backend, policies_option, progress_bar, read_input
 from policy_cli.errors import CliError, ExitCode
@@ -252,7 +252,7 @@ def list_(state: State, /, policies: tuple[str, ...], **filters: Any) -> None:
 
     async def go() -> Json:
         async with open_backend(state, policies) as backend:
-            return await backend.list_policies(**filters)
+            return await backend.list_policies(PolicyQuery(**filters))
 
     page = run_async(go())
     if state.output == "table":
@@ -332,6 +332,7 @@ def rollback(state: State, policy_id: str, revision: int) -> None:
     emit(resource if state.output != "table" else _summary(resource), state.output)
 
 
+_DIRECTORY = click.Path(file_okay=False, path_type=Path)
 _PAGE = 1000  # policies per list call when exporting all of them (the API's maximum)
 
 
@@ -342,9 +343,7 @@ async def _current_documents(backend: Backend, policy_ids: Sequence[str]) -> lis
     resources: list[Json] = []
     cursor: str | None = None
     while True:
-        page = await backend.list_policies(
-            namespace=None, status=None, tag=None, limit=_PAGE, cursor=cursor
-        )
+        page = await backend.list_policies(PolicyQuery(limit=_PAGE, cursor=cursor))
         resources.extend(page["items"])
         cursor = page.get("next_cursor")
         if not cursor:
@@ -373,12 +372,7 @@ def _write_documents(resources: Sequence[Json], directory: Path) -> None:
 @policy.command("export")
 @policies_option
 @click.argument("policy_ids", nargs=-1, metavar="[ID...]")
-@click.option(
-    "--dir",
-    "directory",
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Write one ID.yaml per policy into this directory (else YAML documents on stdout).",
-)
+@click.option("--dir", "directory", type=_DIRECTORY, help="Write DIR/<id>.yaml, not stdout.")
 @pass_state
 def export(
     state: State, policies: tuple[str, ...], policy_ids: tuple[str, ...], directory: Path | None
