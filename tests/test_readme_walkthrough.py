@@ -1,4 +1,4 @@
-"""The README, word for word: `make run`, the curl walk-through, the Python snippet, the table.
+"""The README, word for word: `make run`, the curl walk-through, the Python blocks, the table.
 
 The walk-through's bash blocks are taken from README.md as written and run in
 order: the first (`make run`) in the background, the rest in one bash
@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -149,8 +150,23 @@ def test_readme_walkthrough(tmp_path: Path) -> None:
     assert (tmp_path / "data" / "postgres" / "PG_VERSION").exists()
 
 
-def test_readme_python_snippet_prints_what_it_says() -> None:
-    (snippet,) = blocks(section("Embedding in Python"), "python")
+PYTHON_BLOCKS = blocks(README, "python")
+
+
+def test_readme_embedding_shows_both_ways_to_evaluate() -> None:
+    embedding = blocks(section("Embedding in Python"), "python")
+    assert len(embedding) == 2
+    assert "engine.evaluate(" in embedding[0]
+    assert "MemoryUsageStore()" in embedding[1]  # the store is built as a reader would
+    assert "evaluate_async(" in embedding[1]
+    assert PYTHON_BLOCKS[:2] == embedding
+
+
+@pytest.mark.parametrize(
+    "snippet", PYTHON_BLOCKS, ids=[f"block{i}" for i, _ in enumerate(PYTHON_BLOCKS)]
+)
+def test_readme_python_blocks_print_what_they_say(snippet: str) -> None:
+    """Every ```python block of the README, run as written, prints its last comment."""
     promised = snippet.rsplit("# ", 1)[1].strip()
     run = subprocess.run(
         [sys.executable, "-c", snippet],

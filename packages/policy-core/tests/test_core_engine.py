@@ -11,6 +11,7 @@ import msgspec
 import pytest
 from policy_core import PolicyEngine, PolicyNotFound, load_policy_text
 from policy_core.engine import DEFAULT_DENY_REASON
+from policy_core.memory import MemoryUsageStore
 
 POLICIES = """\
 metadata: {id: gate, priority: 10}
@@ -231,6 +232,15 @@ async def test_a_failing_fact_source_leaves_its_facts_to_the_fail_mode() -> None
     assert decision.decision == "deny"  # fail closed, the default
     assert decision.matched_rules == ("s/r",)
     assert "unavailable" in decision.errors[0].message
+
+
+async def test_evaluate_async_with_the_default_memory_usage_store() -> None:
+    engine = PolicyEngine(load_policy_text(RATE_LIMITED))
+    store = MemoryUsageStore()  # the system clock
+    ctx = {"user": {"id": "u1"}, "team": {"id": "t1"}}
+    decisions = [await engine.evaluate_async(ctx, usage=store) for _ in range(12)]
+    assert [d.decision for d in decisions] == ["allow"] * 10 + ["deny"] * 2
+    assert not decisions[0].errors
 
 
 def test_generated_code_and_closures_agree_under_trace() -> None:

@@ -87,9 +87,9 @@ class LocalBackend:
         # Local mode has no shared counters: a fresh in-memory usage store per
         # run, so rate limits count only the requests of this invocation.
         if self._usage is None:
-            from policy_core.memory import MemoryUsageStore, SystemClock
+            from policy_core.memory import MemoryUsageStore
 
-            self._usage = MemoryUsageStore(SystemClock())
+            self._usage = MemoryUsageStore()
         return await self.engine.evaluate_async(
             req.context,
             usage=self._usage,

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from policy_core.clock import SystemClock
 from policy_core.ports import Clock, FactRequest
 
 __all__ = ["MemoryUsageStore", "period_start", "window_seconds"]
@@ -37,10 +38,10 @@ def period_start(period: str, at: datetime) -> datetime:
 
 
 class MemoryUsageStore:
-    """A UsageStore for one process."""
+    """A UsageStore for one process; `clock` defaults to the system clock."""
 
-    def __init__(self, clock: Clock) -> None:
-        self._clock = clock
+    def __init__(self, clock: Clock | None = None) -> None:
+        self._clock: Clock = clock if clock is not None else SystemClock()
         self._hits: dict[str, list[float]] = defaultdict(list)  # sorted epoch seconds
         self._spend: dict[str, list[tuple[float, float]]] = defaultdict(list)
 
