@@ -71,7 +71,9 @@ def auth(roles: list[str], **kw: Any) -> dict[str, str]:
     return {"authorization": f"Bearer {make_token(roles, **kw)}"}
 
 
-ADMIN = auth(["admin"])
+# Made once, at import: valid for a day, so that a slow run (a loaded machine,
+# three Pythons one after the other) does not outlive it.
+ADMIN = auth(["admin"], exp_in=86_400)
 
 
 @pytest.fixture
