@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 
 import pytest
 from policy_grpc._eager import start_eagerly
@@ -75,3 +76,29 @@ async def test_cancelling_the_task_cancels_the_coroutine_where_it_waits() -> Non
         await task
     assert seen == ["cancelled", "cleaned up"]
     assert task.cancelled()
+
+
+@pytest.mark.skipif(
+    sys.version_info < (3, 12),
+    reason="3.11 has no eager start: until it waits, the coroutine runs in the caller's task",
+)
+async def test_the_coroutine_runs_as_its_own_task_from_the_start() -> None:
+    caller = asyncio.current_task()
+    seen: list[asyncio.Task[object] | None] = []
+    gate = asyncio.Event()
+
+    async def bounded() -> str:
+        seen.append(asyncio.current_task())
+        try:
+            async with asyncio.timeout(0):  # expires at once: cancels this task, not the caller
+                await gate.wait()
+        except TimeoutError:
+            return "timed out"
+        return "not reached"
+
+    done, task = start_eagerly(bounded(), asyncio.get_running_loop())
+    assert done is False
+    assert isinstance(task, asyncio.Task)
+    assert seen == [task]
+    assert seen[0] is not caller
+    assert await task == "timed out"
