@@ -2,8 +2,11 @@
 .DEFAULT_GOAL := help
 UV ?= uv
 PYTEST_ARGS ?=
+# The other Pythons `make test-pythons` runs (3.11, the lowest, is .venv's), and its suites.
+PYTHONS ?= 3.12 3.13
+PYTHON_SUITES ?= packages/policy-core packages/api-http packages/api-grpc
 
-.PHONY: help install run test lint typecheck bench proto
+.PHONY: help install run test test-pythons lint typecheck bench proto
 
 help: ## Show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-10s %s\n", $$1, $$2}'
@@ -16,8 +19,21 @@ run: install ## Run the main job on the embedded default
 	LLM_POLICY_SEED_POLICIES=$${LLM_POLICY_SEED_POLICIES:-examples/policies} \
 	$(UV) run --frozen llm-policy serve
 
+# pytest exits 5 when it collected no test; make turns every failure into 2, so say it here.
+NO_TESTS = if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; fi; exit $$rc
+
 test: install ## Run every test (needs PostgreSQL and Redis for the adapter tests)
-	$(UV) run --frozen pytest $(PYTEST_ARGS)
+	@$(UV) run --frozen pytest $(PYTEST_ARGS); rc=$$?; $(NO_TESTS)
+
+test-pythons: ## Run the core, HTTP and gRPC suites on Python 3.12 and 3.13 (in .venv-3.12, .venv-3.13)
+	@for v in $(PYTHONS); do \
+		py=$$(.ci/find-python $$v) || exit 1; \
+		echo "== Python $$v ($$py): $(PYTHON_SUITES)"; \
+		UV_PROJECT_ENVIRONMENT=.venv-$$v $(UV) sync --frozen --python "$$py" || exit 1; \
+		UV_PROJECT_ENVIRONMENT=.venv-$$v $(UV) run --frozen --python "$$py" \
+			pytest $(PYTHON_SUITES) $(PYTEST_ARGS); rc=$$?; \
+		if [ $$rc -ne 0 ]; then echo "== Python $$v: failed" >&2; $(NO_TESTS); fi; \
+	done
 
 lint: install ## ruff and the import-linter architecture contracts
 	$(UV) run --frozen ruff check .
