@@ -40,10 +40,10 @@ class HttpSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
 
     # --- observability -------------------------------------------------------
     access_log: bool = False  # one JSON line per request (costs throughput; off by default)
-    otlp_endpoint: str | None = None  # OTEL_EXPORTER_OTLP_ENDPOINT: spans exported when set
+    otlp_endpoint: str | None = None  # spans exported when set (LLM_POLICY_OTLP_ENDPOINT)
     service_name: str = "llm-policy"
-    # PROMETHEUS_MULTIPROC_DIR when several workers share one /metrics (the variable
-    # itself must be set before prometheus_client is imported: the CLI's job).
+    # Where several workers share one /metrics (LLM_POLICY_METRICS_DIR for `llm-policy
+    # serve`; prometheus_client's own variable must be set before it is imported: the CLI's job).
     metrics_multiprocess_dir: str | None = None
 
     # --- process -------------------------------------------------------------------
