@@ -1,0 +1,156 @@
+"""A real Prometheus scrapes two running replicas of the cluster deployment
+under a short load, evaluates deploy/prometheus/rules.yaml, and every
+recording rule and every query of the Grafana dashboard returns a series."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+from policy_postgres.testing import usable_database_url
+from policy_redis.testing import usable_redis_url
+from ruamel.yaml import YAML
+
+from .conftest import ROOT, free_port
+from .test_image import POLICY, SECRET, cleanup, request
+from .test_manifests import start, stop, tool
+
+RULES = ROOT / "deploy" / "prometheus" / "rules.yaml"
+DASHBOARD = ROOT / "deploy" / "grafana" / "dashboards" / "llm-policy.json"
+
+
+def recording_rules() -> list[str]:
+    groups = YAML(typ="safe").load(RULES.read_text())["groups"]
+    return [rule["record"] for group in groups for rule in group["rules"] if "record" in rule]
+
+
+def panel_queries() -> list[str]:
+    dashboard = json.loads(DASHBOARD.read_text())
+    return [target["expr"] for panel in dashboard["panels"] for target in panel["targets"]]
+
+
+def wait_http(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, log.read_text()
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.3)
+    raise AssertionError(f"{url} never answered:\n{log.read_text()}")
+
+
+def load(bases: list[str], auth: dict[str, str], seconds: float = 8.0) -> None:
+    """A short bounded load: denies, allows, a few bad tokens, enough to hit the rate limit."""
+    with httpx.Client(timeout=5) as client:
+        created = client.post(
+            f"{bases[0]}/api/v1/policies",
+            content=POLICY,
+            headers={**auth, "Content-Type": "application/yaml"},
+        )
+        assert created.status_code == 201, created.text
+        end = time.monotonic() + seconds
+        n = 0
+        while time.monotonic() < end and n < 4000:
+            base = bases[n % len(bases)]
+            model = "gpt-4o" if n % 2 else "gpt-4o-mini"
+            headers = auth if n % 10 else {"Authorization": "Bearer not-a-token"}
+            client.post(f"{base}/api/v1/evaluate", json=request(model), headers=headers)
+            n += 1
+            time.sleep(0.005)
+
+
+def query(prometheus: str, expr: str) -> list[dict[str, Any]]:
+    reply = httpx.get(f"{prometheus}/api/v1/query", params={"query": expr}, timeout=10)
+    assert reply.status_code == 200, f"{expr}: {reply.text}"
+    result: list[dict[str, Any]] = reply.json()["data"]["result"]
+    return result
+
+
+def test_rules_and_dashboard_on_a_live_prometheus(tmp_path: Path) -> None:
+    prometheus_bin = tool("prometheus", "apt-get install prometheus")
+    database_url = asyncio.run(usable_database_url())
+    redis_url = asyncio.run(usable_redis_url())
+    schema = f"prom_{uuid.uuid4().hex[:12]}"
+    ports = [free_port(), free_port()]
+    prom_port = free_port()
+    base_env = {k: v for k, v in os.environ.items() if not k.startswith("LLM_POLICY_")}
+    base_env.update(
+        LLM_POLICY_DEPLOYMENT="cluster",
+        LLM_POLICY_DATABASE_URL=database_url,
+        LLM_POLICY_DATABASE_SCHEMA=schema,
+        LLM_POLICY_REDIS_URL=redis_url,
+        LLM_POLICY_JWT_SECRET=SECRET,
+        LLM_POLICY_HOST="127.0.0.1",
+        LLM_POLICY_RATE_LIMITS="evaluate=40/second",
+    )
+    config = tmp_path / "prometheus.yml"
+    targets = ", ".join(f'"127.0.0.1:{p}"' for p in ports)
+    config.write_text(
+        "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
+        f"rule_files: [{json.dumps(str(RULES))}]\n"
+        "scrape_configs:\n"
+        f"  - job_name: llm-policy\n    static_configs: [{{targets: [{targets}]}}]\n"
+    )
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        for n, port in enumerate(ports):
+            env = {
+                **base_env,
+                "LLM_POLICY_PORT": str(port),
+                "LLM_POLICY_DATA_DIR": str(tmp_path / f"r{n}"),
+            }
+            log = tmp_path / f"replica-{n}.log"
+            procs.append(start(["serve"], env, log))
+            wait_http(f"http://127.0.0.1:{port}/ready", procs[-1], log)
+        prom_log = tmp_path / "prometheus.log"
+        with prom_log.open("wb") as out:
+            procs.append(
+                subprocess.Popen(
+                    [
+                        prometheus_bin,
+                        f"--config.file={config}",
+                        f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+                        f"--web.listen-address=127.0.0.1:{prom_port}",
+                    ],
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                )
+            )
+        prometheus = f"http://127.0.0.1:{prom_port}"
+        wait_http(f"{prometheus}/-/ready", procs[-1], prom_log)
+        minted = subprocess.run(
+            [sys.executable, "-m", "policy_cli", "token"],
+            env=base_env, capture_output=True, text=True, check=True, timeout=60,
+        )  # fmt: skip
+        auth = {"Authorization": f"Bearer {minted.stdout.strip()}"}
+        load([f"http://127.0.0.1:{p}" for p in ports], auth)
+        expressions = recording_rules() + panel_queries()
+        assert len(recording_rules()) >= 8
+        empty = expressions
+        deadline = time.monotonic() + 60
+        while empty and time.monotonic() < deadline:
+            time.sleep(1)
+            empty = [expr for expr in expressions if not query(prometheus, expr)]
+        assert not empty, f"no series for: {empty}\n{prom_log.read_text()[-3000:]}"
+        print(f"{len(expressions)} rule and panel expressions, each with a series")
+        refused = query(prometheus, 'llm_policy_http_requests_total{status="429"}')
+        assert refused, "the load never reached the rate limit"
+        up = query(prometheus, 'up{job="llm-policy"}')
+        assert sorted(s["value"][1] for s in up) == ["1", "1"]
+        sets = query(prometheus, "llm_policy:policy_sets:count")
+        assert [s["value"][1] for s in sets] == ["1"]  # both replicas enforce the same set
+    finally:
+        for proc in reversed(procs):
+            stop(proc)
+        asyncio.run(cleanup(database_url, redis_url, schema))
