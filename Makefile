@@ -60,3 +60,28 @@ proto: install ## Regenerate the gRPC code (betterproto2 for policy_grpc, stock 
 	$(UV) run --frozen python -m grpc_tools.protoc -Iproto \
 		--python_out=$(INTEROP_OUT) --grpc_python_out=$(INTEROP_OUT) \
 		proto/llm_policy/v1/policy.proto
+
+IMAGE ?= llm-policy:dev
+BASE_IMAGE ?= python:3.11-slim-bookworm
+EXTRA_CA ?=
+K8S_VERSION ?= 1.31.0
+
+.PHONY: base-image image deploy-check
+
+base-image: ## Make the local base image llm-policy-base:bookworm with debootstrap (no registry needed)
+	deploy/base-image.sh llm-policy-base:bookworm
+
+image: ## Build the image (IMAGE, BASE_IMAGE; EXTRA_CA=file.crt trusts a proxy's CA in the builder only)
+	$(if $(EXTRA_CA),cp $(EXTRA_CA) deploy/build-ca/extra.crt)
+	docker build --network host -f deploy/Dockerfile --build-arg BASE_IMAGE=$(BASE_IMAGE) \
+		--build-arg REVISION=$$(git rev-parse --short HEAD) -t $(IMAGE) .
+
+deploy-check: install ## Lint and validate deploy/ (hadolint, kubernetes-validate, promtool), then run tests/deploy
+	$(UV) run --frozen hadolint deploy/Dockerfile
+	set -e; out=$$(mktemp -d); for overlay in single cluster; do \
+		kubectl kustomize deploy/k8s/overlays/$$overlay > $$out/$$overlay.yaml; \
+		$(UV) run --frozen kubernetes-validate --strict --quiet -k $(K8S_VERSION) $$out/$$overlay.yaml; \
+	done; rm -rf $$out
+	promtool check rules deploy/prometheus/rules.yaml
+	cd deploy/prometheus && promtool test rules rules_test.yaml
+	$(UV) run --frozen pytest tests/deploy $(PYTEST_ARGS)

@@ -318,3 +318,26 @@ def test_prometheus_rules_check_and_unit_tests() -> None:
         capture_output=True, text=True, check=False, cwd=rules,
     )  # fmt: skip
     assert tested.returncode == 0, tested.stdout + tested.stderr
+
+
+def heading_anchors(markdown: str) -> set[str]:
+    """GitHub's anchors of the headings: lower case, punctuation out, spaces to dashes."""
+    anchors = set()
+    for line in markdown.splitlines():
+        if line.startswith("#"):
+            title = line.lstrip("#").strip().lower()
+            anchors.add("".join(c for c in title if c.isalnum() or c in " -_").replace(" ", "-"))
+    return anchors
+
+
+def test_every_alert_has_a_runbook_section_and_a_unit_test() -> None:
+    groups = YAML(typ="safe").load((ROOT / "deploy" / "prometheus" / "rules.yaml").read_text())
+    alerts = [r for g in groups["groups"] for r in g["rules"] if "alert" in r]
+    tested = (ROOT / "deploy" / "prometheus" / "rules_test.yaml").read_text()
+    anchors = heading_anchors((ROOT / "docs" / "deploy.md").read_text())
+    assert len(alerts) >= 9
+    for alert in alerts:
+        name = alert["alert"]
+        assert alert["annotations"]["runbook_url"] == f"docs/deploy.md#{name.lower()}"
+        assert name.lower() in anchors, f"docs/deploy.md has no section {name}"
+        assert f"alertname: {name}\n" in tested, f"no promtool test of {name}"
