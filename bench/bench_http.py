@@ -26,16 +26,16 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from policy_cli.testing import clean_env, llm_policy, serving
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
@@ -76,62 +76,24 @@ def _token() -> str:
 # --- the server: `llm-policy serve` -------------------------------------------------------
 
 
-def _llm_policy() -> str:
-    """The `llm-policy` command installed beside this interpreter (the workspace's)."""
-    command = Path(sys.executable).with_name("llm-policy")
-    if not command.exists():
-        raise SystemExit(f"{command} not found: run `uv sync --frozen` and use `uv run`")
-    return str(command)
-
-
 def serve_environment(deployment: str, data_dir: str, database_url: str | None) -> dict[str, str]:
-    """The environment of `llm-policy serve`: this one without any LLM_POLICY_*, plus ours."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LLM_POLICY_")}
-    env |= {
-        "LLM_POLICY_DEPLOYMENT": deployment,
-        "LLM_POLICY_DATA_DIR": data_dir,
-        "LLM_POLICY_JWT_SECRET": SECRET,
-        "LLM_POLICY_LOG_LEVEL": "warning",
-    }
+    """The environment of `llm-policy serve`: this one without its LLM_POLICY_*, plus ours."""
+    env = clean_env(
+        LLM_POLICY_DEPLOYMENT=deployment,
+        LLM_POLICY_DATA_DIR=data_dir,
+        LLM_POLICY_JWT_SECRET=SECRET,
+        LLM_POLICY_LOG_LEVEL="warning",
+    )
     if database_url is not None:
         env |= {"LLM_POLICY_DATABASE_URL": database_url, "LLM_POLICY_DATABASE_SCHEMA": SCHEMA}
     return env
 
 
-def start_server(
-    server: str, workers: int, port: int, env: dict[str, str]
-) -> subprocess.Popen[bytes]:
-    """`llm-policy serve` in a process group of its own; its banner goes to stderr."""
-    command = [
-        _llm_policy(), "serve", "--port", str(port), "--workers", str(workers),
+def serve_command(server: str, workers: int, port: int) -> list[str]:
+    return llm_policy(
+        "serve", "--port", str(port), "--workers", str(workers),
         "--server-impl", server, "--seed", str(POLICIES),
-    ]  # fmt: skip
-    return subprocess.Popen(
-        command, env=env, start_new_session=True, cwd=str(ROOT), stdout=sys.stderr.fileno()
-    )
-
-
-def stop_server(proc: subprocess.Popen[bytes]) -> None:
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-
-
-def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"`llm-policy serve` exited with status {proc.returncode}")
-        try:
-            with urllib.request.urlopen(url + "/ready", timeout=2) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.2)
-    raise SystemExit(f"the server did not become ready at {url}")
+    )  # fmt: skip
 
 
 @contextmanager
@@ -249,17 +211,14 @@ def main() -> None:
         env = serve_environment(args.deployment, str(Path(tmp) / "data"), database_url)
         for server in servers:
             for workers in args.workers:
-                proc = start_server(server, workers, args.port, env)
-                url = f"http://127.0.0.1:{args.port}"
-                try:
-                    wait_ready(url, proc)
+                command = serve_command(server, workers, args.port)
+                log = Path(tmp) / f"serve-{server}-{workers}.log"
+                with serving(command, port=args.port, env=env, log=log, cwd=ROOT) as srv:
                     if args.warmup:
-                        _wrk(url, path, bodies, args.connections, args.warmup, args.threads)
-                    cpu = _cpu_seconds(proc.pid)
-                    r = _wrk(url, path, bodies, args.connections, args.duration, args.threads)
-                    cpu = _cpu_seconds(proc.pid) - cpu
-                finally:
-                    stop_server(proc)
+                        _wrk(srv.url, path, bodies, args.connections, args.warmup, args.threads)
+                    cpu = _cpu_seconds(srv.proc.pid)
+                    r = _wrk(srv.url, path, bodies, args.connections, args.duration, args.threads)
+                    cpu = _cpu_seconds(srv.proc.pid) - cpu
                 if r["non2xx"] or r["socket_errors"]:
                     print(r["raw"], file=sys.stderr)
                 decisions = r["rps"] * per_request * args.duration

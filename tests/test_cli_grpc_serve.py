@@ -3,25 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 from grpclib.client import Channel
 from grpclib.health.v1.health_grpc import HealthStub
 from grpclib.health.v1.health_pb2 import HealthCheckRequest, HealthCheckResponse
+from policy_cli.testing import clean_env, free_port, llm_policy
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def health(port: int, service: str) -> int:
@@ -49,12 +41,7 @@ def wait_serving(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
 
 def test_grpc_serve_answers_health_and_drains(tmp_path: Path) -> None:
     port = free_port()
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith("LLM_POLICY_") or k.startswith("LLM_POLICY_TEST_")
-    }
-    env.update(
+    env = clean_env(
         LLM_POLICY_ENV="development",
         LLM_POLICY_DEPLOYMENT="memory",
         LLM_POLICY_DATA_DIR=str(tmp_path),
@@ -62,17 +49,9 @@ def test_grpc_serve_answers_health_and_drains(tmp_path: Path) -> None:
     log = tmp_path / "grpc.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "policy_cli",
-                "grpc",
-                "serve",
-                "--port",
-                str(port),
-                "--seed",
-                str(ROOT / "examples" / "policies"),
-            ],
+            llm_policy(
+                "grpc", "serve", "--port", str(port), "--seed", str(ROOT / "examples" / "policies")
+            ),
             cwd=ROOT,
             env=env,
             stdout=out,

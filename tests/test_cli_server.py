@@ -9,16 +9,13 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
 import subprocess
-import sys
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from policy_cli.testing import clean_env, free_port, llm_policy, serving
 
 ROOT = Path(__file__).resolve().parents[1]
 POLICY = """\
@@ -32,27 +29,11 @@ DENIED = {"team": {"tier": "free"}, "llm": {"model": "gpt-4o"}}
 ALLOWED = {"team": {"tier": "free"}, "llm": {"model": "gpt-4o-mini"}}
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith("LLM_POLICY_") or k.startswith("LLM_POLICY_TEST_")
-    }
-    env.update(extra)
-    return env
-
-
 def cli(
     *args: str, env: dict[str, str], stdin: str | None = None
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "policy_cli", *args],
+        llm_policy(*args),
         input=stdin,
         capture_output=True,
         text=True,
@@ -61,21 +42,6 @@ def cli(
         timeout=120,
         check=False,
     )
-
-
-def wait_ready(url: str, proc: subprocess.Popen[str], timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"the server exited with {proc.returncode}")
-        try:
-            with urllib.request.urlopen(url + "/ready", timeout=2) as resp:
-                if resp.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.3)
-    raise AssertionError(f"{url}/ready did not answer 200 in {timeout} s")
 
 
 @pytest.fixture(scope="module")
@@ -89,28 +55,12 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict
         LLM_POLICY_DATA_DIR=str(data),
         LLM_POLICY_PORT=str(port),
     )
-    log = (data / "server.log").open("w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "policy_cli", "serve"],
-        env=env,
-        cwd=ROOT,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_ready(url, proc)
+    command = llm_policy("serve")
+    with serving(command, port=port, env=env, log=data / "server.log", cwd=ROOT) as srv:
         token = cli("token", env=clean_env(LLM_POLICY_ENV="development")).stdout.strip()
-        client = clean_env(LLM_POLICY_SERVER=url, LLM_POLICY_TOKEN=token)
-        yield url, client
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=60)
-        log.close()
+        yield srv.url, clean_env(LLM_POLICY_SERVER=srv.url, LLM_POLICY_TOKEN=token)
     banner = (data / "server.log").read_text()
-    assert f"OpenAPI:  {url}/schema/swagger" in banner
+    assert f"OpenAPI:  http://127.0.0.1:{port}/schema/swagger" in banner
     assert "export TOKEN=" in banner
 
 
@@ -247,33 +197,21 @@ def test_several_workers_on_postgresql(tmp_path: Path) -> None:
         LLM_POLICY_DATA_DIR=str(tmp_path / "data"),
         LLM_POLICY_PORT=str(port),
     )
-    log = (tmp_path / "server.log").open("w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "policy_cli", "serve", "--workers", "2", "--seed", str(seed)],
-        env=env,
-        cwd=ROOT,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
+    command = llm_policy("serve", "--workers", "2", "--seed", str(seed))
     try:
-        wait_ready(url, proc)
-        token = cli("token", env=clean_env(LLM_POLICY_JWT_SECRET="workers-test-secret"))
-        client = clean_env(LLM_POLICY_SERVER=url, LLM_POLICY_TOKEN=token.stdout.strip())
-        listed = json.loads(cli("-o", "json", "policy", "list", env=client).stdout)
-        assert [p["id"] for p in listed["items"]] == ["walkthrough"]
-        lines = "".join(json.dumps({"context": DENIED}) + "\n" for _ in range(6))
-        for _ in range(3):  # separate connections, so both workers are likely to answer
-            assert cli("evaluate", "batch", "-", env=client, stdin=lines).returncode == 1
-        with urllib.request.urlopen(url + "/metrics", timeout=10) as resp:
-            metrics = resp.read().decode()
-        assert 'llm_policy_decisions_total{decision="deny"} 18.0' in metrics
+        with serving(command, port=port, env=env, log=tmp_path / "server.log", cwd=ROOT) as srv:
+            url = srv.url
+            token = cli("token", env=clean_env(LLM_POLICY_JWT_SECRET="workers-test-secret"))
+            client = clean_env(LLM_POLICY_SERVER=url, LLM_POLICY_TOKEN=token.stdout.strip())
+            listed = json.loads(cli("-o", "json", "policy", "list", env=client).stdout)
+            assert [p["id"] for p in listed["items"]] == ["walkthrough"]
+            lines = "".join(json.dumps({"context": DENIED}) + "\n" for _ in range(6))
+            for _ in range(3):  # separate connections, so both workers are likely to answer
+                assert cli("evaluate", "batch", "-", env=client, stdin=lines).returncode == 1
+            with urllib.request.urlopen(url + "/metrics", timeout=10) as resp:
+                metrics = resp.read().decode()
+            assert 'llm_policy_decisions_total{decision="deny"} 18.0' in metrics
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=60)
-        log.close()
         with psycopg.connect(database, autocommit=True) as conn:
             conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
     assert "Development token" not in (tmp_path / "server.log").read_text()

@@ -7,13 +7,13 @@ services seeded with one policy so that reads of `p1` can succeed.
 
 from __future__ import annotations
 
-import asyncio
+from pathlib import Path
 from typing import Any
 
 import schemathesis
 from hypothesis import HealthCheck, settings
-from policy_http import create_app
-from policy_http.testing import bearer, make_settings, make_token, memory_services
+from policy_cli.testing import http_app, memory_settings
+from policy_http.testing import bearer, make_token
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
@@ -22,27 +22,15 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-SEED = """\
-metadata: {id: p1, name: Seed policy, tags: [seed]}
-rules:
-  - id: big
-    name: Big requests
-    condition: "llm.max_tokens > 1000"
-    action: {decision: deny, reason: too many tokens}
-"""
 EXAMPLES_PER_OPERATION = 40  # with the coverage phase: about 1,200 requests in all
 MINIMUM_CASES = 1_000
 
 
-async def _services() -> Any:
-    services = await memory_services()
-    await services.policies.create(SEED, author="seed")
-    return services
-
-
-# The schema is loaded at import (schemathesis parametrizes from it), so the app
-# and its services are built here, outside any test's event loop.
-APP = create_app(asyncio.run(_services()), make_settings())
+# The schema is loaded at import (schemathesis parametrizes from it); the app is
+# the one `llm-policy serve` builds, over the memory deployment seeded with one
+# policy (p1) so that reads of `p1` can succeed. Its services open at the app's
+# startup (schemathesis runs the ASGI lifespan).
+APP = http_app(memory_settings(seed_policies=str(Path(__file__).parent / "schemathesis_seed.yaml")))
 SCHEMA = schemathesis.openapi.from_asgi("/schema/openapi.json", APP)
 HEADERS = bearer(make_token(roles=["admin"], exp_in=24 * 3600))
 CHECKS = [

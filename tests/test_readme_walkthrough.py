@@ -11,19 +11,17 @@ for 8080 in the commands).
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
-import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 from typing import Any
 
 import msgspec
 import pytest
+from policy_cli.testing import clean_env, free_port, serving
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -38,37 +36,6 @@ def section(title: str) -> str:
 
 def blocks(text: str, lang: str) -> list[str]:
     return re.findall(rf"```{lang}\n(.*?)```", text, flags=re.DOTALL)
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith("LLM_POLICY_") or k.startswith("LLM_POLICY_TEST_")
-    }
-    env.update(extra)
-    return env
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 240) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"`make run` exited with {proc.returncode}:\n{log.read_text()}")
-        try:
-            with urllib.request.urlopen(url + "/ready", timeout=2) as resp:
-                if resp.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.5)
-    raise AssertionError(f"{url}/ready did not answer within {timeout} s:\n{log.read_text()}")
 
 
 def shown(json_block: str) -> dict[str, Any]:
@@ -90,17 +57,11 @@ def test_readme_walkthrough(tmp_path: Path) -> None:
     url = f"http://127.0.0.1:{port}"
     log = tmp_path / "make-run.log"
     env = clean_env(LLM_POLICY_DATA_DIR=str(tmp_path / "data"), LLM_POLICY_PORT=str(port))
-    with log.open("wb") as out:
-        server = subprocess.Popen(
-            ["bash", "-c", commands[0]],
-            cwd=ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        wait_ready(url, server, log)
+    # Ctrl-C at the end, as the README says.
+    make_run = ["bash", "-c", commands[0]]
+    with serving(
+        make_run, port=port, env=env, log=log, cwd=ROOT, timeout=240, stop_signal=signal.SIGINT
+    ):
         script = "set -e\n" + "".join(
             c.replace("127.0.0.1:8080", f"127.0.0.1:{port}") + f"\necho '{MARKER}'\n"
             for c in commands[1:]
@@ -137,9 +98,6 @@ def test_readme_walkthrough(tmp_path: Path) -> None:
             assert page.status == 200
         with urllib.request.urlopen(url + "/schema/openapi.json", timeout=10) as spec:
             assert "/api/v1/evaluate" in json.loads(spec.read())["paths"]
-    finally:
-        os.killpg(server.pid, signal.SIGINT)  # Ctrl-C, as the README says
-        server.wait(timeout=90)
     banner = log.read_text()
     assert f"API:      {url}/api/v1" in banner
     assert f"OpenAPI:  {url}/schema/swagger" in banner

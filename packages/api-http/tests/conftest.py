@@ -1,22 +1,18 @@
-"""Fixtures: an app over memory services built in its own event loop, and its client."""
+"""Fixtures: the app `llm-policy serve` builds, over the memory deployment, and its client."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from litestar import Litestar
 from litestar.testing import TestClient
-from policy_http import create_app
-from policy_http.testing import (
-    MemoryServices,
-    bearer,
-    make_settings,
-    make_token,
-    open_memory_services,
-)
+from policy_cli.bootstrap import Adapters, Services, memory_adapters
+from policy_cli.settings import Settings
+from policy_cli.testing import http_app, memory_settings
+from policy_core.memory import MemoryDecisionLog, SystemClock
+from policy_http.testing import bearer, make_token
 
 POLICY_YAML = """\
 metadata:
@@ -40,24 +36,31 @@ def policy_yaml(policy_id: str = "p1", limit: int = 1000, extra: str = "") -> st
 class Built:
     """The services an app built at startup (factory mode), for tests to look at."""
 
-    services: MemoryServices | None = None
+    def __init__(self) -> None:
+        self.adapters: Adapters | None = None
+        self.services: Services | None = None
+
+    def record(self, services: Services) -> None:
+        self.services = services
 
     @property
-    def svc(self) -> MemoryServices:
+    def svc(self) -> Services:
         assert self.services is not None, "the app has not started"
         return self.services
 
+    @property
+    def log(self) -> MemoryDecisionLog:
+        """The decision log adapter behind the services."""
+        assert self.adapters is not None and isinstance(self.adapters.log, MemoryDecisionLog)
+        return self.adapters.log
 
-def app_with(built: Built, services: dict[str, Any] | None = None, **settings: Any) -> Litestar:
-    """An app over memory services built in the app's own event loop (as workers do)."""
 
-    @asynccontextmanager
-    async def factory() -> AsyncIterator[MemoryServices]:
-        async with open_memory_services(**(services or {})) as svc:
-            built.services = svc
-            yield svc
-
-    return create_app(factory, make_settings(**settings))
+def app_with(built: Built, settings: Settings | None = None, **http: Any) -> Litestar:
+    """The app `llm-policy serve` builds over the memory deployment's adapters (wired at
+    startup, in the app's own event loop, as workers do); `http` replaces HttpSettings fields."""
+    chosen = settings or memory_settings()
+    built.adapters = memory_adapters(chosen, SystemClock())
+    return http_app(chosen, adapters=built.adapters, started=built.record, **http)
 
 
 @pytest.fixture

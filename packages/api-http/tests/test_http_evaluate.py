@@ -72,10 +72,10 @@ def test_the_cache_answers_a_repeated_request(
 def test_trace_and_dry_run(seeded: TestClient[Litestar], admin: dict[str, str], built: Any) -> None:
     body = seeded.post(E, json={"context": BIG, "trace": True}, headers=admin).json()
     assert body["trace"][0]["rule"] == "big-requests"
-    before = len(built.svc.log)
+    before = len(built.log)
     dry = seeded.post(E, json={"context": BIG, "dry_run": True}, headers=admin).json()
     assert dry["decision"] == "deny"
-    assert len(built.svc.log) == before
+    assert len(built.log) == before
 
 
 def test_policies_and_namespace_select(seeded: TestClient[Litestar], admin: dict[str, str]) -> None:

@@ -3,6 +3,7 @@ API keys."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 from collections.abc import AsyncIterator
@@ -13,34 +14,23 @@ import pytest
 from litestar import Litestar
 from litestar.testing import TestClient
 from loguru import logger
+from policy_cli.bootstrap import Services, bootstrap, memory_adapters
+from policy_cli.settings import Settings
+from policy_cli.testing import http_app, memory_settings
 from policy_core.memory import MemoryDecisionLog, SystemClock
 from policy_core.ports import DecisionLogCounters
-from policy_core.services import DecisionHistoryService
 from policy_http import create_app
 from policy_http.logs import configure_json_logging
-from policy_http.testing import (
-    MemoryServices,
-    bearer,
-    make_settings,
-    make_token,
-    open_memory_services,
-)
+from policy_http.testing import bearer, make_settings, make_token
 
 E = "/api/v1/evaluate"
 
 
-def build(
-    services: dict[str, Any] | None = None, **settings: Any
-) -> tuple[Litestar, dict[str, MemoryServices]]:
-    holder: dict[str, MemoryServices] = {}
-
-    @asynccontextmanager
-    async def factory() -> AsyncIterator[MemoryServices]:
-        async with open_memory_services(**(services or {})) as svc:
-            holder["svc"] = svc
-            yield svc
-
-    return create_app(factory, make_settings(**settings)), holder
+def build(settings: Settings | None = None, **http: Any) -> tuple[Litestar, dict[str, Services]]:
+    """The app over `bootstrap(settings)` (the memory deployment by default); `http` replaces
+    HttpSettings fields."""
+    holder: dict[str, Services] = {}
+    return http_app(settings, started=lambda svc: holder.setdefault("svc", svc), **http), holder
 
 
 def test_ready_reports_a_failing_check() -> None:
@@ -191,7 +181,7 @@ def test_access_log_when_enabled() -> None:
 
 
 def test_rate_limit_is_429_with_retry_after_and_ratelimit_headers() -> None:
-    app, _ = build({"rate_limits": "evaluate=3/minute;read=2/minute"})
+    app, _ = build(memory_settings(rate_limits="evaluate=3/minute;read=2/minute"))
     with TestClient(app) as client:
         alice, bob = bearer(make_token(sub="alice")), bearer(make_token(sub="bob"))
         statuses = [
@@ -260,7 +250,7 @@ def test_cors_when_origins_are_configured() -> None:
         assert r.headers["access-control-allow-origin"] == "https://console.example"
 
 
-def test_metrics_read_the_decision_log_counters(client: TestClient[Litestar], built: Any) -> None:
+def test_metrics_read_the_decision_log_counters() -> None:
     class CountingLog(MemoryDecisionLog):
         def counters(self) -> DecisionLogCounters:
             return DecisionLogCounters(
@@ -268,8 +258,11 @@ def test_metrics_read_the_decision_log_counters(client: TestClient[Litestar], bu
             )
 
     log = CountingLog()
-    built.svc.decisions = DecisionHistoryService(log, log, SystemClock())
-    text = client.get("/metrics").text
+    adapters = dataclasses.replace(
+        memory_adapters(memory_settings(), SystemClock()), log=log, history=log
+    )
+    with TestClient(http_app(adapters=adapters)) as client:
+        text = client.get("/metrics").text
     assert "llm_policy_decision_log_queue_depth 7.0" in text
     assert "llm_policy_decision_log_spool_bytes 4096.0" in text
     assert 'llm_policy_decision_log_records_total{state="written"} 93.0' in text
@@ -280,20 +273,18 @@ def test_shutdown_closes_the_services_it_opened() -> None:
     events: list[str] = []
 
     @asynccontextmanager
-    async def factory() -> AsyncIterator[MemoryServices]:
-        async with open_memory_services() as svc:
+    async def factory() -> AsyncIterator[Services]:
+        async with bootstrap(memory_settings()) as svc:
             events.append("opened")
             yield svc
-            # What a composition root does on the way out: flush the decision log.
-            assert svc.log is not None
-            await svc.log.flush()
-            events.append("flushed")
+            events.append("closing")
+        events.append("closed")
 
     app = create_app(factory, make_settings())
     with TestClient(app) as client:
         assert client.post(E, json={"context": {}}, headers=bearer(make_token())).status_code == 200
         assert events == ["opened"]
-    assert events == ["opened", "flushed"]
+    assert events == ["opened", "closing", "closed"]
 
 
 def test_services_before_startup_answer_503() -> None:
@@ -309,7 +300,7 @@ def test_services_before_startup_answer_503() -> None:
 def test_gc_freeze_after_startup_when_asked() -> None:
     import gc
 
-    app = create_app(open_memory_services, make_settings(gc_freeze=True))
+    app = http_app(gc_freeze=True)
     try:
         with TestClient(app) as client:
             assert client.get("/health").status_code == 200

@@ -7,9 +7,9 @@ from typing import Any
 from litestar.testing import TestClient
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from policy_http import create_app
+from policy_cli.testing import http_app
 from policy_http._telemetry import Telemetry
-from policy_http.testing import bearer, make_settings, make_token, open_memory_services
+from policy_http.testing import bearer, make_token
 
 TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 
@@ -37,7 +37,7 @@ def test_request_and_evaluation_spans_continue_the_callers_trace(monkeypatch: An
         real_init(self, endpoint, name, span_processor=SimpleSpanProcessor(exporter))
 
     monkeypatch.setattr(Telemetry, "__init__", with_memory_exporter)
-    app = create_app(open_memory_services, make_settings())
+    app = http_app()
     headers = {**bearer(make_token()), "traceparent": TRACEPARENT}
     with TestClient(app) as client:
         assert (

@@ -40,11 +40,13 @@ from policy_core.ports import (
     ApiKeyStore,
     ChangeFeed,
     Clock,
+    CostOracle,
     DecisionCache,
     DecisionHistory,
     DecisionLog,
     PolicyStore,
     RateLimiter,
+    ShieldScanner,
     UsageStore,
 )
 from policy_core.ratelimits import RateLimits, parse_rate_limits
@@ -60,7 +62,15 @@ from policy_core.services import (
 from policy_cli.seed import seed_if_empty
 from policy_cli.settings import Settings
 
-__all__ = ["Adapters", "Services", "bootstrap", "memory", "wire"]
+__all__ = [
+    "Adapters",
+    "Services",
+    "bootstrap",
+    "memory",
+    "memory_adapters",
+    "wire",
+    "wired",
+]
 
 _log = logging.getLogger(__name__)
 
@@ -81,6 +91,9 @@ class Adapters:
     rate_limiter: RateLimiter | None = None
     # Readiness of the backing services (store, cache); the APIs add "policy set loaded".
     checks: dict[str, Callable[[], Awaitable[bool]]] = field(default_factory=dict)
+    # Integration facts (`shield.scan`, `costops.estimate`); no deployment wires them yet.
+    shield: ShieldScanner | None = None
+    cost: CostOracle | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -132,6 +145,8 @@ async def wire(
         usage=adapters.usage,
         log=adapters.log,
         clock=adapters.clock,
+        shield=adapters.shield,
+        cost=adapters.cost,
     )
     await policies.start()
     stack.push_async_callback(policies.close)
@@ -161,7 +176,8 @@ def memory_rate_limiter(settings: Settings, clock: Clock) -> RateLimiter | None:
     return MemoryRateLimiter(limits, strategy=settings.rate_limit_strategy, clock=clock)
 
 
-def _memory_adapters(settings: Settings, clock: Clock) -> Adapters:
+def memory_adapters(settings: Settings, clock: Clock) -> Adapters:
+    """The memory deployment's adapters (tests replace some with doubles: `wired`)."""
     log = MemoryDecisionLog(max_records=100_000)
     return Adapters(
         store=MemoryPolicyStore(clock),
@@ -177,12 +193,17 @@ def _memory_adapters(settings: Settings, clock: Clock) -> Adapters:
 
 
 @asynccontextmanager
+async def wired(settings: Settings, adapters: Adapters) -> AsyncIterator[Services]:
+    """The services over `adapters` the caller chose, open for the block (no database URL)."""
+    async with AsyncExitStack() as stack:
+        yield await wire(settings, adapters, stack, database_url=None)
+
+
+@asynccontextmanager
 async def memory(settings: Settings) -> AsyncIterator[Services]:
     """Library and tests: every port in memory; nothing outlives the block."""
-    async with AsyncExitStack() as stack:
-        yield await wire(
-            settings, _memory_adapters(settings, SystemClock()), stack, database_url=None
-        )
+    async with wired(settings, memory_adapters(settings, SystemClock())) as services:
+        yield services
 
 
 @asynccontextmanager
