@@ -1,7 +1,8 @@
 """The language case files through POST /api/v1/evaluate: exactly the engine's decisions.
 
-One app serves every case: before each case the test swaps the engine the
-services hold (compiled from the case's policies, with its default
+One app serves every case (the app `llm-policy serve` builds, over the memory
+deployment's adapters with the case's clock and fact ports, and no decision
+cache): before each case the test swaps the engine the services hold (compiled from the case's policies, with its default
 decision), sets the clock to the case's `now`, and hands its stateful and
 integration facts to fake usage/shield/cost ports. Each HTTP decision is
 checked against the case's expectations and compared whole (timing aside)
@@ -11,6 +12,7 @@ warnings go through POST /api/v1/policies/validate (422 errors, 200 warnings).
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -20,17 +22,12 @@ import msgspec
 import pytest
 from litestar import Litestar
 from litestar.testing import TestClient
+from policy_cli.bootstrap import Services, memory_adapters
+from policy_cli.testing import http_app
 from policy_core import PolicyEngine, PolicyNotFound, load_policy_text
-from policy_core.memory import MemoryApiKeyStore, MemoryDecisionLog, MemoryPolicyStore
-from policy_core.services import (
-    ApiKeyService,
-    EngineHolder,
-    EvaluationService,
-    PolicyService,
-)
+from policy_core.services import EngineHolder
 from policy_core.testing.cases import LanguageCase, load_case_files, run_case
-from policy_http import create_app
-from policy_http.testing import MemoryServices, bearer, make_settings, make_token
+from policy_http.testing import bearer, make_token
 
 CASES = load_case_files(Path(__file__).parent / "cases")
 
@@ -78,34 +75,47 @@ class CaseFacts:
         raise RuntimeError(f"{kind} unavailable")
 
 
+class NoCache:
+    """A decision cache that keeps nothing: every case is evaluated with its own facts."""
+
+    async def get(self, key: str) -> None:
+        return None
+
+    async def set(self, key: str, decision: Any, ttl_seconds: int) -> None:
+        return None
+
+    async def clear(self) -> None:
+        return None
+
+
 class Harness:
     def __init__(self) -> None:
         self.clock = CaseClock()
         self.facts = CaseFacts()
-        self.holder = EngineHolder()
-        store = MemoryPolicyStore(self.clock)
-        evaluation = EvaluationService(
-            self.holder,
+        # The memory deployment, wired by the composition root, with the case's
+        # clock and fact ports in place of the real ones.
+        adapters = dataclasses.replace(
+            memory_adapters(self.clock),
+            cache=NoCache(),
             usage=self.facts,
-            log=MemoryDecisionLog(max_records=1000),
-            clock=self.clock,
             shield=self.facts,
             cost=self.facts,
         )
-        self.services = MemoryServices(
-            policies=PolicyService(reader=store, writer=store, holder=self.holder),
-            evaluation=evaluation,
-            usage=None,
-            api_keys=ApiKeyService(MemoryApiKeyStore()),
-            decisions=None,
-            holder=self.holder,
-        )
-        self.app: Litestar = create_app(self.services, make_settings())
+        self.services: Services | None = None
+        self.app: Litestar = http_app(adapters=adapters, started=self._started)
         self.headers = bearer(make_token(roles=["evaluator"], exp_in=3600))
         self.auditor = {
             **bearer(make_token(roles=["auditor"], exp_in=3600)),
             "Content-Type": "application/yaml",
         }
+
+    def _started(self, services: Services) -> None:
+        self.services = services
+
+    @property
+    def holder(self) -> EngineHolder:
+        assert self.services is not None, "the app has not started"
+        return self.services.holder
 
     def prepare(self, case: LanguageCase) -> PolicyEngine:
         opts = case.options

@@ -1,20 +1,20 @@
-"""A gRPC server over in-memory services, and a grpclib client with tokens per role."""
+"""The gRPC server over the memory deployment (bootstrap), and a grpclib client with tokens
+per role."""
 
 from __future__ import annotations
 
 import json
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
 from grpclib.client import Channel
 from joserfc import jwt
 from joserfc.jwk import OctKey
-from policy_core.memory import ManualClock, MemoryApiKeyStore, MemoryDecisionLog, MemoryPolicyStore
-from policy_core.services import ApiKeyService, EngineHolder, EvaluationService, PolicyService
-from policy_grpc import GrpcServer, GrpcSettings, create_grpc_server
+from policy_cli.bootstrap import Services, bootstrap
+from policy_cli.testing import grpc_server, memory_settings
+from policy_grpc import GrpcServer
 from policy_grpc._generated.llm_policy.v1 import (
     EvaluatePolicyRequest,
     PolicyServiceStub,
@@ -39,26 +39,16 @@ rules:
 """
 
 
-@dataclass
-class Bundle:
-    policies: PolicyService
-    evaluation: EvaluationService
-    api_keys: ApiKeyService | None
-    log: MemoryDecisionLog
+# The memory deployment with this suite's secret (its tokens carry no iss/aud).
+SETTINGS = memory_settings(jwt_secret=SECRET, jwt_issuer=None, jwt_audience=None)
 
 
 @pytest.fixture
-async def bundle() -> Bundle:
-    clock = ManualClock(1_700_000_000.0)
-    store = MemoryPolicyStore(clock)
-    holder = EngineHolder()
-    policies = PolicyService(reader=store, writer=store, holder=holder)
-    await policies.start()
-    log = MemoryDecisionLog()
-    evaluation = EvaluationService(holder, log=log, clock=clock)
-    api_keys = ApiKeyService(MemoryApiKeyStore(), clock)
-    await policies.create(POLICY_YAML, author="setup")
-    return Bundle(policies=policies, evaluation=evaluation, api_keys=api_keys, log=log)
+async def bundle() -> AsyncIterator[Services]:
+    """The services `llm-policy grpc serve` wires (bootstrap), holding POLICY_YAML."""
+    async with bootstrap(SETTINGS) as services:
+        await services.policies.create(POLICY_YAML, author="setup")
+        yield services
 
 
 def make_token(roles: list[str], *, sub: str = "alice", exp_in: float = 600, **claims: Any) -> str:
@@ -77,13 +67,8 @@ ADMIN = auth(["admin"], exp_in=86_400)
 
 
 @pytest.fixture
-def settings() -> GrpcSettings:
-    return GrpcSettings(jwt_secret=SECRET, drain_seconds=5.0)
-
-
-@pytest.fixture
-async def server(bundle: Bundle, settings: GrpcSettings) -> AsyncIterator[GrpcServer]:
-    srv = create_grpc_server(bundle, settings)
+async def server(bundle: Services) -> AsyncIterator[GrpcServer]:
+    srv = grpc_server(bundle, SETTINGS, drain_seconds=5.0)
     await srv.start("127.0.0.1", 0)
     yield srv
     await srv.drain()

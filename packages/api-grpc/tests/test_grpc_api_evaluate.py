@@ -77,7 +77,7 @@ async def test_unary_trace_is_a_list_when_asked(stub: PolicyServiceStub, kit: An
 async def test_unary_dry_run_is_not_logged(stub: PolicyServiceStub, kit: Any, bundle: Any) -> None:
     await stub.evaluate_policy(kit.eval_request(kit.SQL, request_id="dry", dry_run=True))
     await stub.evaluate_policy(kit.eval_request(kit.SQL, request_id="wet"))
-    ids = {r.request_id for r in (await bundle.log.history(HistoryQuery(), limit=100)).items}
+    ids = {r.request_id for r in (await bundle.decisions.history(HistoryQuery(), limit=100)).items}
     assert "wet" in ids
     assert "dry" not in ids
 
