@@ -11,21 +11,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from policy_cli.testing import clean_env
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = Path(sys.executable).parent / "llm-policy"
 POLICIES = ROOT / "examples" / "policies"
 CONTEXTS = ROOT / "examples" / "contexts"
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith("LLM_POLICY_") or k.startswith("LLM_POLICY_TEST_")
-    }
-    env.update(extra)
-    return env
 
 
 def run(*args: str, stdin: str | None = None, **env: str) -> subprocess.CompletedProcess[str]:
