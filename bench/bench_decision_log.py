@@ -3,21 +3,28 @@
     uv run --frozen python bench/bench_decision_log.py [--url URL] [--records N]
 
 Needs PostgreSQL (LLM_POLICY_TEST_DATABASE_URL or the local `test` database) for the
-write-throughput figure; it uses a schema of its own and drops it afterwards.
+write-throughput figure; it uses a schema of its own and drops it afterwards. The
+services are the memory deployment's, wired by the composition root (`wire`) over
+the log under test.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import statistics
 import tempfile
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
-from policy_core import PolicyEngine, load_policy_text
-from policy_core.memory import MemoryDecisionLog
-from policy_core.services import EngineHolder, EvaluationRequest, EvaluationService
+from policy_cli.bootstrap import Services, memory_adapters, wired
+from policy_cli.testing import memory_settings
+from policy_core.memory import MemoryDecisionLog, SystemClock
+from policy_core.ports import DecisionLog, DecisionLogCounters
+from policy_core.services import EvaluationRequest
 from policy_core.testing import decision_record
 from policy_postgres import PostgresDecisionLog
 from policy_postgres.testing import database_url, isolated_pool
@@ -45,38 +52,59 @@ class NullLog:
     def append(self, record: object) -> None:
         return None
 
+    async def flush(self) -> None:
+        return None
 
-async def evaluation_overhead(n: int) -> dict[str, float]:
-    """Per-evaluation latency of EvaluationService with and without a queued log."""
-    engine = PolicyEngine(load_policy_text(POLICY))
-    requests = [
+    def counters(self) -> DecisionLogCounters:
+        return DecisionLogCounters(queued=0, spool_bytes=0, appended=0, written=0, dropped=0)
+
+
+@asynccontextmanager
+async def services_with(log: DecisionLog) -> AsyncIterator[Services]:
+    """The memory deployment's services (`wire`, as every deployment) over `log`, with POLICY."""
+    adapters = dataclasses.replace(memory_adapters(SystemClock()), log=log)
+    async with wired(memory_settings(), adapters) as services:
+        await services.policies.create(POLICY, author="bench")
+        yield services
+
+
+def _requests(n: int, prefix: str) -> list[EvaluationRequest]:
+    return [
         EvaluationRequest(
             context={"llm": {"prompt": f"hello {i}", "max_tokens": 100}, "user": {"id": "u"}},
-            request_id=f"r{i}",
+            request_id=f"{prefix}{i}",
         )
         for i in range(n)
     ]
+
+
+async def evaluation_overhead(n: int) -> dict[str, float]:
+    """Per-evaluation latency of EvaluationService with and without a queued log."""
+    requests = _requests(n, "r")
     out: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
         async with isolated_pool(database_url()) as (pool, _):
             pg_log = PostgresDecisionLog(pool, spool_path=Path(tmp) / "spool")
             await pg_log.start()
-            variants = {
-                "none": EvaluationService(EngineHolder(engine)),
-                "memory": EvaluationService(
-                    EngineHolder(engine), log=MemoryDecisionLog(max_records=1000)
-                ),
-                "postgres": EvaluationService(EngineHolder(engine), log=pg_log),
-            }
-            # Interleaved, so that machine noise and GC fall on every variant alike.
-            samples: dict[str, list[float]] = {name: [] for name in variants}
-            for i, req in enumerate(requests):
-                for name, service in variants.items():
-                    t = time.perf_counter_ns()
-                    await service.evaluate(req)
-                    samples[name].append((time.perf_counter_ns() - t) / 1000)
-                if i % 200 == 0:
-                    await asyncio.sleep(0)  # let the PostgreSQL writer run
+            async with (
+                services_with(NullLog()) as none,
+                services_with(MemoryDecisionLog(max_records=1000)) as memory,
+                services_with(pg_log) as postgres,
+            ):
+                variants = {
+                    "none": none.evaluation,
+                    "memory": memory.evaluation,
+                    "postgres": postgres.evaluation,
+                }
+                # Interleaved, so that machine noise and GC fall on every variant alike.
+                samples: dict[str, list[float]] = {name: [] for name in variants}
+                for i, req in enumerate(requests):
+                    for name, service in variants.items():
+                        t = time.perf_counter_ns()
+                        await service.evaluate(req)
+                        samples[name].append((time.perf_counter_ns() - t) / 1000)
+                    if i % 200 == 0:
+                        await asyncio.sleep(0)  # let the PostgreSQL writer run
             for name, values in samples.items():
                 out[f"{name}_p50_us"] = statistics.median(values)
                 out[f"{name}_p99_us"] = percentile(values, 0.99)
@@ -90,27 +118,20 @@ async def logging_step(n: int) -> dict[str, float]:
     Subtracting two latency distributions cannot resolve a p99 of a few microseconds
     on a busy machine; timing the step directly can.
     """
-    engine = PolicyEngine(load_policy_text(POLICY))
     samples: list[float] = []
     with tempfile.TemporaryDirectory() as tmp:
         async with isolated_pool(database_url()) as (pool, _):
             log = PostgresDecisionLog(pool, spool_path=Path(tmp) / "spool")
             await log.start()
-            service = EvaluationService(EngineHolder(engine), log=log)
-            for i in range(n):
-                request = EvaluationRequest(
-                    context={
-                        "llm": {"prompt": f"hello {i}", "max_tokens": 100},
-                        "user": {"id": "u"},
-                    },
-                    request_id=f"s{i}",
-                )
-                decision = engine.evaluate(request.context)
-                t = time.perf_counter_ns()
-                service._record(engine, request, f"s{i}", decision, time.perf_counter())
-                samples.append((time.perf_counter_ns() - t) / 1000)
-                if i % 200 == 0:
-                    await asyncio.sleep(0)  # let the PostgreSQL writer run
+            async with services_with(log) as services:
+                service, engine = services.evaluation, services.holder.current
+                for i, request in enumerate(_requests(n, "s")):
+                    decision = engine.evaluate(request.context)
+                    t = time.perf_counter_ns()
+                    service._record(engine, request, f"s{i}", decision, time.perf_counter())
+                    samples.append((time.perf_counter_ns() - t) / 1000)
+                    if i % 200 == 0:
+                        await asyncio.sleep(0)  # let the PostgreSQL writer run
             await log.close()
     return {
         "log_step_p50_us": statistics.median(samples),

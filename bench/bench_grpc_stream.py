@@ -1,15 +1,15 @@
 """One bidirectional EvaluatePolicyStream of N requests against the gRPC API: decisions/s.
 
-The server runs in its own process (in-memory services, the reference
-policies); this process is the client. The client keeps at most `--window`
+The server runs in its own process with the object graph of `llm-policy grpc
+serve` (bootstrap over the memory deployment, seeded with the reference
+policies, bearer JWT checked once per stream); this process is the client. The client keeps at most `--window`
 requests unanswered and writes them in chunks of `--chunk` messages per
 HTTP/2 DATA frame, like a gateway multiplexing its callers onto one stream.
 Every answer is checked: same order, same request_id.
 
     uv run --frozen python bench/bench_grpc_stream.py [--requests 100000] [--profile FILE]
 
-Workload: bench/reference_policies.yaml + bench/reference_contexts.json when
-present, else examples/policies + examples/contexts, else a small built-in set.
+Workload: bench/reference_policies.yaml + bench/reference_contexts.json.
 """
 
 from __future__ import annotations
@@ -26,51 +26,16 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 
-_BUILTIN_POLICY = """\
-metadata: {id: bench, name: Bench}
-rules:
-  - id: sql
-    name: SQL
-    condition: "llm.prompt.matches('(?i)select .* from')"
-    action: {decision: deny, reason: "SQL from {{ user.id }}"}
-  - id: tokens
-    name: Tokens
-    condition: "llm.max_tokens > 4000"
-    action: {decision: warn, reason: many tokens}
-  - id: model
-    name: Model
-    condition: "llm.model in ['gpt-4', 'gpt-4o'] && !user.has_role('premium')"
-    action: {decision: modify, modifications: {llm.model: gpt-4o-mini}}
-"""
-_BUILTIN_CONTEXTS = [
-    {"llm": {"model": "gpt-4o-mini", "prompt": "hello", "max_tokens": 100}, "user": {"id": "u1"}},
-    {"llm": {"model": "gpt-4", "prompt": "summarise", "max_tokens": 500}, "user": {"id": "u2"}},
-    {"llm": {"model": "x", "prompt": "SELECT * FROM t", "max_tokens": 9000}, "user": {"id": "u3"}},
-]
+POLICIES = ROOT / "bench" / "reference_policies.yaml"
+CONTEXTS = ROOT / "bench" / "reference_contexts.json"
+SECRET = "bench-secret-0123456789-abcdefghijklmnop"
 
 
-def workload() -> tuple[str, list[dict[str, Any]], str]:
-    """(policy text, contexts, description)."""
-    ref_policies = ROOT / "bench" / "reference_policies.yaml"
-    ref_contexts = ROOT / "bench" / "reference_contexts.json"
-    if ref_policies.exists() and ref_contexts.exists():
-        items = json.loads(ref_contexts.read_text())
-        contexts = [i["context"] if isinstance(i, dict) and "context" in i else i for i in items]
-        return ref_policies.read_text(), contexts, "reference workload (bench/reference_*)"
-    examples = ROOT / "examples" / "policies"
-    if examples.is_dir() and (ROOT / "examples" / "contexts").is_dir():
-        texts = [p.read_text() for p in sorted(examples.glob("*.y*ml"))]
-        contexts = [
-            json.loads(p.read_text())
-            for p in sorted((ROOT / "examples" / "contexts").glob("*.json"))
-        ]
-        contexts = [c.get("context", c) if isinstance(c, dict) else c for c in contexts]
-        return (
-            "\n---\n".join(t.strip().removeprefix("---").strip() for t in texts),
-            contexts,
-            ("examples/policies + examples/contexts"),
-        )
-    return _BUILTIN_POLICY, _BUILTIN_CONTEXTS, "built-in policy"
+def workload() -> tuple[list[dict[str, Any]], str]:
+    """(contexts, description): the reference workload (its policies seed the server)."""
+    items = json.loads(CONTEXTS.read_text())
+    contexts = [i["context"] if isinstance(i, dict) and "context" in i else i for i in items]
+    return contexts, "reference workload (bench/reference_*)"
 
 
 # --- server process -------------------------------------------------------------------
@@ -93,45 +58,54 @@ class _ConstantEvaluation:
 
 
 async def _serve(port_file: str, profile: str | None, service: str) -> None:
-    from policy_core import load_policy_text
-    from policy_core.memory import MemoryDecisionLog, MemoryPolicyStore, SystemClock
-    from policy_core.services import EngineHolder, EvaluationService, PolicyService
-    from policy_grpc import GrpcSettings, create_grpc_server
+    """`llm-policy grpc serve`'s object graph: bootstrap over the memory deployment, seeded."""
+    import dataclasses
 
-    text, _, _ = workload()
-    clock = SystemClock()
-    store = MemoryPolicyStore(clock)
-    holder = EngineHolder()
-    policies = PolicyService(reader=store, writer=store, holder=holder)
-    await policies.start()
-    for policy in load_policy_text(text, file="bench"):
-        await policies.create(json.dumps(policy.source))
-    # A bounded in-memory log: the service's audit path runs, as in production.
-    evaluation: Any = EvaluationService(holder, log=MemoryDecisionLog(max_records=1000))
-    if service == "null":
-        evaluation = _ConstantEvaluation(holder.current.policy_set())
-    services = _Bundle(policies, evaluation)
-    server = create_grpc_server(services, GrpcSettings(require_auth=False))
-    await server.start("127.0.0.1", 0)
-    Path(port_file).write_text(str(server.port))  # noqa: ASYNC240 - once, at start-up
-    stop = asyncio.Event()
-    asyncio.get_running_loop().add_reader(sys.stdin.fileno(), stop.set)
-    if profile:
-        import cProfile
+    from policy_cli.bootstrap import bootstrap
+    from policy_cli.testing import grpc_server
 
-        prof = cProfile.Profile()
-        prof.enable()
-        await stop.wait()
-        prof.disable()
-        prof.dump_stats(profile)
-    else:
-        await stop.wait()
-    await server.drain()
+    settings = server_settings()
+    async with bootstrap(settings) as services:
+        if service == "null":
+            constant = _ConstantEvaluation(services.holder.current.policy_set())
+            services = dataclasses.replace(services, evaluation=constant)
+        server = grpc_server(services, settings)
+        await server.start("127.0.0.1", 0)
+        Path(port_file).write_text(str(server.port))  # noqa: ASYNC240 - once, at start-up
+        stop = asyncio.Event()
+        asyncio.get_running_loop().add_reader(sys.stdin.fileno(), stop.set)
+        if profile:
+            import cProfile
+
+            prof = cProfile.Profile()
+            prof.enable()
+            await stop.wait()
+            prof.disable()
+            prof.dump_stats(profile)
+        else:
+            await stop.wait()
+        await server.drain()
 
 
-class _Bundle:
-    def __init__(self, policies: Any, evaluation: Any) -> None:
-        self.policies, self.evaluation, self.api_keys = policies, evaluation, None
+def server_settings() -> Any:
+    """The settings `llm-policy grpc serve` would load from this environment."""
+    from policy_cli.settings import load_settings
+
+    environ = {
+        "LLM_POLICY_DEPLOYMENT": "memory",
+        "LLM_POLICY_SEED_POLICIES": str(POLICIES),
+        "LLM_POLICY_JWT_SECRET": SECRET,
+    }
+    return load_settings(environ, serving=True)
+
+
+def _token() -> str:
+    from joserfc import jwt
+    from joserfc.jwk import OctKey
+
+    now = int(time.time())
+    claims = {"sub": "bench", "roles": ["evaluator"], "iat": now, "exp": now + 3600}
+    return jwt.encode({"alg": "HS256"}, claims, OctKey.import_key(SECRET))
 
 
 # --- client -----------------------------------------------------------------------------
@@ -177,7 +151,10 @@ async def _client(
     n = len(frames)
     path = "/llm_policy.v1.PolicyService/EvaluatePolicyStream"
     start = time.perf_counter()
-    async with channel.request(path, Cardinality.STREAM_STREAM, RawMessage, RawMessage) as stream:
+    metadata = {"authorization": f"Bearer {_token()}"}
+    async with channel.request(
+        path, Cardinality.STREAM_STREAM, RawMessage, RawMessage, metadata=metadata
+    ) as stream:
         await stream.send_request()
         h2 = stream._stream
 
@@ -238,7 +215,7 @@ def main() -> None:
     if args.serve:
         asyncio.run(_serve(args.serve, args.profile, args.service))
         return
-    _, contexts, description = workload()
+    contexts, description = workload()
     port_file = Path(f"/tmp/bench_grpc_port_{os.getpid()}")
     cmd = [sys.executable, __file__, "--serve", str(port_file), "--service", args.service]
     if args.profile:
