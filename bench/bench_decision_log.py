@@ -62,8 +62,9 @@ class NullLog:
 @asynccontextmanager
 async def services_with(log: DecisionLog) -> AsyncIterator[Services]:
     """The memory deployment's services (`wire`, as every deployment) over `log`, with POLICY."""
-    adapters = dataclasses.replace(memory_adapters(SystemClock()), log=log)
-    async with wired(memory_settings(), adapters) as services:
+    settings = memory_settings()
+    adapters = dataclasses.replace(memory_adapters(settings, SystemClock()), log=log)
+    async with wired(settings, adapters) as services:
         await services.policies.create(POLICY, author="bench")
         yield services
 

@@ -23,7 +23,7 @@ import pytest
 from litestar import Litestar
 from litestar.testing import TestClient
 from policy_cli.bootstrap import Services, memory_adapters
-from policy_cli.testing import http_app
+from policy_cli.testing import http_app, memory_settings
 from policy_core import PolicyEngine, PolicyNotFound, load_policy_text
 from policy_core.services import EngineHolder
 from policy_core.testing.cases import LanguageCase, load_case_files, run_case
@@ -95,7 +95,7 @@ class Harness:
         # The memory deployment, wired by the composition root, with the case's
         # clock and fact ports in place of the real ones.
         adapters = dataclasses.replace(
-            memory_adapters(self.clock),
+            memory_adapters(memory_settings(), self.clock),
             cache=NoCache(),
             usage=self.facts,
             shield=self.facts,

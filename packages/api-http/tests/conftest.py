@@ -51,7 +51,8 @@ class Built:
     @property
     def log(self) -> MemoryDecisionLog:
         """The decision log adapter behind the services."""
-        assert self.adapters is not None and isinstance(self.adapters.log, MemoryDecisionLog)
+        assert self.adapters is not None
+        assert isinstance(self.adapters.log, MemoryDecisionLog)
         return self.adapters.log
 
 
