@@ -119,7 +119,7 @@ class Containers:
 
     def close(self) -> None:
         for name in self.names:
-            docker("rm", "-f", name, check=False)
+            docker("rm", "-f", "-v", name, check=False)  # -v: its anonymous volumes too
         for volume in self.volumes:
             docker("volume", "rm", "-f", volume, check=False)
 
