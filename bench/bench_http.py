@@ -29,7 +29,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -65,12 +64,9 @@ def _bodies(batch: int, path: Path) -> None:
 
 
 def _token() -> str:
-    from joserfc import jwt
-    from joserfc.jwk import OctKey
+    from policy_core.auth import mint_token
 
-    now = int(time.time())
-    claims = {"sub": "bench", "roles": ["evaluator"], "iat": now, "exp": now + 3600}
-    return jwt.encode({"alg": "HS256"}, claims, OctKey.import_key(SECRET))
+    return mint_token(SECRET, subject="bench", roles=["evaluator"], ttl_seconds=3600)
 
 
 # --- the server: `llm-policy serve` -------------------------------------------------------

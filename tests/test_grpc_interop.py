@@ -18,6 +18,7 @@ import grpc
 import pytest
 from grpclib.health.v1 import health_pb2
 from policy_core import PolicyEngine, load_policy_text
+from policy_core.auth import CredentialAuthenticator
 from policy_core.memory import MemoryPolicyStore, SystemClock
 from policy_core.services import EngineHolder, EvaluationService, PolicyService
 from policy_grpc import GrpcServer, GrpcSettings, create_grpc_server
@@ -50,7 +51,8 @@ def _context(i: int) -> dict[str, Any]:
 
 class _Bundle:
     def __init__(self, policies: PolicyService, evaluation: EvaluationService) -> None:
-        self.policies, self.evaluation, self.api_keys = policies, evaluation, None
+        self.policies, self.evaluation = policies, evaluation
+        self.authenticator = CredentialAuthenticator(anonymous=True)  # no credentials needed
 
 
 @pytest.fixture
@@ -60,9 +62,7 @@ async def server() -> AsyncIterator[GrpcServer]:
     policies = PolicyService(reader=store, writer=store, holder=holder)
     await policies.start()
     await policies.create(POLICY)
-    srv = create_grpc_server(
-        _Bundle(policies, EvaluationService(holder)), GrpcSettings(require_auth=False)
-    )
+    srv = create_grpc_server(_Bundle(policies, EvaluationService(holder)), GrpcSettings())
     await srv.start("127.0.0.1", 0)
     yield srv
     await srv.drain()

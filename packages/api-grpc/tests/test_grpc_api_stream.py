@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -15,6 +16,7 @@ from grpclib.health.v1.health_grpc import HealthStub
 from grpclib.health.v1.health_pb2 import HealthCheckRequest, HealthCheckResponse
 from grpclib.reflection.v1.reflection_grpc import ServerReflectionStub
 from grpclib.reflection.v1.reflection_pb2 import ServerReflectionRequest
+from policy_core.auth import CredentialAuthenticator
 from policy_core.services import EvaluationRequest, EvaluationResult
 from policy_grpc import GrpcServer, GrpcSettings, create_grpc_server
 from policy_grpc._generated.llm_policy.v1 import (
@@ -86,13 +88,14 @@ class _Gated:
 
 class _GatedBundle:
     def __init__(self, policies: Any, evaluation: _Gated) -> None:
-        self.policies, self.evaluation, self.api_keys = policies, evaluation, None
+        self.policies, self.evaluation = policies, evaluation
+        self.authenticator = CredentialAuthenticator(anonymous=True)  # no credentials needed
 
 
 @pytest.fixture
 async def gated(bundle: Any) -> AsyncIterator[tuple[_Gated, GrpcServer, Channel]]:
     evaluation = _Gated()
-    settings = GrpcSettings(require_auth=False, stream_max_in_flight=4, drain_seconds=5)
+    settings = GrpcSettings(stream_max_in_flight=4, drain_seconds=5)
     server = create_grpc_server(_GatedBundle(bundle.policies, evaluation), settings)
     await server.start("127.0.0.1", 0)
     channel = Channel("127.0.0.1", server.port)
@@ -190,8 +193,9 @@ async def _refusal(stub: PolicyServiceStub) -> GRPCError:
 
 
 async def test_an_oversized_message_is_resource_exhausted(bundle: Any) -> None:
-    settings = GrpcSettings(require_auth=False, max_message_bytes=1024)
-    server = create_grpc_server(bundle, settings)
+    settings = GrpcSettings(max_message_bytes=1024)
+    open_bundle = dataclasses.replace(bundle, authenticator=CredentialAuthenticator(anonymous=True))
+    server = create_grpc_server(open_bundle, settings)
     await server.start("127.0.0.1", 0)
     channel = Channel("127.0.0.1", server.port)
     try:

@@ -20,6 +20,7 @@ from grpclib.client import Channel
 from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 from policy_core import PolicyEngine, PolicyLoadError, errors as core_errors, load_policy_text
+from policy_core.auth import CredentialAuthenticator
 from policy_core.memory import ManualClock, MemoryPolicyStore, SystemClock
 from policy_core.services import (
     EngineHolder,
@@ -85,7 +86,8 @@ class _Router:
 
 class _Bundle:
     def __init__(self, policies: PolicyService, evaluation: Any) -> None:
-        self.policies, self.evaluation, self.api_keys = policies, evaluation, None
+        self.policies, self.evaluation = policies, evaluation
+        self.authenticator = CredentialAuthenticator(anonymous=True)  # no credentials needed
 
 
 @pytest.fixture
@@ -93,7 +95,7 @@ async def case_stub() -> AsyncIterator[PolicyServiceStub]:
     store = MemoryPolicyStore(SystemClock())
     policies = PolicyService(reader=store, writer=store, holder=EngineHolder())
     bundle = _Bundle(policies, _Router(EVALUATING))
-    server = create_grpc_server(bundle, GrpcSettings(require_auth=False))
+    server = create_grpc_server(bundle, GrpcSettings())
     await server.start("127.0.0.1", 0)
     channel = Channel("127.0.0.1", server.port)
     yield PolicyServiceStub(channel)

@@ -32,7 +32,7 @@ async def _status(port: int) -> int:
 async def test_serve_until_stop(bundle: Any) -> None:
     port, ready, stop = _free_port(), asyncio.Event(), asyncio.Event()
     task = asyncio.create_task(
-        serve(bundle, GrpcSettings(require_auth=False), "127.0.0.1", port, ready=ready, stop=stop)
+        serve(bundle, GrpcSettings(), "127.0.0.1", port, ready=ready, stop=stop)
     )
     await asyncio.wait_for(ready.wait(), 10)
     assert await _status(port) == HealthCheckResponse.SERVING
@@ -43,9 +43,7 @@ async def test_serve_until_stop(bundle: Any) -> None:
 
 async def test_serve_drains_on_sigterm(bundle: Any) -> None:
     port, ready = _free_port(), asyncio.Event()
-    task = asyncio.create_task(
-        serve(bundle, GrpcSettings(require_auth=False), "127.0.0.1", port, ready=ready)
-    )
+    task = asyncio.create_task(serve(bundle, GrpcSettings(), "127.0.0.1", port, ready=ready))
     await asyncio.wait_for(ready.wait(), 10)
     # `ready` is set after the handler is installed: the signal reaches serve, not pytest.
     os.kill(os.getpid(), signal.SIGTERM)

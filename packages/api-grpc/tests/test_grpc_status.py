@@ -7,7 +7,7 @@ import logging
 import pytest
 from grpclib.const import Status
 from policy_core import errors
-from policy_grpc._auth import AuthError
+from policy_core.errors import AuthError
 from policy_grpc._status import (
     STATUS_BY_CODE,
     InvalidRequestError,

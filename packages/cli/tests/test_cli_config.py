@@ -99,7 +99,7 @@ def test_token_in_development_uses_the_development_secret(
 def test_token_with_a_configured_secret_and_claims(
     cli: Invoke, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("LLM_POLICY_JWT_SECRET", "s3cret")
+    monkeypatch.setenv("LLM_POLICY_JWT_SECRET", "a-configured-secret-0123456789")
     monkeypatch.setenv("LLM_POLICY_JWT_ISSUER", "https://issuer.example")
     monkeypatch.setenv("LLM_POLICY_JWT_AUDIENCE", "llm-policy")
     result = cli(
@@ -117,7 +117,7 @@ def test_token_with_a_configured_secret_and_claims(
     )
     assert result.exit_code == 0
     out = json.loads(result.stdout)
-    claims = decode(out["token"], "s3cret")
+    claims = decode(out["token"], "a-configured-secret-0123456789")
     assert claims["sub"] == "alice"
     assert claims["roles"] == ["auditor", "evaluator"]
     assert claims["iss"] == "https://issuer.example"

@@ -1,6 +1,6 @@
 """gRPC API of the policy engine: grpclib over messages generated from proto/ (betterproto2).
 
-    server = create_grpc_server(services, GrpcSettings(jwt_secret=...))
+    server = create_grpc_server(services, GrpcSettings())  # services.authenticator checks callers
     await server.start("0.0.0.0", 50051)
     ...
     await server.drain()

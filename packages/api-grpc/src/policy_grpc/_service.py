@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import Any, Protocol, TypeVar
 
 import betterproto2
@@ -19,10 +19,10 @@ from grpclib.const import Cardinality, Handler, Status
 from grpclib.exceptions import GRPCError
 from grpclib.server import Stream
 from policy_core.errors import PolicyLoadError
-from policy_core.services import ApiKeyService, EvaluationService, PolicyService
+from policy_core.ports import Authenticator, Principal
+from policy_core.services import EvaluationService, PolicyService
 
 from policy_grpc import _convert as convert
-from policy_grpc._auth import Authenticator, Principal
 from policy_grpc._evaluation import StreamPipeline, answer, to_evaluation_request
 from policy_grpc._generated.llm_policy.v1 import (
     CreatePolicyRequest,
@@ -60,7 +60,13 @@ class GrpcServices(Protocol):
     def evaluation(self) -> EvaluationService: ...
 
     @property
-    def api_keys(self) -> ApiKeyService | None: ...
+    def authenticator(self) -> Authenticator:
+        """Verifies bearer tokens and API keys (built by the composition root)."""
+        ...
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 class CallTracker:
@@ -100,13 +106,12 @@ class PolicyGrpcService:
         self,
         services: GrpcServices,
         settings: GrpcSettings,
-        authenticator: Authenticator,
         calls: CallTracker,
     ) -> None:
         self._policies = services.policies
         self._evaluation = services.evaluation
         self._settings = settings
-        self._auth = authenticator
+        self._auth = services.authenticator
         self._calls = calls
 
     def __mapping__(self) -> dict[str, Handler]:
@@ -139,7 +144,11 @@ class PolicyGrpcService:
     # --- plumbing -------------------------------------------------------------
 
     async def _authorize(self, stream: Stream[Any, Any], permission: str) -> Principal:
-        principal = await self._auth.authenticate(stream.metadata or {})
+        # The transport part only: the core's authenticator does the rest.
+        metadata: Mapping[str, Any] = stream.metadata or {}
+        principal = await self._auth.authenticate(
+            _text(metadata.get("authorization")), _text(metadata.get("x-api-key"))
+        )
         if permission not in principal.permissions:
             raise PermissionDeniedError(f"{principal.id!r} lacks the {permission!r} permission")
         return principal

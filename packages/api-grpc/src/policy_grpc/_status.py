@@ -14,8 +14,6 @@ from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 from policy_core.errors import PolicyEngineError
 
-from policy_grpc._auth import AuthError
-
 __all__ = [
     "STATUS_BY_CODE",
     "InvalidRequestError",
@@ -37,6 +35,7 @@ STATUS_BY_CODE: Mapping[str, Status] = {
     "revision_conflict": Status.FAILED_PRECONDITION,
     "store_unavailable": Status.UNAVAILABLE,
     "rate_limited": Status.RESOURCE_EXHAUSTED,
+    "unauthenticated": Status.UNAUTHENTICATED,
 }
 
 
@@ -53,7 +52,6 @@ class LimitExceededError(Exception):
 
 
 _STATUS_BY_TYPE: tuple[tuple[type[BaseException], Status], ...] = (
-    (AuthError, Status.UNAUTHENTICATED),
     (PermissionDeniedError, Status.PERMISSION_DENIED),
     (InvalidRequestError, Status.INVALID_ARGUMENT),
     (LimitExceededError, Status.RESOURCE_EXHAUSTED),

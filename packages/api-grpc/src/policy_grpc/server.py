@@ -18,7 +18,6 @@ from grpclib.protocol import H2Protocol
 from grpclib.reflection.service import ServerReflection
 from grpclib.server import Server
 
-from policy_grpc._auth import ApiKeyVerifier, Authenticator, JwtVerifier, load_jwks
 from policy_grpc._service import CallTracker, GrpcServices, PolicyGrpcService
 from policy_grpc.settings import GrpcSettings
 
@@ -35,26 +34,6 @@ def _descriptor_pool() -> descriptor_pool.DescriptorPool:
         pool.Add(file)
     pool.AddSerializedFile(health_pb2.DESCRIPTOR.serialized_pb)
     return pool
-
-
-def _authenticator(services: GrpcServices, settings: GrpcSettings) -> Authenticator:
-    jwt_verifier = JwtVerifier(
-        secret=settings.jwt_secret,
-        jwks=load_jwks(settings.jwks_file) if settings.jwks_file else (),
-        issuer=settings.jwt_issuer,
-        audience=settings.jwt_audience,
-        leeway=settings.jwt_leeway_seconds,
-    )
-    api_keys = services.api_keys
-    return Authenticator(
-        jwt_verifier=jwt_verifier,
-        api_keys=(
-            ApiKeyVerifier(api_keys, cache_seconds=settings.api_key_cache_seconds)
-            if api_keys is not None
-            else None
-        ),
-        required=settings.require_auth,
-    )
 
 
 class _Server(Server):
@@ -94,9 +73,7 @@ class GrpcServer:
     def __init__(self, services: GrpcServices, settings: GrpcSettings) -> None:
         self.settings = settings
         self.calls = CallTracker()
-        self.service = PolicyGrpcService(
-            services, settings, _authenticator(services, settings), self.calls
-        )
+        self.service = PolicyGrpcService(services, settings, self.calls)
         self.health_status = ServiceStatus()
         handlers: list[Any] = [
             self.service,

@@ -14,17 +14,12 @@ __all__ = ["GrpcSettings"]
 
 
 class GrpcSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """How the gRPC API authenticates callers, bounds its work and shuts down."""
+    """How the gRPC API bounds its work and shuts down.
 
-    # --- authentication (same variables and semantics as the HTTP API) ----------
-    jwt_secret: str | None = None  # LLM_POLICY_JWT_SECRET: enables HS256
-    jwks_file: str | None = None  # LLM_POLICY_JWKS_FILE: enables RS256/ES256
-    jwt_issuer: str | None = None  # LLM_POLICY_JWT_ISSUER
-    jwt_audience: str | None = None  # LLM_POLICY_JWT_AUDIENCE
-    jwt_leeway_seconds: Annotated[int, msgspec.Meta(ge=0, le=30)] = 30
-    api_key_cache_seconds: Annotated[float, msgspec.Meta(ge=0, le=300)] = 5.0
-    # False only for local development: calls without credentials act as an admin.
-    require_auth: bool = True
+    Authentication is not configured here: the services carry the
+    authenticator the composition root built (`GrpcServices.authenticator`),
+    the same one the HTTP API uses.
+    """
 
     # --- limits -------------------------------------------------------------------
     # A larger message is refused with RESOURCE_EXHAUSTED (gRPC's usual default is 4 MiB).

@@ -4,7 +4,9 @@ Importing this package does no work: nothing reads the environment, opens a
 connection or starts a thread until `create_app` is called and the app starts.
 """
 
-from policy_http._auth import ALL_PERMISSIONS, ROLE_PERMISSIONS, Principal, permissions_for
+from policy_core.access import ALL_PERMISSIONS, ROLE_PERMISSIONS, permissions_for
+from policy_core.ports import Principal
+
 from policy_http._problems import CODE_STATUS
 from policy_http._runtime import HttpServices, ServicesFactory
 from policy_http.app import API_PREFIX, create_app

@@ -1,6 +1,9 @@
 """Authenticate, authorise, rate-limit: one gatekeeper for every protected route.
 
-Each route declares `opt={"permission": ..., "rate_class": ...}`; routes
+Authentication itself is the core's (the `Authenticator` the services
+carry); this module only takes the `Authorization` and `X-API-Key` headers
+to it and answers AuthError with 401, a missing permission with 403. Each
+route declares `opt={"permission": ..., "rate_class": ...}`; routes
 without a permission (health, metrics, schema) are public. The Litestar guard
 and the evaluation fast path both call `Gatekeeper.admit`, before any body is
 read, so an unauthenticated caller costs no parsing.
@@ -14,12 +17,13 @@ from typing import Any
 from litestar.connection import ASGIConnection
 from litestar.handlers import BaseRouteHandler
 from loguru import logger
+from policy_core.errors import AuthError
+from policy_core.ports import Principal
 
-from policy_http._apikeys import ApiKeyAuth
-from policy_http._auth import AuthError, JwtVerifier, Principal
 from policy_http._metrics import Metrics
 from policy_http._problems import ApiProblem
 from policy_http._ratelimit import RateLimits, rate_limit_headers
+from policy_http._runtime import Runtime
 
 __all__ = ["Gatekeeper", "Guard", "principal_of"]
 
@@ -34,42 +38,25 @@ def principal_of(connection: ASGIConnection[Any, Any, Any, Any]) -> Principal:
     return principal
 
 
-def _credentials(headers: list[tuple[bytes, bytes]]) -> tuple[bytes | None, bytes | None]:
+def _credentials(headers: list[tuple[bytes, bytes]]) -> tuple[str | None, str | None]:
     auth = key = None
     for name, value in headers:
         if name == b"authorization":
-            auth = value
+            auth = value.decode("latin-1")
         elif name == b"x-api-key":
-            key = value
+            key = value.decode("latin-1")
     return auth, key
 
 
 class Gatekeeper:
     """Admits a request for a permission, or raises the ApiProblem (401/403/429) to answer."""
 
-    def __init__(
-        self, verifier: JwtVerifier, api_keys: ApiKeyAuth, limits: RateLimits, metrics: Metrics
-    ) -> None:
-        self._verifier = verifier
-        self._api_keys = api_keys
+    def __init__(self, runtime: Runtime, limits: RateLimits, metrics: Metrics) -> None:
+        self._runtime = runtime
         self._limits = limits
         self._metrics = metrics
         self._failed_401 = metrics.auth_failures.labels("401")
         self._failed_403 = metrics.auth_failures.labels("403")
-
-    async def authenticate(self, headers: list[tuple[bytes, bytes]]) -> Principal:
-        """The caller, from `Authorization: Bearer` or `X-API-Key`; AuthError otherwise."""
-        auth, key = _credentials(headers)
-        if auth is not None:
-            scheme, _, token = auth.decode("latin-1").partition(" ")
-            if scheme.lower() != "bearer" or not token.strip():
-                raise AuthError("use `Authorization: Bearer <JWT>`")
-            if not self._verifier.enabled:
-                raise AuthError("JWT authentication is not configured on this server")
-            return self._verifier.verify(token.strip())
-        if key is not None:
-            return await self._api_keys.verify(key.decode("latin-1"))
-        raise AuthError("authentication required: send a bearer token or an X-API-Key")
 
     async def admit(
         self,
@@ -78,8 +65,11 @@ class Gatekeeper:
         rate_class: str | None,
         request_id: str | None,
     ) -> Principal:
+        authenticator = self._runtime.authenticator
+        if authenticator is None:
+            raise ApiProblem(503, "the server is starting; retry shortly", code="starting")
         try:
-            principal = await self.authenticate(headers)
+            principal = await authenticator.authenticate(*_credentials(headers))
         except AuthError as exc:
             self._failed_401.inc()
             logger.bind(request_id=request_id).info("authentication failed: {}", exc)

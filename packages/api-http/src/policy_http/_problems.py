@@ -44,6 +44,7 @@ CODE_STATUS: Mapping[str, int] = {
     "api_key_not_found": 404,
     "invalid_request": 422,
     "store_unavailable": 503,
+    "unauthenticated": 401,  # the gatekeeper answers it first, with its challenge
 }
 _DEFAULT_CORE_STATUS = 400
 

@@ -1,4 +1,4 @@
-"""What the routes share: the services and this app's auth, limits, metrics and tracer."""
+"""What the routes share: the services (with their authenticator) and this app's limits, metrics and tracer."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol
 
-from policy_core.ports import RateLimiter
+from policy_core.ports import Authenticator, RateLimiter
 from policy_core.services import (
     ApiKeyService,
     DecisionHistoryService,
@@ -16,8 +16,6 @@ from policy_core.services import (
     UsageService,
 )
 
-from policy_http._apikeys import ApiKeyAuth
-from policy_http._auth import JwtVerifier, load_jwks
 from policy_http._metrics import Metrics
 from policy_http._problems import ApiProblem
 from policy_http._ratelimit import RateLimits
@@ -53,6 +51,11 @@ class HttpServices(Protocol):
         """Request limits per route class and principal (None: nothing is limited)."""
         ...
 
+    @property
+    def authenticator(self) -> Authenticator:
+        """Verifies bearer tokens and API keys (built by the composition root)."""
+        ...
+
     async def ready(self) -> bool:
         """True once the backing services answer and a policy set is loaded."""
         ...
@@ -69,16 +72,9 @@ class Runtime:
     def __init__(self, settings: HttpSettings, services: HttpServices | None) -> None:
         self.settings = settings
         self._services = services
-        self.verifier = JwtVerifier(
-            secret=settings.jwt_secret,
-            jwks=load_jwks(settings.jwks_file) if settings.jwks_file else None,
-            issuer=settings.jwt_issuer,
-            audience=settings.jwt_audience,
-            leeway=settings.jwt_leeway_seconds,
-        )
-        self.api_keys = ApiKeyAuth(
-            services.api_keys if services is not None else None,
-            cache_seconds=settings.api_key_cache_seconds,
+        # None until the services are bound: the gatekeeper then answers 503.
+        self.authenticator: Authenticator | None = (
+            services.authenticator if services is not None else None
         )
         self.limits = RateLimits(services.rate_limiter if services is not None else None)
         self.telemetry = Telemetry(settings.otlp_endpoint, settings.service_name)
@@ -93,7 +89,7 @@ class Runtime:
     def bind(self, services: HttpServices) -> None:
         """Attach services built at startup (factory mode)."""
         self._services = services
-        self.api_keys.service = services.api_keys
+        self.authenticator = services.authenticator
         self.limits.limiter = services.rate_limiter
 
     def _snapshot(self) -> dict[str, Any]:

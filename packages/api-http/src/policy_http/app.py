@@ -47,7 +47,7 @@ def create_app(
     `services` is either the built services (the caller owns their lifetime)
     or a zero-argument callable returning an async context manager of them,
     entered at startup and exited at shutdown (one per worker process).
-    Raises ValueError for unusable settings (an unreadable JWKS).
+    Raises ValueError for unusable settings.
     """
     settings = http_settings or HttpSettings()
     factory: ServicesFactory | None = None
@@ -68,7 +68,7 @@ def create_app(
                 gc.freeze()
             yield
 
-    gatekeeper = Gatekeeper(rt.verifier, rt.api_keys, rt.limits, rt.metrics)
+    gatekeeper = Gatekeeper(rt, rt.limits, rt.metrics)
     evaluations = Evaluations(rt)
     api = Router(
         API_PREFIX,

@@ -109,6 +109,6 @@ def admin_routes(rt: Runtime) -> list[HTTPRouteHandler]:
     async def revoke_key(key_id: Annotated[str, PathParameter(max_length=128)]) -> None:
         if not await key_service().revoke(key_id):
             raise ApiProblem(404, f"no API key has the id {key_id!r}", code="api_key_not_found")
-        rt.api_keys.forget(key_id)
+        rt.services.authenticator.forget_api_key(key_id)
 
     return [record_usage, create_key, list_keys, revoke_key]

@@ -16,21 +16,11 @@ _Positive = Annotated[int, msgspec.Meta(ge=1)]
 
 
 class HttpSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """How the HTTP API authenticates, limits, observes and describes itself.
+    """How the HTTP API bounds requests, observes and describes itself.
 
-    Rate limits are not here: they come with the services (`rate_limiter`),
-    built by the composition root over the deployment's counters.
+    Authentication and rate limits are not here: they come with the services
+    (`authenticator`, `rate_limiter`), built by the composition root.
     """
-
-    # --- authentication ----------------------------------------------------
-    jwt_secret: str | None = None  # LLM_POLICY_JWT_SECRET: enables HS256
-    jwks_file: str | None = None  # LLM_POLICY_JWKS_FILE: enables RS256/ES256 (read at create_app)
-    jwt_issuer: str | None = None  # LLM_POLICY_JWT_ISSUER: `iss` must equal it when set
-    jwt_audience: str | None = None  # LLM_POLICY_JWT_AUDIENCE: `aud` must hold it when set
-    jwt_leeway_seconds: Annotated[int, msgspec.Meta(ge=0, le=30)] = 30  # clock skew on exp/nbf/iat
-    # Verified API keys are remembered this long, so a revoked key may work for
-    # up to this many seconds on another instance (immediately refused on this one).
-    api_key_cache_seconds: Annotated[float, msgspec.Meta(ge=0, le=300)] = 5.0
 
     # --- request limits -----------------------------------------------------
     max_body_bytes: _Positive = 1_048_576  # LLM_POLICY_MAX_BODY_BYTES -> 413

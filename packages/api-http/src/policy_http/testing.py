@@ -9,8 +9,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from joserfc import jwt
-from joserfc.jwk import OctKey
+from policy_core.auth import sign_hs256
 
 from policy_http.settings import HttpSettings
 
@@ -49,7 +48,7 @@ def make_token(
     }
     body.update(claims or {})
     body = {k: v for k, v in body.items() if v is not None}
-    return jwt.encode(header or {"alg": "HS256"}, body, OctKey.import_key(secret))
+    return sign_hs256(secret, body, header or {"alg": "HS256"})
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -58,12 +57,9 @@ def bearer(token: str) -> dict[str, str]:
 
 
 def make_settings(**overrides: Any) -> HttpSettings:
-    """Settings with the test secret, issuer and audience."""
+    """Settings for tests (credentials are the services' authenticator's, not settings)."""
     base: dict[str, Any] = {
         "gc_freeze": False,  # tests build many apps in one process
-        "jwt_secret": TEST_SECRET,
-        "jwt_issuer": TEST_ISSUER,
-        "jwt_audience": TEST_AUDIENCE,
     }
     base.update(overrides)
     return HttpSettings(**base)

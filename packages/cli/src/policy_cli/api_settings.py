@@ -11,16 +11,12 @@ __all__ = ["grpc_settings", "http_settings"]
 
 
 def http_settings(settings: Settings) -> HttpSettings:
-    """What `policy_http.create_app` needs: authentication, request limits, observability.
+    """What `policy_http.create_app` needs: request limits, observability.
 
-    Rate limits come with the services (`bootstrap` builds the limiter).
+    Authentication and rate limits come with the services (`bootstrap` builds
+    the authenticator and the limiter).
     """
     return HttpSettings(
-        jwt_secret=settings.effective_jwt_secret(),
-        jwks_file=settings.jwks_file,
-        jwt_issuer=settings.jwt_issuer,
-        jwt_audience=settings.jwt_audience,
-        api_key_cache_seconds=settings.api_key_cache_seconds,
         max_body_bytes=settings.max_body_bytes,
         max_context_depth=settings.max_context_depth,
         max_context_items=settings.max_context_items,
@@ -35,11 +31,5 @@ def http_settings(settings: Settings) -> HttpSettings:
 
 
 def grpc_settings(settings: Settings) -> GrpcSettings:
-    """What `policy_grpc.create_grpc_server` needs: the same credentials as HTTP."""
-    return GrpcSettings(
-        jwt_secret=settings.effective_jwt_secret(),
-        jwks_file=settings.jwks_file,
-        jwt_issuer=settings.jwt_issuer,
-        jwt_audience=settings.jwt_audience,
-        api_key_cache_seconds=settings.api_key_cache_seconds,
-    )
+    """What `policy_grpc.create_grpc_server` needs (auth: `Services.authenticator`, as HTTP)."""
+    return GrpcSettings()

@@ -19,12 +19,20 @@ deployment that uses them.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from policy_core.auth import (
+    ApiKeyVerifier,
+    CredentialAuthenticator,
+    SigningKey,
+    TokenVerifier,
+    jwks_keys,
+)
 from policy_core.language import ContextSchema
 from policy_core.memory import (
     MemoryApiKeyStore,
@@ -38,6 +46,7 @@ from policy_core.memory import (
 )
 from policy_core.ports import (
     ApiKeyStore,
+    Authenticator,
     ChangeFeed,
     Clock,
     CostOracle,
@@ -59,12 +68,14 @@ from policy_core.services import (
     UsageService,
 )
 
+from policy_cli.errors import CliError, ExitCode
 from policy_cli.seed import seed_if_empty
 from policy_cli.settings import Settings
 
 __all__ = [
     "Adapters",
     "Services",
+    "authenticator",
     "bootstrap",
     "memory",
     "memory_adapters",
@@ -106,6 +117,7 @@ class Services:
     api_keys: ApiKeyService
     decisions: DecisionHistoryService  # read side of the audit trail (history, stats, counters)
     holder: EngineHolder
+    authenticator: Authenticator  # bearer tokens and API keys, for both APIs
     checks: dict[str, Callable[[], Awaitable[bool]]]
     settings: Settings
     rate_limiter: RateLimiter | None = None
@@ -122,6 +134,37 @@ class Services:
             except Exception:  # a check that raises is simply not ready
                 return False
         return True
+
+
+def _jwks(path: str) -> object:
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise CliError(
+            f"cannot read the JWKS file {path!r}: {exc}",
+            ExitCode.USAGE,
+            hint="point LLM_POLICY_JWKS_FILE to a JSON file of RSA / EC P-256 public keys",
+        ) from None
+
+
+def authenticator(settings: Settings, api_keys: ApiKeyService) -> CredentialAuthenticator:
+    """The one authenticator of both APIs: the JWKS file is read here, verified in the core."""
+    keys: tuple[SigningKey, ...] = ()
+    if settings.jwks_file:
+        try:
+            keys = jwks_keys(_jwks(settings.jwks_file), source=f"JWKS file {settings.jwks_file!r}")
+        except ValueError as exc:
+            raise CliError(str(exc), ExitCode.USAGE) from None
+    tokens = TokenVerifier(
+        secret=settings.effective_jwt_secret(),
+        keys=keys,
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+    )
+    return CredentialAuthenticator(
+        tokens=tokens,
+        api_keys=ApiKeyVerifier(api_keys, cache_seconds=settings.api_key_cache_seconds),
+    )
 
 
 async def wire(
@@ -148,6 +191,8 @@ async def wire(
         shield=adapters.shield,
         cost=adapters.cost,
     )
+    api_keys = ApiKeyService(adapters.api_keys, adapters.clock)
+    verifier = authenticator(settings, api_keys)  # an unusable JWKS fails before anything starts
     await policies.start()
     stack.push_async_callback(policies.close)
     # Records queued by the last requests are made durable before the log closes.
@@ -158,9 +203,10 @@ async def wire(
         policies=policies,
         evaluation=evaluation,
         usage=UsageService(adapters.usage),
-        api_keys=ApiKeyService(adapters.api_keys, adapters.clock),
+        api_keys=api_keys,
         decisions=DecisionHistoryService(adapters.history, adapters.log, adapters.clock),
         holder=holder,
+        authenticator=verifier,
         checks=adapters.checks,
         settings=settings,
         database_url=database_url,

@@ -7,6 +7,7 @@ from collections.abc import Iterable
 import msgspec
 
 __all__ = [
+    "AuthError",
     "EvalError",
     "Issue",
     "PolicyAlreadyExists",
@@ -97,3 +98,13 @@ class StoreUnavailable(PolicyEngineError):
     """A backing store could not be reached; adapters translate driver errors to this."""
 
     code = "store_unavailable"
+
+
+class AuthError(PolicyEngineError):
+    """Credentials missing or refused (401 / UNAUTHENTICATED).
+
+    The message says what is wrong and is safe to show: it never echoes the
+    credential nor a claim's value.
+    """
+
+    code = "unauthenticated"

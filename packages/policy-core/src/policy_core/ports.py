@@ -25,6 +25,7 @@ from policy_core.model import Decision, FactRequest
 __all__ = [
     "ApiKeyRecord",
     "ApiKeyStore",
+    "Authenticator",
     "ChangeFeed",
     "Clock",
     "CostOracle",
@@ -46,6 +47,7 @@ __all__ = [
     "PolicyResource",
     "PolicyStore",
     "PolicyWriter",
+    "Principal",
     "RateDecision",
     "RateGranularity",
     "RateLimit",
@@ -284,6 +286,23 @@ class ApiKeyRecord(msgspec.Struct, frozen=True, kw_only=True):
     revoked_at: datetime | None = None
 
 
+class Principal(msgspec.Struct, frozen=True, kw_only=True):
+    """An authenticated caller.
+
+    `id` is the JWT's `sub`, or `apikey:<key id>` for an API key (so that a
+    token subject can never share a key's rate-limit bucket or authorship).
+    `permissions` is what `roles` grant (policy_core.access).
+    """
+
+    id: str
+    roles: tuple[str, ...]
+    permissions: frozenset[str]
+    kind: Literal["jwt", "api_key", "anonymous"]
+
+    def can(self, permission: str) -> bool:
+        return permission in self.permissions
+
+
 class PolicyChange(msgspec.Struct, frozen=True, kw_only=True):
     """A notification that a policy changed; `origin` names the instance that wrote it."""
 
@@ -510,6 +529,28 @@ Unsubscribe: TypeAlias = Callable[[], Awaitable[None]]
 
 
 @runtime_checkable
+class Authenticator(Protocol):
+    """Who is calling: one verifier of bearer tokens and API keys for every API.
+
+    The APIs only extract the two credentials from their transport (HTTP
+    headers, gRPC metadata) and map the outcome: AuthError to 401 /
+    UNAUTHENTICATED, a missing permission to 403 / PERMISSION_DENIED.
+    """
+
+    async def authenticate(self, authorization: str | None, api_key: str | None) -> Principal:
+        """The caller, from the `Authorization` and `X-API-Key` values (None when absent).
+
+        A present `Authorization` wins over an API key and must read
+        `Bearer <JWT>`. Raises policy_core.errors.AuthError when the
+        credentials are missing, malformed, unknown, expired or refused.
+        """
+        ...
+
+    def forget_api_key(self, key_id: str) -> None:
+        """Drop what is remembered of a key revoked through this instance (refused at once)."""
+        ...
+
+
 class ChangeFeed(Protocol):
     """Tells every instance that policies changed, so that it reloads."""
 

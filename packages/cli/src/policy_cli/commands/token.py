@@ -7,60 +7,34 @@ working admin token without any setup.
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
-import json
-import time
 from collections.abc import Sequence
 
 import click
+from policy_core.auth import mint_token
 
 from policy_cli.errors import CliError, ExitCode
 from policy_cli.output import emit
 from policy_cli.settings import Settings
 from policy_cli.state import State, output_option, pass_state
 
-__all__ = ["mint_token", "token"]
+__all__ = ["DEFAULT_ROLES", "DEFAULT_SUBJECT", "DEFAULT_TTL_SECONDS", "token", "token_for"]
 
 ROLES = ("admin", "policy-admin", "evaluator", "auditor")
 
+#: `llm-policy token` without options and the token `serve` prints in
+#: development are one token: this subject, these roles, this lifetime.
+DEFAULT_SUBJECT = "admin"
+DEFAULT_ROLES: tuple[str, ...] = ("admin",)
+DEFAULT_TTL_SECONDS = 86_400
 
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
-
-def mint_token(
-    secret: str,
+def token_for(
+    settings: Settings,
     *,
-    subject: str,
-    roles: Sequence[str],
-    ttl_seconds: int,
-    issuer: str | None = None,
-    audience: str | None = None,
-    now: float | None = None,
+    subject: str = DEFAULT_SUBJECT,
+    roles: Sequence[str] = DEFAULT_ROLES,
+    ttl_seconds: int = DEFAULT_TTL_SECONDS,
 ) -> str:
-    """An HS256 JWT with `sub`, `roles`, `iat`, `exp` (and `iss`/`aud` when given)."""
-    issued = int(time.time() if now is None else now)
-    claims: dict[str, object] = {
-        "sub": subject,
-        "roles": list(roles),
-        "iat": issued,
-        "exp": issued + ttl_seconds,
-    }
-    if issuer:
-        claims["iss"] = issuer
-    if audience:
-        claims["aud"] = audience
-    header = {"alg": "HS256", "typ": "JWT"}
-    signing_input = ".".join(
-        _b64(json.dumps(part, separators=(",", ":")).encode()) for part in (header, claims)
-    )
-    signature = hmac.new(secret.encode(), signing_input.encode(), hashlib.sha256).digest()
-    return f"{signing_input}.{_b64(signature)}"
-
-
-def token_for(settings: Settings, *, subject: str, roles: Sequence[str], ttl_seconds: int) -> str:
     """A token the server of these settings accepts; CliError when it has no HS256 secret."""
     secret = settings.effective_jwt_secret()
     if secret is None:
@@ -81,7 +55,7 @@ def token_for(settings: Settings, *, subject: str, roles: Sequence[str], ttl_sec
 
 
 @click.command()
-@click.option("--sub", "subject", default="admin", show_default=True, help="The principal.")
+@click.option("--sub", "subject", default=DEFAULT_SUBJECT, show_default=True, help="The principal.")
 @click.option(
     "--role",
     "roles",
@@ -90,7 +64,11 @@ def token_for(settings: Settings, *, subject: str, roles: Sequence[str], ttl_sec
     help="Role (repeatable); default: admin.",
 )
 @click.option(
-    "--ttl", type=click.IntRange(1), default=86_400, show_default=True, help="Lifetime in seconds."
+    "--ttl",
+    type=click.IntRange(1),
+    default=DEFAULT_TTL_SECONDS,
+    show_default=True,
+    help="Lifetime in seconds.",
 )
 @output_option
 @pass_state
@@ -100,8 +78,9 @@ def token(state: State, subject: str, roles: tuple[str, ...], ttl: int) -> None:
     With LLM_POLICY_ENV=development and no secret configured, signs with the
     development secret that `llm-policy serve` uses in development.
     """
-    jwt = token_for(state.settings, subject=subject, roles=roles or ("admin",), ttl_seconds=ttl)
+    roles = roles or DEFAULT_ROLES
+    jwt = token_for(state.settings, subject=subject, roles=roles, ttl_seconds=ttl)
     if state.output == "table":
         click.echo(jwt)
     else:
-        emit({"token": jwt, "sub": subject, "roles": list(roles or ("admin",))}, state.output)
+        emit({"token": jwt, "sub": subject, "roles": list(roles)}, state.output)
