@@ -190,3 +190,26 @@ def test_serve_on_a_taken_port_is_one_clear_line(
     assert result.stderr.splitlines()[0] == (
         f"error: cannot listen on 127.0.0.1:{port}: Address already in use"
     )
+
+
+def test_serve_prints_the_token_that_llm_policy_token_mints(
+    cli: Invoke, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # One function mints both: the same subject, roles and lifetime (it once said
+    # `sub: developer` in the banner and `sub: admin` from `llm-policy token`).
+    from policy_cli.commands.serve import banner
+    from policy_cli.settings import Settings
+
+    monkeypatch.setenv("LLM_POLICY_ENV", "development")
+    minted = decode(cli("token").stdout.strip(), DEV_JWT_SECRET)
+    exported = next(
+        line
+        for line in banner(Settings(env="development"), "memory").splitlines()
+        if "export TOKEN=" in line
+    )
+    printed = decode(exported.split("=", 1)[1], DEV_JWT_SECRET)
+
+    def shape(claims: dict[str, Any]) -> tuple[Any, ...]:
+        return claims["sub"], claims["roles"], claims["exp"] - claims["iat"]
+
+    assert shape(printed) == shape(minted) == ("admin", ["admin"], 86_400)

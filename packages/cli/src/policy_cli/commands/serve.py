@@ -138,7 +138,7 @@ def banner(settings: Settings, store: str) -> str:
         f"  Ready:    {url}/ready   Metrics: {url}/metrics",
     ]
     if settings.development and settings.effective_jwt_secret():  # not with JWKS only
-        token = token_for(settings, subject="developer", roles=("admin",), ttl_seconds=86_400)
+        token = token_for(settings)  # the very token `llm-policy token` prints
         ctx = (
             '{"context": {"user": {"id": "u1", "permissions": ["llm.access"]}, '
             '"team": {"id": "t1", "tier": "pro"}, "llm": {"model": "gpt-4o-mini", "prompt": "Hello"}}}'
