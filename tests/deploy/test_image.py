@@ -48,7 +48,7 @@ def request(model: str) -> dict[str, Any]:
     }
 
 
-def wait_ready(base: str, name: str, timeout: float = 120) -> float:
+def wait_ready(base: str, name: str, timeout: float = 300) -> float:
     """Seconds from now until /ready answers 200; fails with the container's log."""
     started = time.monotonic()
     while time.monotonic() - started < timeout:
@@ -150,7 +150,7 @@ async def grpc_status(port: int) -> int:
         channel.close()
 
 
-def wait_serving(port: int, name: str, timeout: float = 120) -> None:
+def wait_serving(port: int, name: str, timeout: float = 300) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if docker("inspect", "-f", "{{.State.Running}}", name) != "true":
