@@ -8,6 +8,7 @@ server runs on this test's event loop.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import sys
 from collections.abc import AsyncIterator, Iterator
@@ -17,11 +18,11 @@ from typing import Any
 import grpc
 import pytest
 from grpclib.health.v1 import health_pb2
+from policy_cli.bootstrap import bootstrap
+from policy_cli.testing import grpc_server, memory_settings
 from policy_core import PolicyEngine, load_policy_text
 from policy_core.auth import CredentialAuthenticator
-from policy_core.memory import MemoryPolicyStore, SystemClock
-from policy_core.services import EngineHolder, EvaluationService, PolicyService
-from policy_grpc import GrpcServer, GrpcSettings, create_grpc_server
+from policy_grpc import GrpcServer
 
 sys.path.insert(0, str(Path(__file__).parent / "grpc_interop"))
 from llm_policy.v1 import policy_pb2, policy_pb2_grpc
@@ -49,23 +50,19 @@ def _context(i: int) -> dict[str, Any]:
     }
 
 
-class _Bundle:
-    def __init__(self, policies: PolicyService, evaluation: EvaluationService) -> None:
-        self.policies, self.evaluation = policies, evaluation
-        self.authenticator = CredentialAuthenticator(anonymous=True)  # no credentials needed
-
-
 @pytest.fixture
 async def server() -> AsyncIterator[GrpcServer]:
-    store = MemoryPolicyStore(SystemClock())
-    holder = EngineHolder()
-    policies = PolicyService(reader=store, writer=store, holder=holder)
-    await policies.start()
-    await policies.create(POLICY)
-    srv = create_grpc_server(_Bundle(policies, EvaluationService(holder)), GrpcSettings())
-    await srv.start("127.0.0.1", 0)
-    yield srv
-    await srv.drain()
+    """The gRPC server over the memory deployment (bootstrap), holding POLICY, without auth."""
+    settings = memory_settings()
+    async with bootstrap(settings) as services:
+        await services.policies.create(POLICY)
+        srv = grpc_server(
+            dataclasses.replace(services, authenticator=CredentialAuthenticator(anonymous=True)),
+            settings,
+        )
+        await srv.start("127.0.0.1", 0)
+        yield srv
+        await srv.drain()
 
 
 def _expected(i: int) -> Any:

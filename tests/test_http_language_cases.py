@@ -23,7 +23,7 @@ import pytest
 from litestar import Litestar
 from litestar.testing import TestClient
 from policy_cli.bootstrap import Services, memory_adapters
-from policy_cli.testing import http_app, memory_settings
+from policy_cli.testing import NoDecisionCache, http_app, memory_settings
 from policy_core import PolicyEngine, PolicyNotFound, load_policy_text
 from policy_core.services import EngineHolder
 from policy_core.testing.cases import LanguageCase, load_case_files, run_case
@@ -75,19 +75,6 @@ class CaseFacts:
         raise RuntimeError(f"{kind} unavailable")
 
 
-class NoCache:
-    """A decision cache that keeps nothing: every case is evaluated with its own facts."""
-
-    async def get(self, key: str) -> None:
-        return None
-
-    async def set(self, key: str, decision: Any, ttl_seconds: int) -> None:
-        return None
-
-    async def clear(self) -> None:
-        return None
-
-
 class Harness:
     def __init__(self) -> None:
         self.clock = CaseClock()
@@ -96,7 +83,7 @@ class Harness:
         # clock and fact ports in place of the real ones.
         adapters = dataclasses.replace(
             memory_adapters(memory_settings(), self.clock),
-            cache=NoCache(),
+            cache=NoDecisionCache(),
             usage=self.facts,
             shield=self.facts,
             cost=self.facts,

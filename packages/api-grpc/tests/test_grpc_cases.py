@@ -2,15 +2,18 @@
 
 Each evaluating case goes through EvaluatePolicy, and all of them together
 through ONE EvaluatePolicyStream; load errors and warnings go through
-ValidatePolicy. Behind the server, a router picks, by request_id, an
-EvaluationService built for that case (its policies, clock, facts), so one
-stream can carry cases with different policy sets.
+ValidatePolicy. Behind the server, a router picks, by request_id, the
+EvaluationService of that case: the memory deployment wired by the
+composition root over the case's clock and facts, holding its policies, so
+one stream can carry cases with different policy sets.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -19,18 +22,14 @@ import pytest
 from grpclib.client import Channel
 from grpclib.const import Status
 from grpclib.exceptions import GRPCError
+from policy_cli.bootstrap import bootstrap, memory_adapters, wired
+from policy_cli.settings import Settings
+from policy_cli.testing import NoDecisionCache, grpc_server, memory_settings
 from policy_core import PolicyEngine, PolicyLoadError, errors as core_errors, load_policy_text
 from policy_core.auth import CredentialAuthenticator
-from policy_core.memory import ManualClock, MemoryPolicyStore, SystemClock
-from policy_core.services import (
-    EngineHolder,
-    EvaluationRequest,
-    EvaluationResult,
-    EvaluationService,
-    PolicyService,
-)
+from policy_core.memory import ManualClock, SystemClock
+from policy_core.services import EvaluationRequest, EvaluationResult
 from policy_core.testing.cases import LanguageCase, load_case_files, run_case
-from policy_grpc import GrpcSettings, create_grpc_server
 from policy_grpc._generated.llm_policy.v1 import (
     Decision,
     EvaluatePolicyRequest,
@@ -62,45 +61,57 @@ class _Facts:
         raise LookupError("no such fact")
 
 
-def _service(case: LanguageCase) -> EvaluationService:
+@asynccontextmanager
+async def _case_evaluation(settings: Settings, case: LanguageCase) -> AsyncIterator[Any]:
+    """The memory deployment wired over the case's clock and facts, holding its engine."""
     opts = case.options
     engine = PolicyEngine(
         load_policy_text(case.policies, file=case.id), default_decision=opts.default_decision
     )
     facts = _Facts(opts.fact_map() or {})
     clock = ManualClock(opts.now) if opts.now is not None else SystemClock()
-    return EvaluationService(
-        EngineHolder(engine), clock=clock, usage=facts, shield=facts, cost=facts
+    adapters = dataclasses.replace(
+        memory_adapters(settings, clock),
+        cache=NoDecisionCache(),
+        usage=facts,
+        shield=facts,
+        cost=facts,
     )
+    async with wired(settings, adapters) as services:
+        services.holder.swap(engine)
+        yield services.evaluation
 
 
 class _Router:
     """An EvaluationService look-alike dispatching on request_id (the case id)."""
 
-    def __init__(self, cases: Sequence[LanguageCase]) -> None:
-        self._services = {c.id: _service(c) for c in cases}
+    def __init__(self) -> None:
+        self.services: dict[str, Any] = {}
 
     async def evaluate(self, request: EvaluationRequest) -> EvaluationResult:
-        return await self._services[request.request_id or ""].evaluate(request)
-
-
-class _Bundle:
-    def __init__(self, policies: PolicyService, evaluation: Any) -> None:
-        self.policies, self.evaluation = policies, evaluation
-        self.authenticator = CredentialAuthenticator(anonymous=True)  # no credentials needed
+        return await self.services[request.request_id or ""].evaluate(request)
 
 
 @pytest.fixture
 async def case_stub() -> AsyncIterator[PolicyServiceStub]:
-    store = MemoryPolicyStore(SystemClock())
-    policies = PolicyService(reader=store, writer=store, holder=EngineHolder())
-    bundle = _Bundle(policies, _Router(EVALUATING))
-    server = create_grpc_server(bundle, GrpcSettings())
-    await server.start("127.0.0.1", 0)
-    channel = Channel("127.0.0.1", server.port)
-    yield PolicyServiceStub(channel)
-    channel.close()
-    await server.drain()
+    settings = memory_settings()
+    async with AsyncExitStack() as stack:
+        router = _Router()
+        for case in EVALUATING:
+            router.services[case.id] = await stack.enter_async_context(
+                _case_evaluation(settings, case)
+            )
+        front = await stack.enter_async_context(bootstrap(settings))
+        services = dataclasses.replace(front, evaluation=router)
+        server = grpc_server(
+            dataclasses.replace(services, authenticator=CredentialAuthenticator(anonymous=True)),
+            settings,
+        )
+        await server.start("127.0.0.1", 0)
+        channel = Channel("127.0.0.1", server.port)
+        yield PolicyServiceStub(channel)
+        channel.close()
+        await server.drain()
 
 
 def _request(case: LanguageCase) -> EvaluatePolicyRequest:

@@ -30,6 +30,7 @@ from typing import Any
 
 import msgspec
 from litestar import Litestar
+from policy_core.model import Decision
 from policy_grpc import GrpcServer, create_grpc_server
 from policy_http import create_app
 from policy_http.testing import TEST_AUDIENCE, TEST_ISSUER, TEST_SECRET
@@ -39,6 +40,7 @@ from policy_cli.bootstrap import Adapters, Services, bootstrap, wired
 from policy_cli.settings import Settings
 
 __all__ = [
+    "NoDecisionCache",
     "ServerProcess",
     "clean_env",
     "free_port",
@@ -93,6 +95,19 @@ def http_app(
             yield built
 
     return create_app(services, api)
+
+
+class NoDecisionCache:
+    """A DecisionCache that keeps nothing (tests whose facts change under the same request)."""
+
+    async def get(self, key: str) -> None:
+        return None
+
+    async def set(self, key: str, decision: Decision, ttl_seconds: int) -> None:
+        return None
+
+    async def clear(self) -> None:
+        return None
 
 
 def grpc_server(services: Services, settings: Settings, **grpc_overrides: Any) -> GrpcServer:
