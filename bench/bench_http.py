@@ -85,11 +85,11 @@ def serve_environment(deployment: str, data_dir: str, database_url: str | None) 
     return env
 
 
-def serve_command(server: str, workers: int, port: int) -> list[str]:
-    return llm_policy(
-        "serve", "--port", str(port), "--workers", str(workers),
-        "--server-impl", server, "--seed", str(POLICIES),
-    )  # fmt: skip
+def serve_command(server: str, workers: int, port: int, python: str | None = None) -> list[str]:
+    """`llm-policy serve ...` of this environment, or of another one's interpreter (`python`)."""
+    args = ("serve", "--port", str(port), "--workers", str(workers),
+            "--server-impl", server, "--seed", str(POLICIES))  # fmt: skip
+    return [python, "-m", "policy_cli", *args] if python else llm_policy(*args)
 
 
 @contextmanager
@@ -181,6 +181,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="wrk threads")
     parser.add_argument("--batch", type=int, default=0, help="requests per batch (0: /evaluate)")
     parser.add_argument("--port", type=int, default=18080)
+    parser.add_argument(
+        "--server-python",
+        help="interpreter of another checkout's environment whose `llm-policy serve` is measured"
+        " (before/after comparisons with one load generator); default: this one",
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit(
@@ -207,7 +212,7 @@ def main() -> None:
         env = serve_environment(args.deployment, str(Path(tmp) / "data"), database_url)
         for server in servers:
             for workers in args.workers:
-                command = serve_command(server, workers, args.port)
+                command = serve_command(server, workers, args.port, args.server_python)
                 log = Path(tmp) / f"serve-{server}-{workers}.log"
                 with serving(command, port=args.port, env=env, log=log, cwd=ROOT) as srv:
                     if args.warmup:
