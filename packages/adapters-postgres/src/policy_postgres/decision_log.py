@@ -145,6 +145,7 @@ class PostgresDecisionLog:
             rejected=self._rejected,
             queued=len(self._queue),
             spool_bytes=self._spool.size_bytes(),
+            spool_oldest=self._spool.oldest(),
             available=not self._down,
             outages=self._outages,
             corrupt_spool_lines=self._spool.corrupt_lines,

@@ -10,6 +10,7 @@ idempotent on request_id).
 from __future__ import annotations
 
 import os
+from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO
 
@@ -23,6 +24,34 @@ _encoder = msgspec.json.Encoder(enc_hook=str)  # never fail on an odd value
 _decoder = msgspec.json.Decoder(DecisionRecord)
 
 
+class _Stamp(msgspec.Struct):
+    """Only the time of a spooled record (reading a line's stamp skips the rest)."""
+
+    created_at: datetime
+
+
+_stamp = msgspec.json.Decoder(_Stamp)
+
+
+def _first_stamp(path: Path) -> datetime | None:
+    """`created_at` of the first readable record in `path` (None: no file, or none readable)."""
+    try:
+        with open(path, "rb") as fh:
+            for line in fh:
+                try:
+                    return _stamp.decode(line).created_at
+                except msgspec.DecodeError:
+                    continue
+    except FileNotFoundError:
+        return None
+    return None
+
+
+def _earliest(*stamps: datetime | None) -> datetime | None:
+    known = [s for s in stamps if s is not None]
+    return min(known) if known else None
+
+
 class Spool:
     """Appends records to `path`; hands them back for replay."""
 
@@ -32,6 +61,10 @@ class Spool:
         self.rejected_path = path.with_name(path.name + ".rejected")
         self._fh: BinaryIO | None = None
         self.corrupt_lines = 0
+        # The oldest record of each file, for `oldest()`: a file left by an earlier
+        # run is read once here (its first line), later ones tracked as they are written.
+        self._oldest = _first_stamp(path)
+        self._oldest_replay = _first_stamp(self.replay_path)
 
     def write(self, records: list[DecisionRecord], *, sync: bool = False) -> None:
         """Append records (buffered; `sync` flushes and fsyncs)."""
@@ -39,6 +72,7 @@ class Spool:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._fh = open(self.path, "ab")  # noqa: SIM115 - kept open across calls
         buf = bytearray()
+        self._oldest = _earliest(self._oldest, *(r.created_at for r in records))
         for record in records:
             _encoder.encode_into(with_digest(record), buf, len(buf))
             buf += b"\n"
@@ -64,6 +98,10 @@ class Spool:
     def size_bytes(self) -> int:
         return sum(p.stat().st_size for p in (self.path, self.replay_path) if p.exists())
 
+    def oldest(self) -> datetime | None:
+        """`created_at` of the oldest record waiting in the spool (None: it is empty)."""
+        return _earliest(self._oldest, self._oldest_replay)
+
     def begin_replay(self) -> list[DecisionRecord]:
         """The records to replay (an interrupted replay first, else the current spool)."""
         if not self.replay_path.exists():
@@ -71,6 +109,7 @@ class Spool:
                 return []
             self.close()
             os.replace(self.path, self.replay_path)
+            self._oldest_replay, self._oldest = self._oldest, None
         records = []
         with open(self.replay_path, "rb") as fh:
             for line in fh:
@@ -85,6 +124,7 @@ class Spool:
 
     def end_replay(self) -> None:
         self.replay_path.unlink(missing_ok=True)
+        self._oldest_replay = None
 
     def reject(self, record: DecisionRecord) -> None:
         """Keep a record PostgreSQL refused (bad data) for a human to look at."""

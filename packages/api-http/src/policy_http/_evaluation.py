@@ -53,7 +53,8 @@ class Evaluations:
 
     def to_wire(self, result: EvaluationResult) -> EvaluateResponse:
         d = result.decision
-        self._metrics.observe_decision(d.decision, d.matched_policies, result.cached)
+        errors = (e.policy for e in d.errors)
+        self._metrics.observe_decision(d.decision, d.matched_policies, result.cached, 1, errors)
         return EvaluateResponse.of(d, result.request_id, result.cached)
 
     async def one(
@@ -87,9 +88,15 @@ class Evaluations:
             results = await service.evaluate_batch(requests)
         # Metrics once per distinct outcome, not per decision: each increment takes a lock.
         outcomes = Counter(
-            (r.decision.decision, r.decision.matched_policies, r.cached) for r in results
+            (
+                r.decision.decision,
+                r.decision.matched_policies,
+                r.cached,
+                tuple(e.policy for e in r.decision.errors),
+            )
+            for r in results
         )
-        for (decision, policies, cached), count in outcomes.items():
-            self._metrics.observe_decision(decision, policies, cached, count)
+        for (decision, policies, cached, errors), count in outcomes.items():
+            self._metrics.observe_decision(decision, policies, cached, count, errors)
         of = EvaluateResponse.of
         return BatchResponse(decisions=[of(r.decision, r.request_id, r.cached) for r in results])

@@ -3,7 +3,8 @@
 Each app owns its registry (several apps in one process, as in tests, do not
 collide). Label children are looked up once and kept, so the hot path costs a
 dict lookup and an increment. Values that live elsewhere (the loaded policy
-set, the decision-log queue) are read at scrape time by a collector.
+set, the decision-log queue) are read at scrape time by a collector; so is
+readiness, which the /metrics route checks (as /ready does) before rendering.
 """
 
 from __future__ import annotations
@@ -50,6 +51,10 @@ class _Snapshot(Collector):
             ("policy_set_version", "Increments each time the enforced policy set changes."),
             ("decision_log_queue_depth", "Decision records queued, not yet stored."),
             ("decision_log_spool_bytes", "Size of the decision-log spool file (store down)."),
+            (
+                "decision_log_spool_oldest_age_seconds",
+                "Age of the oldest decision record waiting in the spool (0: the spool is empty).",
+            ),
         ):
             if name in values:
                 yield GaugeMetricFamily(f"llm_policy_{name}", doc, value=float(values[name]))
@@ -63,6 +68,20 @@ class _Snapshot(Collector):
             for state, count in records.items():
                 family.add_metric([state], float(count))
             yield family
+
+
+class _Readiness(Collector):
+    """`llm_policy_ready`: the last readiness check of this process (1 ready, 0 not)."""
+
+    def __init__(self) -> None:
+        self.ready = False
+
+    def collect(self) -> Iterable[Any]:
+        yield GaugeMetricFamily(
+            "llm_policy_ready",
+            "1 when this replica is ready (the checks of /ready pass), 0 when not.",
+            value=1.0 if self.ready else 0.0,
+        )
 
 
 class Metrics:
@@ -126,12 +145,21 @@ class Metrics:
             ["status"],
             registry=r,
         )
+        self.evaluation_errors = Counter(
+            "llm_policy_evaluation_errors",
+            "Rule errors recorded in the decisions evaluated (spec 5.4), by policy.",
+            ["policy"],
+            registry=r,
+        )
+        self._readiness = _Readiness()
+        self._exposed.register(self._readiness)
         if snapshot is not None:
             self._exposed.register(_Snapshot(snapshot))
         self._req_children: dict[tuple[str, str, int], Any] = {}
         self._lat_children: dict[tuple[str, str], Any] = {}
         self._decision_children: dict[str, Any] = {}
         self._match_children: dict[tuple[str, str], Any] = {}
+        self._error_children: dict[str, Any] = {}
         self._cache_hit = self.cache.labels("hit")
         self._cache_miss = self.cache.labels("miss")
 
@@ -148,9 +176,18 @@ class Metrics:
         lat.observe(seconds)
 
     def observe_decision(
-        self, decision: str, policies: Iterable[str], cached: bool, count: int = 1
+        self,
+        decision: str,
+        policies: Iterable[str],
+        cached: bool,
+        count: int = 1,
+        errors: Iterable[str] = (),
     ) -> None:
-        """Count `count` decisions alike (a batch counts each distinct outcome once)."""
+        """Count `count` decisions alike (a batch counts each distinct outcome once).
+
+        `errors`: the policy of each rule error recorded in the decision. A cached
+        decision evaluated nothing, so its recorded errors are not counted again.
+        """
         child = self._decision_children.get(decision)
         if child is None:
             child = self._decision_children[decision] = self.decisions.labels(decision)
@@ -162,7 +199,15 @@ class Metrics:
                 match = self._match_children[key] = self.policy_matches.labels(policy, decision)
             match.inc(count)
         (self._cache_hit if cached else self._cache_miss).inc(count)
+        if cached:
+            return
+        for policy in errors:
+            failed = self._error_children.get(policy)
+            if failed is None:
+                failed = self._error_children[policy] = self.evaluation_errors.labels(policy)
+            failed.inc(count)
 
-    def render(self) -> bytes:
-        """The Prometheus text exposition of this registry."""
+    def render(self, *, ready: bool = False) -> bytes:
+        """The Prometheus text exposition of this registry; `ready` is `llm_policy_ready`."""
+        self._readiness.ready = ready
         return generate_latest(self._exposed)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from policy_core.ports import Authenticator, RateLimiter
@@ -107,6 +108,10 @@ class Runtime:
             counters = services.decisions.counters()
             values["decision_log_queue_depth"] = counters.queued
             values["decision_log_spool_bytes"] = counters.spool_bytes
+            oldest = counters.spool_oldest
+            values["decision_log_spool_oldest_age_seconds"] = (
+                0.0 if oldest is None else max(0.0, (datetime.now(UTC) - oldest).total_seconds())
+            )
             values["decision_log_records"] = {
                 "appended": counters.appended,
                 "written": counters.written,

@@ -13,6 +13,17 @@ from policy_http.schemas import HealthStatus
 __all__ = ["ops_routes"]
 
 
+async def readiness(rt: Runtime) -> dict[str, bool]:
+    """The checks of /ready (and of `llm_policy_ready`): every one must be True."""
+    checks: dict[str, bool] = {"services": False, "rate_limits": False}
+    try:
+        checks["services"] = await rt.services.ready()
+        checks["rate_limits"] = await rt.limits.ping()
+    except Exception:  # any failure simply means "not ready"
+        checks["services"] = False
+    return checks
+
+
 def ops_routes(rt: Runtime) -> list[HTTPRouteHandler]:
     """/health, /ready and /metrics."""
 
@@ -27,12 +38,7 @@ def ops_routes(rt: Runtime) -> list[HTTPRouteHandler]:
         responses={503: ResponseSpec(HealthStatus, description="Not ready (see checks).")},
     )
     async def ready() -> Response[HealthStatus]:
-        checks: dict[str, bool] = {"services": False, "rate_limits": False}
-        try:
-            checks["services"] = await rt.services.ready()
-            checks["rate_limits"] = await rt.limits.ping()
-        except Exception:  # any failure simply means "not ready"
-            checks["services"] = False
+        checks = await readiness(rt)
         ok = all(checks.values())
         return Response(
             HealthStatus(status="ok" if ok else "unavailable", checks=checks),
@@ -47,6 +53,7 @@ def ops_routes(rt: Runtime) -> list[HTTPRouteHandler]:
         include_in_schema=True,
     )
     async def metrics() -> Response[bytes]:
-        return Response(rt.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+        ready = all((await readiness(rt)).values())
+        return Response(rt.metrics.render(ready=ready), media_type=CONTENT_TYPE_LATEST)
 
     return [health, ready, metrics]

@@ -219,7 +219,8 @@ class DecisionLogCounters(msgspec.Struct, frozen=True, kw_only=True):
     spool; `dropped`: records lost (a bounded memory log evicting its oldest,
     or a spool that cannot be written); `rejected`: records the store refused
     as invalid; `queued`: records waiting to be written; `spool_bytes`: size of
-    the spool file; `available`: the store answered the last write;
+    the spool file; `spool_oldest`: `created_at` of the oldest record in the
+    spool (None when it is empty); `available`: the store answered the last write;
     `outages`: times it stopped answering; `corrupt_spool_lines`: spool lines
     torn by a crash mid-write, unreadable at replay. A log without a queue or
     a spool reports 0 for those.
@@ -234,6 +235,7 @@ class DecisionLogCounters(msgspec.Struct, frozen=True, kw_only=True):
     rejected: int = 0
     queued: int = 0
     spool_bytes: int = 0
+    spool_oldest: datetime | None = None
     available: bool = True
     outages: int = 0
     corrupt_spool_lines: int = 0
