@@ -4,7 +4,8 @@ One app serves every case (the app `llm-policy serve` builds, over the memory
 deployment's adapters with the case's clock and fact ports, and no decision
 cache): before each case the test swaps the engine the services hold (compiled from the case's policies, with its default
 decision), sets the clock to the case's `now`, and hands its stateful and
-integration facts to fake usage/shield/cost ports. Each HTTP decision is
+integration facts to the case's usage store and integration source
+(policy_core.testing.cases.CaseFacts: given facts, else memory fakes). Each HTTP decision is
 checked against the case's expectations and compared whole (timing aside)
 with the in-process engine's decision for the same input. Load errors and
 warnings go through POST /api/v1/policies/validate (422 errors, 200 warnings).
@@ -12,6 +13,7 @@ warnings go through POST /api/v1/policies/validate (422 errors, 200 warnings).
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import time
 from collections.abc import Iterator, Mapping
@@ -26,7 +28,13 @@ from policy_cli.bootstrap import Services, memory_adapters
 from policy_cli.testing import NoDecisionCache, http_app, memory_settings
 from policy_core import PolicyEngine, PolicyNotFound, load_policy_text
 from policy_core.services import EngineHolder
-from policy_core.testing.cases import LanguageCase, load_case_files, run_case
+from policy_core.testing.cases import (
+    CaseFacts,
+    CaseOptions,
+    LanguageCase,
+    load_case_files,
+    run_case,
+)
 from policy_http.testing import bearer, make_token
 
 CASES = load_case_files(Path(__file__).parent / "cases")
@@ -50,43 +58,30 @@ class CaseClock:
         return time.monotonic()
 
 
-class CaseFacts:
-    """Usage, shield and cost ports answering from the case's `facts`."""
+class CurrentFacts:
+    """The usage store and integration source of the case being run (CaseFacts)."""
 
     def __init__(self) -> None:
-        self.facts: dict[tuple[Any, ...], Any] = {}
+        self.current = CaseFacts(CaseOptions())
 
-    async def fetch(self, requests: Any, **_: Any) -> dict[tuple[Any, ...], Any]:
-        return {r: self.facts[r] for r in requests if r in self.facts}
+    async def fetch(self, requests: Any, **kwargs: Any) -> Any:
+        return await self.current.fetch(requests, **kwargs)
 
     async def record_spend(self, *_: Any, **__: Any) -> None:
         return None
-
-    async def scan(self, text: str) -> dict[str, Any]:
-        return self._find("shield.scan", (text,))
-
-    async def estimate(self, *args: Any) -> dict[str, Any]:
-        return self._find("costops.estimate", args)
-
-    def _find(self, kind: str, args: tuple[Any, ...]) -> Any:
-        for fact, value in self.facts.items():
-            if fact[0] == kind and [str(a) for a in fact[1:]] == [str(a) for a in args]:
-                return value
-        raise RuntimeError(f"{kind} unavailable")
 
 
 class Harness:
     def __init__(self) -> None:
         self.clock = CaseClock()
-        self.facts = CaseFacts()
+        self.facts = CurrentFacts()
         # The memory deployment, wired by the composition root, with the case's
         # clock and fact ports in place of the real ones.
         adapters = dataclasses.replace(
             memory_adapters(memory_settings(), self.clock),
             cache=NoDecisionCache(),
             usage=self.facts,
-            shield=self.facts,
-            cost=self.facts,
+            integrations=self.facts,
         )
         self.services: Services | None = None
         self.app: Litestar = http_app(adapters=adapters, started=self._started)
@@ -112,7 +107,7 @@ class Harness:
         )
         self.holder.swap(engine)
         self.clock.fixed = opts.now
-        self.facts.facts = dict(opts.fact_map() or {})
+        self.facts.current = CaseFacts(opts)
         return engine
 
 
@@ -160,13 +155,17 @@ def test_language_case_over_http(
             raise PolicyNotFound(str(opts.policies))
         assert r.status_code == 200, r.text
         decision: dict[str, Any] = r.json()
-        direct = engine.evaluate(
-            c.context,
-            policies=list(opts.policies) if opts.policies is not None else None,
-            namespace=opts.namespace,
-            trace=opts.trace,
-            now=opts.now,
-            facts=opts.fact_map(),
+        facts = CaseFacts(opts)
+        direct = asyncio.run(
+            engine.evaluate_async(
+                c.context,
+                usage=facts,
+                integrations=facts,
+                policies=list(opts.policies) if opts.policies is not None else None,
+                namespace=opts.namespace,
+                trace=opts.trace,
+                now=opts.now,
+            )
         )
         assert _untimed(decision) == _untimed(msgspec.json.decode(msgspec.json.encode(direct))), (
             "the HTTP decision differs from the engine's"

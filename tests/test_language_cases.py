@@ -7,6 +7,7 @@ that issue positions are relative to the case's policy text block.
 
 from __future__ import annotations
 
+import asyncio
 import copy
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -14,7 +15,7 @@ from typing import Any
 
 import msgspec
 import pytest
-from policy_core.testing.cases import LanguageCase, load_case_files, run_case
+from policy_core.testing.cases import CaseFacts, LanguageCase, load_case_files, run_case
 
 CASES_DIR = Path(__file__).parent / "cases"
 CASES = load_case_files(CASES_DIR)
@@ -31,6 +32,21 @@ def _evaluate(case: LanguageCase) -> Mapping[str, Any]:
     before = copy.deepcopy(case.context)
 
     def once(trace: bool = opts.trace) -> dict[str, Any]:
+        if opts.integrations is not None:
+            # Integration facts from the memory fakes: gathered, then evaluated.
+            facts = CaseFacts(opts)
+            decision = asyncio.run(
+                engine.evaluate_async(
+                    case.context,
+                    usage=facts,
+                    integrations=facts,
+                    policies=list(opts.policies) if opts.policies is not None else None,
+                    namespace=opts.namespace,
+                    trace=trace,
+                    now=opts.now,
+                )
+            )
+            return msgspec.to_builtins(decision)  # type: ignore[no-any-return]
         decision = engine.evaluate(
             case.context,
             policies=list(opts.policies) if opts.policies is not None else None,

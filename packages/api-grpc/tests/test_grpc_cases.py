@@ -29,7 +29,7 @@ from policy_core import PolicyEngine, PolicyLoadError, errors as core_errors, lo
 from policy_core.auth import CredentialAuthenticator
 from policy_core.memory import ManualClock, SystemClock
 from policy_core.services import EvaluationRequest, EvaluationResult
-from policy_core.testing.cases import LanguageCase, load_case_files, run_case
+from policy_core.testing.cases import CaseFacts, LanguageCase, load_case_files, run_case
 from policy_grpc._generated.llm_policy.v1 import (
     Decision,
     EvaluatePolicyRequest,
@@ -42,25 +42,6 @@ CASES = load_case_files(Path(__file__).resolve().parents[3] / "tests" / "cases")
 EVALUATING = [c for c in CASES if c.evaluates and not c.xfail]
 
 
-class _Facts:
-    """Usage store, shield and cost oracle answering from a case's facts."""
-
-    def __init__(self, facts: Mapping[tuple[Any, ...], Any]) -> None:
-        self._facts = facts
-
-    async def fetch(self, requests: Sequence[tuple[Any, ...]], *, record: bool = True) -> Any:
-        return {r: self._facts[r] for r in requests if r in self._facts}
-
-    async def scan(self, text: str) -> Any:
-        return self._facts[("shield.scan", text)]
-
-    async def estimate(self, provider: str, model: str, prompt: int, max_tokens: int) -> Any:
-        for key, value in self._facts.items():
-            if key[0] == "costops.estimate" and list(key[1:3]) == [provider, model]:
-                return value
-        raise LookupError("no such fact")
-
-
 @asynccontextmanager
 async def _case_evaluation(settings: Settings, case: LanguageCase) -> AsyncIterator[Any]:
     """The memory deployment wired over the case's clock and facts, holding its engine."""
@@ -68,14 +49,13 @@ async def _case_evaluation(settings: Settings, case: LanguageCase) -> AsyncItera
     engine = PolicyEngine(
         load_policy_text(case.policies, file=case.id), default_decision=opts.default_decision
     )
-    facts = _Facts(opts.fact_map() or {})
+    facts = CaseFacts(opts)
     clock = ManualClock(opts.now) if opts.now is not None else SystemClock()
     adapters = dataclasses.replace(
         memory_adapters(settings, clock),
         cache=NoDecisionCache(),
         usage=facts,
-        shield=facts,
-        cost=facts,
+        integrations=facts,
     )
     async with wired(settings, adapters) as services:
         services.holder.swap(engine)
@@ -181,7 +161,7 @@ async def test_cases_through_evaluate_policy(case_stub: PolicyServiceStub) -> No
             answers[case.id] = as_builtins(reply.decision)
         except GRPCError as exc:
             answers[case.id] = _unary_error(exc)
-    failures = _compare(answers)
+    failures = await _compare(answers)
     assert not failures, "\n".join(failures)
 
 
@@ -197,11 +177,11 @@ async def test_cases_through_one_stream(case_stub: PolicyServiceStub) -> None:
             answers[case.id] = as_builtins(reply)
         except Exception as exc:
             answers[case.id] = exc
-    failures = _compare(answers)
+    failures = await _compare(answers)
     assert not failures, "\n".join(failures)
 
 
-def _compare(answers: Mapping[str, Any]) -> list[str]:
+async def _compare(answers: Mapping[str, Any]) -> list[str]:
     def evaluate(case: LanguageCase) -> Mapping[str, Any]:
         answer = answers[case.id]
         if isinstance(answer, Exception):
@@ -218,25 +198,27 @@ def _compare(answers: Mapping[str, Any]) -> list[str]:
             failures.append(f"{case.id}: {mismatch}")
         answer = answers[case.id]
         if not isinstance(answer, Exception) and _comparable(answer) != _comparable(
-            _engine_decision(case)
+            await _engine_decision(case)
         ):
             failures.append(f"{case.id}: differs from the engine's own decision")
     return failures
 
 
-def _engine_decision(case: LanguageCase) -> dict[str, Any]:
+async def _engine_decision(case: LanguageCase) -> dict[str, Any]:
     """The library engine's decision for the case, in builtins form."""
     opts = case.options
     engine = PolicyEngine(
         load_policy_text(case.policies, file=case.id), default_decision=opts.default_decision
     )
-    decision = engine.evaluate(
+    facts = CaseFacts(opts)
+    decision = await engine.evaluate_async(
         case.context,
+        usage=facts,
+        integrations=facts,
         policies=list(opts.policies) if opts.policies is not None else None,
         namespace=opts.namespace,
         trace=opts.trace,
         now=opts.now,
-        facts=opts.fact_map(),
     )
     result: dict[str, Any] = msgspec.to_builtins(decision)
     return result

@@ -195,7 +195,7 @@ class _Source:
         self.asked: list[tuple[list[tuple[Any, ...]], bool]] = []
 
     async def fetch(
-        self, requests: Sequence[tuple[Any, ...]], *, record: bool = True
+        self, requests: Sequence[tuple[Any, ...]], *, record: bool = True, **_: Any
     ) -> dict[tuple[Any, ...], Any]:
         self.asked.append((list(requests), record))
         if self.fail:

@@ -33,6 +33,7 @@ from policy_core.auth import (
     TokenVerifier,
     jwks_keys,
 )
+from policy_core.engine import IntegrationSource
 from policy_core.language import ContextSchema
 from policy_core.memory import (
     MemoryApiKeyStore,
@@ -49,13 +50,11 @@ from policy_core.ports import (
     Authenticator,
     ChangeFeed,
     Clock,
-    CostOracle,
     DecisionCache,
     DecisionHistory,
     DecisionLog,
     PolicyStore,
     RateLimiter,
-    ShieldScanner,
     UsageStore,
 )
 from policy_core.ratelimits import RateLimits, parse_rate_limits
@@ -102,9 +101,8 @@ class Adapters:
     rate_limiter: RateLimiter | None = None
     # Readiness of the backing services (store, cache); the APIs add "policy set loaded".
     checks: dict[str, Callable[[], Awaitable[bool]]] = field(default_factory=dict)
-    # Integration facts (`shield.scan`, `costops.estimate`); no deployment wires them yet.
-    shield: ShieldScanner | None = None
-    cost: CostOracle | None = None
+    # Integration facts (`shield.scan`, `costops.budget`, `governance.approved_models`).
+    integrations: IntegrationSource | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -188,8 +186,7 @@ async def wire(
         usage=adapters.usage,
         log=adapters.log,
         clock=adapters.clock,
-        shield=adapters.shield,
-        cost=adapters.cost,
+        integrations=adapters.integrations,
     )
     api_keys = ApiKeyService(adapters.api_keys, adapters.clock)
     verifier = authenticator(settings, api_keys)  # an unusable JWKS fails before anything starts

@@ -13,6 +13,7 @@ dict writes.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import time
@@ -29,13 +30,21 @@ from policy_core.model import (
     DECISION_STRENGTH,
     Decision,
     EvaluationError,
+    FactFailure,
     FactRequest,
     Policy,
     PolicyStatus,
     RuleTrace,
 )
 
-__all__ = ["DEFAULT_DENY_REASON", "USAGE_FACTS", "FactSource", "PolicyEngine", "Selection"]
+__all__ = [
+    "DEFAULT_DENY_REASON",
+    "USAGE_FACTS",
+    "FactSource",
+    "IntegrationSource",
+    "PolicyEngine",
+    "Selection",
+]
 
 #: The fact kinds a usage store answers; every other kind is an integration's.
 USAGE_FACTS = frozenset({"rate_limit.count", "budget.spent"})
@@ -54,6 +63,48 @@ class FactSource(Protocol):
     async def fetch(
         self, requests: Sequence[FactRequest], *, record: bool = True
     ) -> Mapping[FactRequest, Any]: ...
+
+
+class IntegrationSource(Protocol):
+    """Where integration facts come from (policy_core.integrations.IntegrationFacts).
+
+    Answers every request it is given: a value, or a FactFailure naming the
+    integration and the reason; `context` is the evaluation's (whose model and
+    user/team/project ids the calls carry).
+    """
+
+    async def fetch(
+        self,
+        requests: Sequence[FactRequest],
+        *,
+        context: Mapping[str, Any],
+        record: bool = True,
+    ) -> Mapping[FactRequest, Any]: ...
+
+
+async def _fetch_usage(
+    usage: FactSource, requests: list[FactRequest], record: bool, into: dict[FactRequest, Any]
+) -> None:
+    try:
+        into.update(await usage.fetch(requests, record=record))
+    except Exception:
+        # Missing facts become evaluation errors: the policy's fail mode decides.
+        _log.warning("usage facts unavailable; the rules using them fail", exc_info=True)
+
+
+async def _fetch_integrations(
+    source: IntegrationSource,
+    requests: list[FactRequest],
+    context: Mapping[str, Any],
+    record: bool,
+    into: dict[FactRequest, Any],
+) -> None:
+    try:
+        into.update(await source.fetch(requests, context=context, record=record))
+    except Exception as exc:
+        _log.warning("integration facts unavailable; the rules using them fail", exc_info=True)
+        for r in requests:
+            into[r] = FactFailure(r[0].split(".", 1)[0], f"failed: {type(exc).__name__}: {exc}")
 
 
 _ERRORS = (EvalError, RecursionError)
@@ -200,16 +251,19 @@ class Selection:
         context: Mapping[str, Any],
         *,
         usage: FactSource | None,
-        integrations: FactSource | None = None,
+        integrations: IntegrationSource | None = None,
         record: bool = True,
         now: float | None = None,
     ) -> dict[FactRequest, Any]:
         """Fetch the facts this context needs: counters from `usage`, the rest from `integrations`.
 
-        Each source is asked once, for all its facts. A source that is absent or
-        fails (logged) leaves its facts missing: the rules using them then
-        fail as their policy's `fail_open` says (spec 5.4). `record=False`
-        (a dry run) asks the usage store not to count this request.
+        Each source is asked once, for all its facts, both at the same time; each
+        distinct fact once. A usage store that is absent or fails (logged)
+        leaves its facts missing; an integration fact that cannot be had is a
+        FactFailure naming the integration and the reason (not configured, timed
+        out, ...): the rules using them then fail as their policy's `fail_open`
+        says (spec 4.5, 5.4). `record=False` (a dry run) asks the usage store not
+        to count this request.
         """
         wanted = self.fact_requests(context, now=now)
         facts: dict[FactRequest, Any] = {}
@@ -217,17 +271,25 @@ class Selection:
             return facts
         counters = [r for r in wanted if r[0] in USAGE_FACTS]
         others = [r for r in wanted if r[0] not in USAGE_FACTS]
-        for source, requests, what in (
-            (usage, counters, "usage"),
-            (integrations, others, "integration"),
-        ):
-            if source is None or not requests:
-                continue
-            try:
-                facts.update(await source.fetch(requests, record=record))
-            except Exception:
-                # Missing facts become evaluation errors: the policy's fail mode decides.
-                _log.warning("%s facts unavailable; the rules using them fail", what, exc_info=True)
+        if not others:
+            if usage is not None:
+                await _fetch_usage(usage, counters, record, facts)
+            return facts
+        if integrations is None:
+            facts.update(
+                {r: FactFailure(r[0].split(".", 1)[0], "is not configured") for r in others}
+            )
+            if usage is not None and counters:
+                await _fetch_usage(usage, counters, record, facts)
+            return facts
+        # Counters and integrations at the same time: the slowest bounds the wait.
+        if usage is None or not counters:
+            await _fetch_integrations(integrations, others, context, record, facts)
+        else:
+            await asyncio.gather(
+                _fetch_usage(usage, counters, record, facts),
+                _fetch_integrations(integrations, others, context, record, facts),
+            )
         return facts
 
     # --- evaluation -----------------------------------------------------------
@@ -405,7 +467,7 @@ class PolicyEngine:
         context: Mapping[str, Any],
         *,
         usage: FactSource | None = None,
-        integrations: FactSource | None = None,
+        integrations: IntegrationSource | None = None,
         record: bool = True,
         policies: Sequence[str] | None = None,
         namespace: str | None = None,

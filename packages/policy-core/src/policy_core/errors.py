@@ -9,6 +9,7 @@ import msgspec
 __all__ = [
     "AuthError",
     "EvalError",
+    "IntegrationError",
     "Issue",
     "PolicyAlreadyExists",
     "PolicyEngineError",
@@ -39,6 +40,19 @@ class Issue(msgspec.Struct, frozen=True, kw_only=True, order=False):
 
 class EvalError(Exception):
     """An evaluation error inside a rule (spec 5.4): a value, never a crash."""
+
+
+class IntegrationError(Exception):
+    """An integration call failed: which integration, why, and the outcome for metrics.
+
+    `outcome` is one of `error` (an error status or a refused connection),
+    `timeout`, `breaker_open`, `invalid` (a body that does not fit the contract).
+    `str()` reads `<integration> <reason>`, e.g. `shield timed out after 200 ms`.
+    """
+
+    def __init__(self, integration: str, reason: str, outcome: str = "error") -> None:
+        self.integration, self.reason, self.outcome = integration, reason, outcome
+        super().__init__(f"{integration} {reason}")
 
 
 class PolicyEngineError(Exception):

@@ -21,6 +21,7 @@ __all__ = [
     "Decision",
     "DecisionKind",
     "EvaluationError",
+    "FactFailure",
     "FactRequest",
     "LogObligation",
     "Obligation",
@@ -55,8 +56,34 @@ class DecisionKind(StrEnum):
 
 #: A stateful or integration fact a policy needs, as `Selection.fact_requests` lists it:
 #: ("rate_limit.count", key, window) | ("budget.spent", key, period) |
-#: ("shield.scan", text) | ("costops.estimate", provider, model, prompt_tokens, max_tokens)
+#: ("shield.scan", text) | ("costops.budget", estimated_cost) | ("governance.approved_models",)
 FactRequest: TypeAlias = tuple[Any, ...]
+
+
+class FactFailure:
+    """The value of a fact that could not be gathered, in the facts mapping.
+
+    A rule reading it has an evaluation error (spec 4.5, 5.4) whose message
+    names the fact, the integration and the reason.
+    """
+
+    __slots__ = ("integration", "reason")
+
+    def __init__(self, integration: str, reason: str) -> None:
+        self.integration, self.reason = integration, reason
+
+    def __repr__(self) -> str:
+        return f"FactFailure({self.integration!r}, {self.reason!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, FactFailure) and (other.integration, other.reason) == (
+            self.integration,
+            self.reason,
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.integration, self.reason))
+
 
 DECISION_STRENGTH: dict[str, int] = {"allow": 0, "warn": 1, "modify": 2, "deny": 3}
 

@@ -26,9 +26,12 @@ __all__ = [
     "ApiKeyRecord",
     "ApiKeyStore",
     "Authenticator",
+    "BreakerState",
+    "BudgetCheck",
+    "CallerIds",
     "ChangeFeed",
     "Clock",
-    "CostOracle",
+    "CostOpsBudget",
     "DecisionCache",
     "DecisionHistory",
     "DecisionLog",
@@ -37,8 +40,12 @@ __all__ = [
     "DecisionStats",
     "EdgePublisher",
     "FactRequest",
+    "GovernanceModels",
     "GovernanceSink",
     "HistoryQuery",
+    "IntegrationName",
+    "IntegrationProbe",
+    "IntegrationState",
     "NewRevision",
     "Page",
     "PolicyChange",
@@ -54,6 +61,8 @@ __all__ = [
     "RateLimiter",
     "RevisionInfo",
     "ShieldScanner",
+    "ShieldThreat",
+    "ShieldVerdict",
     "Unsubscribe",
     "UsageStore",
 ]
@@ -572,23 +581,128 @@ class ChangeFeed(Protocol):
 # --- integrations ---------------------------------------------------------------
 
 
+IntegrationName: TypeAlias = Literal["shield", "costops", "governance", "edge"]
+BreakerState: TypeAlias = Literal["closed", "half_open", "open"]
+
+
+class CallerIds(msgspec.Struct, frozen=True, kw_only=True):
+    """Who a request is for: the context's `user.id`, `team.id` and `project.id` (None when absent)."""
+
+    user_id: str | None = None
+    team_id: str | None = None
+    project_id: str | None = None
+
+
+class ShieldThreat(msgspec.Struct, frozen=True, kw_only=True):
+    """One threat Shield found: `type` is e.g. `prompt_injection`, `confidence` in 0..1."""
+
+    type: str
+    severity: str
+    confidence: float
+    details: str | None = None
+
+
+class ShieldVerdict(msgspec.Struct, frozen=True, kw_only=True):
+    """What `shield.scan(text)` gives a policy: `passed` is Shield's `safe`, `score` in 0..1."""
+
+    passed: bool
+    score: float
+    threats: tuple[ShieldThreat, ...] = ()
+
+    def fact(self) -> dict[str, Any]:
+        """The fact's value as the policy sees it: `{passed, score, threats: [{type, severity, confidence}]}`."""
+        return {
+            "passed": self.passed,
+            "score": self.score,
+            "threats": [
+                {"type": t.type, "severity": t.severity, "confidence": t.confidence}
+                for t in self.threats
+            ],
+        }
+
+
+class BudgetCheck(msgspec.Struct, frozen=True, kw_only=True):
+    """CostOps' answer to a budget check: the fact `costops.budget(estimated_cost)`."""
+
+    allowed: bool
+    remaining: float
+    limit: float
+    percentage: float
+    warning: str | None = None
+
+    def fact(self) -> dict[str, Any]:
+        return {
+            "allowed": self.allowed,
+            "remaining": self.remaining,
+            "limit": self.limit,
+            "percentage": self.percentage,
+            "warning": self.warning,
+        }
+
+
+class IntegrationState(msgspec.Struct, frozen=True, kw_only=True):
+    """What an integration client reports about itself (for /ready and `integrations status`).
+
+    `breaker` is its circuit breaker's state; `consecutive_failures` the
+    failures since the last success; `last_error` the reason of the last
+    failure (None after a success); `stale` true when an answer is being
+    served from a cache past its freshness (Governance's approved models).
+    """
+
+    integration: IntegrationName
+    url: str
+    breaker: BreakerState = "closed"
+    consecutive_failures: int = 0
+    last_error: str | None = None
+    stale: bool = False
+
+
 @runtime_checkable
 class ShieldScanner(Protocol):
-    """Prompt-security scanner behind the `shield.scan(text)` fact."""
+    """LLM-Shield's prompt scanner, behind the `shield.scan(text)` fact (spec 4.5)."""
 
-    async def scan(self, text: str) -> dict[str, Any]:
-        """`{passed: bool, score: float, threats: list}`; raises when unavailable."""
+    async def scan(self, text: str, model: str | None, caller: CallerIds) -> ShieldVerdict:
+        """Scan `text` meant for `model`.
+
+        Raises policy_core.errors.IntegrationError naming `shield` and the reason
+        (an error status, a timeout, a refused connection, a body that does not
+        fit the contract, an open circuit breaker). Never returns a guess.
+        """
         ...
 
 
 @runtime_checkable
-class CostOracle(Protocol):
-    """Cost estimator behind `costops.estimate(provider, model, prompt_tokens, max_tokens)`."""
+class CostOpsBudget(Protocol):
+    """LLM-CostOps' budget check, behind the `costops.budget(estimated_cost)` fact (spec 4.5)."""
 
-    async def estimate(
-        self, provider: str, model: str, prompt_tokens: int, max_tokens: int
-    ) -> dict[str, Any]:
-        """`{cost: float, currency: str}`; raises when unavailable."""
+    async def budget(self, estimated_cost: float, caller: CallerIds) -> BudgetCheck:
+        """Whether `caller` may spend `estimated_cost` USD more; raises IntegrationError (`costops`)."""
+        ...
+
+
+@runtime_checkable
+class GovernanceModels(Protocol):
+    """LLM-Governance's approved models, behind the `governance.approved_models()` fact."""
+
+    async def approved_models(self) -> tuple[str, ...]:
+        """The approved model ids; raises IntegrationError (`governance`) when no list is at hand.
+
+        An adapter may cache the list and answer from it while Governance is
+        down, within its TTL of staleness (not an error, spec 4.5).
+        """
+        ...
+
+
+@runtime_checkable
+class IntegrationProbe(Protocol):
+    """An integration client's self-report and health check."""
+
+    def state(self) -> IntegrationState:
+        """The current state (no I/O)."""
+        ...
+
+    async def health(self) -> bool:
+        """True when `GET /health` answers 2xx within the timeout (never raises)."""
         ...
 
 

@@ -40,6 +40,7 @@ __all__ = [
     "CaseOptions",
     "CaseResult",
     "FactValue",
+    "FakeIntegration",
     "Suite",
     "SuiteCase",
     "SuiteError",
@@ -75,8 +76,28 @@ class FactValue(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     value: Any
 
 
+class FakeIntegration(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A memory fake of one integration (policy_core.memory): what it answers, which fault.
+
+    Shield flags a prompt containing one of `threats`; CostOps has `limit` USD of
+    which `spent` is gone; Governance approves `models`. `fault` is one of
+    error, hang, refused, malformed, wrong_type (policy_core.memory.FAULTS).
+    """
+
+    threats: tuple[str, ...] = ()
+    limit: float = 100.0
+    spent: float = 0.0
+    models: tuple[str, ...] = ()
+    fault: Literal["error", "hang", "refused", "malformed", "wrong_type"] | None = None
+
+
 class CaseOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """Options passed to ``evaluate`` (``default_decision`` configures the engine)."""
+    """Options passed to ``evaluate`` (``default_decision`` configures the engine).
+
+    ``integrations`` maps shield / costops / governance to the memory fake that
+    answers the case's integration facts (those not given in ``facts``); an
+    integration not listed is not configured.
+    """
 
     policies: tuple[str, ...] | None = None
     namespace: str | None = None
@@ -84,6 +105,7 @@ class CaseOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     now: float | None = None
     default_decision: Literal["allow", "deny"] = "allow"
     facts: tuple[FactValue, ...] = ()
+    integrations: dict[Literal["shield", "costops", "governance"], FakeIntegration] | None = None
 
     def fact_map(self) -> dict[tuple[Any, ...], Any] | None:
         """The facts as the engine takes them (FactRequest tuple -> value), None when none."""

@@ -17,6 +17,7 @@ from policy_core.compiler.facts import primitives
 from policy_core.compiler.regex import search
 from policy_core.compiler.runtime import Env, EvalError, type_name
 from policy_core.ir import Lit, Method, Path
+from policy_core.model import FactFailure
 from policy_core.syntax.printer import to_expression
 
 __all__ = [
@@ -232,12 +233,15 @@ def fetch_fact(env: Env, name: str, args: tuple[Any, ...]) -> Any:
     """A stateful or integration fact from the facts gathered before evaluation (spec 5.6)."""
     key = fact_key(name, args)
     facts = env.facts
+    shown = ", ".join(repr(v) for v in key[1:])
     try:
         if facts is not None and key in facts:
-            return facts[key]
+            value = facts[key]
+            if type(value) is FactFailure:
+                raise EvalError(f"{name}({shown}): {value.integration} {value.reason}")
+            return value
     except TypeError:  # an unhashable argument (a list or map) can never have been fetched
         pass
-    shown = ", ".join(repr(v) for v in key[1:])
     raise EvalError(f"fact {name}({shown}) is unavailable")
 
 

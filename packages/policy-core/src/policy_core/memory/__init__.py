@@ -6,10 +6,12 @@ from policy_core.memory.cache import MemoryDecisionCache
 from policy_core.memory.decision_log import MemoryDecisionLog
 from policy_core.memory.feed import MemoryChangeFeed
 from policy_core.memory.integrations import (
+    FakeService,
+    MemoryCostOps,
     MemoryEdgePublisher,
+    MemoryGovernance,
     MemoryGovernanceSink,
-    StaticCostOracle,
-    StaticShieldScanner,
+    MemoryShield,
 )
 from policy_core.memory.ratelimit import MemoryRateLimiter, RateStrategy
 from policy_core.memory.store import MemoryPolicyStore
@@ -17,19 +19,21 @@ from policy_core.memory.tiered import TieredDecisionCache
 from policy_core.memory.usage import MemoryUsageStore, period_start, window_seconds
 
 __all__ = [
+    "FakeService",
     "ManualClock",
     "MemoryApiKeyStore",
     "MemoryChangeFeed",
+    "MemoryCostOps",
     "MemoryDecisionCache",
     "MemoryDecisionLog",
     "MemoryEdgePublisher",
+    "MemoryGovernance",
     "MemoryGovernanceSink",
     "MemoryPolicyStore",
     "MemoryRateLimiter",
+    "MemoryShield",
     "MemoryUsageStore",
     "RateStrategy",
-    "StaticCostOracle",
-    "StaticShieldScanner",
     "SystemClock",
     "TieredDecisionCache",
     "period_start",

@@ -9,10 +9,11 @@ from policy_core.memory.cache import MemoryDecisionCache
 from policy_core.memory.decision_log import MemoryDecisionLog
 from policy_core.memory.feed import MemoryChangeFeed
 from policy_core.memory.integrations import (
+    MemoryCostOps,
     MemoryEdgePublisher,
+    MemoryGovernance,
     MemoryGovernanceSink,
-    StaticCostOracle,
-    StaticShieldScanner,
+    MemoryShield,
 )
 from policy_core.memory.store import MemoryPolicyStore
 from policy_core.memory.tiered import TieredDecisionCache
@@ -28,8 +29,10 @@ def _check(clock: ManualClock) -> None:  # pragma: no cover
     _usage: ports.UsageStore = MemoryUsageStore(clock)
     _feed: ports.ChangeFeed = MemoryChangeFeed()
     _keys: ports.ApiKeyStore = MemoryApiKeyStore()
-    _shield: ports.ShieldScanner = StaticShieldScanner()
-    _cost: ports.CostOracle = StaticCostOracle()
+    _shield: ports.ShieldScanner = MemoryShield()
+    _cost: ports.CostOpsBudget = MemoryCostOps()
+    _models: ports.GovernanceModels = MemoryGovernance()
+    _probe: ports.IntegrationProbe = MemoryShield()
     _gov: ports.GovernanceSink = MemoryGovernanceSink()
     _edge: ports.EdgePublisher = MemoryEdgePublisher()
     _tiered: ports.DecisionCache = TieredDecisionCache(_cache, _cache)

@@ -7,7 +7,6 @@ that use them.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import logging
 import os
@@ -18,17 +17,14 @@ from typing import Any
 import msgspec
 
 from policy_core.clock import SystemClock
-from policy_core.engine import Selection
+from policy_core.engine import IntegrationSource, Selection
 from policy_core.model import AuditObligation, Decision, RedactObligation
 from policy_core.ports import (
     Clock,
-    CostOracle,
     DecisionCache,
     DecisionLog,
     DecisionRecord,
-    FactRequest,
     GovernanceSink,
-    ShieldScanner,
     UsageStore,
 )
 from policy_core.primitives import redact_context
@@ -81,20 +77,16 @@ class EvaluationService:
         usage: UsageStore | None = None,
         log: DecisionLog | None = None,
         clock: Clock | None = None,
-        shield: ShieldScanner | None = None,
-        cost: CostOracle | None = None,
+        integrations: IntegrationSource | None = None,
         governance: GovernanceSink | None = None,
-        integration_timeout: float = 1.0,
     ) -> None:
         self._holder = holder
         self._cache, self._usage, self._log = cache, usage, log
         self._clock: Clock = clock or SystemClock()
         self._governance = governance
-        self._integrations = (
-            _Integrations(shield, cost, integration_timeout)
-            if shield is not None or cost is not None
-            else None
-        )
+        # Integration facts (policy_core.integrations.IntegrationFacts); without
+        # it a rule using one has the error "<integration> is not configured".
+        self._integrations = integrations
 
     async def evaluate(self, request: EvaluationRequest) -> EvaluationResult:
         """Decide one request. Raises PolicyNotFound for an unknown id in `request.policies`."""
@@ -192,35 +184,6 @@ def _audited(selection: Selection, d: Decision) -> bool:
         return any(_wants(modes.get(p, "all"), d) for p in d.matched_policies)
     # Nothing matched: the request is audited unless every selected policy opted out.
     return selection.audits_unmatched
-
-
-class _Integrations:
-    """The integration ports as one FactSource: each fact asked concurrently, with a timeout."""
-
-    def __init__(
-        self, shield: ShieldScanner | None, cost: CostOracle | None, timeout: float
-    ) -> None:
-        self._shield, self._cost, self._timeout = shield, cost, timeout
-
-    async def fetch(
-        self, requests: Sequence[FactRequest], *, record: bool = True
-    ) -> dict[FactRequest, Any]:
-        values = await asyncio.gather(*(self._one(r) for r in requests))
-        return {r: v for r, v in zip(requests, values, strict=True) if v is not None}
-
-    async def _one(self, request: FactRequest) -> Any:
-        try:
-            if request[0] == "shield.scan" and self._shield is not None:
-                return await asyncio.wait_for(self._shield.scan(str(request[1])), self._timeout)
-            if request[0] == "costops.estimate" and self._cost is not None:
-                provider, model, prompt_tokens, max_tokens = request[1:5]
-                call = self._cost.estimate(
-                    str(provider), str(model), int(prompt_tokens or 0), int(max_tokens or 0)
-                )
-                return await asyncio.wait_for(call, self._timeout)
-        except Exception:
-            _log.warning("integration fact %s unavailable", request[0], exc_info=True)
-        return None
 
 
 def _redacted(context: Mapping[str, Any], decision: Decision) -> Mapping[str, Any]:

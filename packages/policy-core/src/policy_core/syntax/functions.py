@@ -6,7 +6,14 @@ says what exists and with how many arguments.
 
 from __future__ import annotations
 
-__all__ = ["FACT_FUNCTIONS", "GLOBAL_FUNCTIONS", "METHODS", "STATEFUL_FUNCTIONS"]
+__all__ = [
+    "FACT_FUNCTIONS",
+    "GLOBAL_FUNCTIONS",
+    "INTEGRATION_FUNCTIONS",
+    "INTEGRATION_OF",
+    "METHODS",
+    "STATEFUL_FUNCTIONS",
+]
 
 # name -> (min args, max args)
 GLOBAL_FUNCTIONS: dict[str, tuple[int, int]] = {
@@ -39,7 +46,10 @@ STATEFUL_FUNCTIONS: dict[str, tuple[int, int]] = {
 }
 INTEGRATION_FUNCTIONS: dict[str, tuple[int, int]] = {
     "shield.scan": (1, 1),
-    "costops.estimate": (4, 4),
+    "costops.budget": (1, 1),
+    "governance.approved_models": (0, 0),
 }
+#: The integration each integration fact needs (spec 4.5).
+INTEGRATION_OF: dict[str, str] = {name: name.split(".", 1)[0] for name in INTEGRATION_FUNCTIONS}
 FACT_FUNCTIONS: dict[str, tuple[int, int]] = {**STATEFUL_FUNCTIONS, **INTEGRATION_FUNCTIONS}
 FACT_NAMESPACES = frozenset(name.split(".", 1)[0] for name in FACT_FUNCTIONS)

@@ -6,6 +6,7 @@ fixture (see each module's docstring), so every adapter runs the same suite.
 """
 
 from policy_core.testing._support import T0, decision_record, eventually, new_revision, raises
+from policy_core.testing.integrations_contract import IntegrationRig, IntegrationsContract
 from policy_core.testing.log_contract import DecisionLogContract
 from policy_core.testing.ports_contract import (
     ApiKeyStoreContract,
@@ -22,6 +23,8 @@ __all__ = [
     "ChangeFeedContract",
     "DecisionCacheContract",
     "DecisionLogContract",
+    "IntegrationRig",
+    "IntegrationsContract",
     "PolicyStoreContract",
     "RateLimiterContract",
     "RateLimiterFor",

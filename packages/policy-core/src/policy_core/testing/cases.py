@@ -30,13 +30,18 @@ import msgspec
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
-from policy_core.testsuite import CaseOptions, FactValue, compare_decision
+from policy_core.engine import USAGE_FACTS
+from policy_core.integrations import IntegrationFacts, MemoryCostOps, MemoryGovernance, MemoryShield
+from policy_core.model import FactFailure
+from policy_core.testsuite import CaseOptions, FactValue, FakeIntegration, compare_decision
 
 __all__ = [
+    "CaseFacts",
     "CaseFileError",
     "CaseOptions",
     "ExpectedIssue",
     "FactValue",
+    "FakeIntegration",
     "LanguageCase",
     "check_issues",
     "compare_decision",
@@ -242,3 +247,58 @@ def _run_evaluation(case: LanguageCase, evaluate: Evaluate) -> list[str]:
         return [f"expected {case.expect_error}, but evaluate returned {dict(decision)!r}"]
     assert case.expect is not None
     return compare_decision(case.expect, decision)
+
+
+# --- facts of a case ---------------------------------------------------------------
+
+
+def _fake(name: str, spec: FakeIntegration) -> Any:
+    fake: Any
+    if name == "shield":
+        fake = MemoryShield(spec.threats)
+    elif name == "costops":
+        fake = MemoryCostOps(limit=spec.limit, spent=spec.spent)
+    else:
+        fake = MemoryGovernance(spec.models)
+    fake.service.fault = spec.fault
+    return fake
+
+
+class CaseFacts:
+    """The usage store and the integration source of one case, for every target.
+
+    A fact listed in the case's ``facts`` answers as given; the other
+    integration facts come from the memory fakes of ``options.integrations``
+    (an integration not listed is not configured); counters not given are
+    missing, as from a store that does not know them.
+    """
+
+    def __init__(self, options: CaseOptions, *, timeout: float = 0.05) -> None:
+        self.given: dict[tuple[Any, ...], Any] = options.fact_map() or {}
+        fakes = {k: _fake(k, v) for k, v in (options.integrations or {}).items()}
+        self.integrations = IntegrationFacts(
+            shield=fakes.get("shield"),
+            costops=fakes.get("costops"),
+            governance=fakes.get("governance"),
+            timeout=timeout,
+        )
+
+    async def fetch(
+        self,
+        requests: Sequence[tuple[Any, ...]],
+        *,
+        record: bool = True,
+        context: Mapping[str, Any] | None = None,
+    ) -> dict[tuple[Any, ...], Any]:
+        out = {r: self.given[r] for r in requests if r in self.given}
+        if context is None:  # the usage store's side
+            return out
+        rest = [r for r in requests if r not in out and r[0] not in USAGE_FACTS]
+        if rest:
+            out.update(await self.integrations.fetch(rest, context=context, record=record))
+        for r in requests:
+            out.setdefault(r, FactFailure(r[0].split(".", 1)[0], "is not configured"))
+        return out
+
+    async def record_spend(self, *_: Any, **__: Any) -> None:
+        return None
