@@ -1,3 +1,10 @@
-"""HTTP clients for Shield, CostOps, Governance and Edge integrations."""
+"""aiohttp clients of the LLM-Shield, LLM-CostOps and LLM-Governance integrations (facts)."""
 
-__all__: list[str] = []
+from policy_integrations.clients import (
+    BreakerSettings,
+    CostOpsClient,
+    GovernanceClient,
+    ShieldClient,
+)
+
+__all__ = ["BreakerSettings", "CostOpsClient", "GovernanceClient", "ShieldClient"]
