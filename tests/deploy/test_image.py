@@ -126,7 +126,9 @@ def test_image_runs_read_only_with_a_volume(image: str, containers: Containers) 
 
     # SIGTERM: docker stop waits GRACE_SECONDS, then kills (exit 137). A graceful
     # shutdown exits 0 on its own.
+    stopping = time.monotonic()
     docker("stop", "-t", str(GRACE_SECONDS), first, timeout=GRACE_SECONDS + 30)
+    print(f"SIGTERM to exit (single): {time.monotonic() - stopping:.1f} s")
     assert docker("inspect", "-f", "{{.State.ExitCode}} {{.State.OOMKilled}}", first) == "0 false"
     assert "Granian shutdown completed" in logs(first)
 
