@@ -102,6 +102,18 @@ def test_overlays_are_valid_kubernetes(overlay: str, tmp_path: Path) -> None:
             assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (3, 10)
 
 
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_metrics_service_keeps_not_ready_pods(overlay: str) -> None:
+    # llm_policy_ready 0 (LLMPolicyNotReady) comes from a pod out of the load balancer.
+    (service,) = [
+        d
+        for d in kustomize(overlay)
+        if d["kind"] == "Service" and "metrics" in d["metadata"]["name"]
+    ]
+    assert service["spec"]["publishNotReadyAddresses"] is True
+    assert [p["targetPort"] for p in service["spec"]["ports"]] == ["http"]
+
+
 def containers_of(docs: list[dict[str, Any]]) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
     for doc in docs:
         if doc["kind"] in ("Deployment", "Job"):
