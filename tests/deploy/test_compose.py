@@ -21,12 +21,14 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import httpx
 from policy_postgres.testing import usable_database_url
 from policy_redis.testing import usable_redis_url
 
 from .conftest import LABEL, ROOT, docker, free_port, logs
 from .test_image import SECRET, cleanup, deny_then_allow, token, wait_ready, wait_serving
 from .test_manifests import compose, tool
+from .test_prometheus_live import FAILING_POLICY
 
 APP_SERVICES = ("migrate", "http", "grpc")
 
@@ -71,6 +73,26 @@ def host_network_stack(image: str, env: dict[str, str], grpc_port: int) -> dict[
     return {"services": stack, "volumes": volumes}
 
 
+def metrics_of_two_workers(base: str, auth: dict[str, str]) -> None:
+    """/metrics of the `http` service (2 workers: prometheus_client multiprocess files)."""
+    created = httpx.post(
+        f"{base}/api/v1/policies",
+        content=FAILING_POLICY,
+        headers={**auth, "Content-Type": "application/yaml"},
+        timeout=10,
+    )
+    assert created.status_code == 201, created.text
+    for tokens in (10, 20, 30):  # three contexts, three rule errors, whichever worker answers
+        context = {"llm": {"max_tokens": tokens}, "user": {"quota": 0}}
+        decided = httpx.post(f"{base}/api/v1/evaluate", json={"context": context}, headers=auth)
+        assert [e["policy"] for e in decided.json()["errors"]] == ["quota-share"], decided.text
+    text = httpx.get(f"{base}/metrics", timeout=10).text
+    samples = dict(line.rsplit(" ", 1) for line in text.splitlines() if line[:1] not in ("#", ""))
+    assert samples['llm_policy_evaluation_errors_total{policy="quota-share"}'] == "3.0"
+    assert samples["llm_policy_ready"] == "1.0"
+    assert samples["llm_policy_decision_log_spool_oldest_age_seconds"] == "0.0"
+
+
 def test_the_compose_file_is_valid_for_docker_compose() -> None:
     binary = tool("docker-compose", "apt-get install docker-compose")
     config = run_compose(binary, "-f", str(ROOT / "deploy" / "compose.yaml"), "config")
@@ -113,7 +135,9 @@ def test_compose_brings_up_the_cluster_deployment(image: str, tmp_path: Path) ->
         print(f"compose: up (migrate, then HTTP with 2 workers) to ready: {seconds:.1f} s")
         wait_serving(grpc_port, grpc)
         assert docker("inspect", "-f", "{{.HostConfig.ReadonlyRootfs}}", http) == "true"
-        deny_then_allow(f"http://127.0.0.1:{port}", {"Authorization": f"Bearer {token(http)}"})
+        auth = {"Authorization": f"Bearer {token(http)}"}
+        deny_then_allow(f"http://127.0.0.1:{port}", auth)
+        metrics_of_two_workers(f"http://127.0.0.1:{port}", auth)
         run_compose(binary, *base, "stop", "-t", "45")
         for name in (http, grpc):
             assert docker("inspect", "-f", "{{.State.ExitCode}}", name) == "0", logs(name)
