@@ -106,3 +106,33 @@ def test_syntax_errors_point_at_the_offending_character(
 def test_printer_round_trips(text: str) -> None:
     expr = parse_expression(text)
     assert parse_expression(to_expression(expr)) == expr
+
+
+@pytest.mark.parametrize(
+    ("pattern", "shown"),
+    [("(a)\\1", "'(a)\\1'"), ("secret(?=key)", "'secret(?=key)'"), ("(", "'('")],
+)
+def test_invalid_regex_messages_hold_no_python_reprs(pattern: str, shown: str) -> None:
+    """Regression (issue 13): RE2's reason came out as `b'invalid escape sequence: \\\\1'`."""
+    from policy_core.compiler.regex import check_regex
+    from policy_core.errors import EvalError
+    from policy_core.regex import search
+
+    text = "x.matches('" + pattern.replace("\\", "\\\\") + "')"
+    with pytest.raises(ExprSyntaxError) as info:
+        parse_expression(text, check_regex=check_regex)
+    message = info.value.message
+    assert message.startswith(f"invalid regular expression {shown}: "), message
+    assert "b'" not in message
+    assert 'b"' not in message
+    assert "\\\\" not in message
+    with pytest.raises(EvalError) as raised:
+        search(pattern, "aa")
+    assert str(raised.value) == message
+
+
+def test_a_regex_with_a_newline_is_shown_escaped_not_as_a_repr() -> None:
+    from policy_core.regex import quote_pattern
+
+    assert quote_pattern("a\nb(") == '"a\\nb("'
+    assert quote_pattern("(a)\\1") == "'(a)\\1'"

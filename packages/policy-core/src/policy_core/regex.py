@@ -12,7 +12,14 @@ from typing import Any
 
 from policy_core.errors import EvalError
 
-__all__ = ["check_regex", "re2_module", "re2_options", "search"]
+__all__ = [
+    "check_regex",
+    "quote_pattern",
+    "re2_module",
+    "re2_options",
+    "regex_error_text",
+    "search",
+]
 
 
 def re2_module() -> Any:
@@ -26,8 +33,32 @@ def check_regex(pattern: str) -> str | None:
     try:
         _compile(pattern)
     except Exception as exc:
-        return str(exc) or type(exc).__name__
+        return regex_error_text(exc)
     return None
+
+
+def quote_pattern(pattern: str) -> str:
+    """A pattern in single quotes as written (no Python repr doubling its backslashes);
+    JSON-escaped only when it holds characters that cannot be shown (newlines, controls)."""
+    if pattern.isprintable():
+        return f"'{pattern}'"
+    import json
+
+    return json.dumps(pattern)
+
+
+def regex_error_text(exc: BaseException) -> str:
+    """The reason RE2 gives, as plain text.
+
+    pyre2 raises its error with the reason as *bytes*, so `str(exc)` would
+    show a Python repr (`b'invalid escape sequence: \\1'`) to the author.
+    """
+    parts = []
+    for arg in exc.args:
+        text = arg.decode("utf-8", "replace") if isinstance(arg, bytes | bytearray) else str(arg)
+        if text:
+            parts.append(text)
+    return "; ".join(parts) or type(exc).__name__
 
 
 @lru_cache(maxsize=1)
@@ -47,5 +78,7 @@ def search(pattern: str, text: str) -> bool:
     try:
         compiled = _compile(pattern)
     except Exception as exc:
-        raise EvalError(f"invalid regular expression {pattern!r}: {exc}") from None
+        raise EvalError(
+            f"invalid regular expression {quote_pattern(pattern)}: {regex_error_text(exc)}"
+        ) from None
     return compiled.search(text) is not None

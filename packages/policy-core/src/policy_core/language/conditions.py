@@ -6,7 +6,7 @@ from typing import Any
 
 from policy_core.ir import Binary, Call, Expr, ListExpr, Lit, MapExpr, Method, Not, Path
 from policy_core.language.source import SourceText, position, to_plain
-from policy_core.regex import check_regex
+from policy_core.regex import check_regex, quote_pattern
 from policy_core.syntax.lexer import ExprSyntaxError
 from policy_core.syntax.parser import parse_expression
 
@@ -100,7 +100,7 @@ def _tree(src: SourceText, node: Any, line: int, col: int) -> Expr:
         if problem is not None:
             raise ConditionError(
                 *_pos(node, "value", (line, col)),
-                f"invalid regular expression {value!r}: {problem}",
+                f"invalid regular expression {quote_pattern(value)}: {problem}",
             )
     arg = literal_ir(value)
     if operator in _COMPARE:

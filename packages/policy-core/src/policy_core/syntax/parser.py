@@ -22,6 +22,7 @@ from policy_core.ir import (
     Not,
     Path,
 )
+from policy_core.regex import quote_pattern
 from policy_core.syntax.functions import (
     FACT_FUNCTIONS,
     FACT_NAMESPACES,
@@ -226,7 +227,9 @@ class _Parser:
         if self.check_regex is not None:
             problem = self.check_regex(pattern)
             if problem is not None:
-                raise ExprSyntaxError(offset, f"invalid regular expression {pattern!r}: {problem}")
+                raise ExprSyntaxError(
+                    offset, f"invalid regular expression {quote_pattern(pattern)}: {problem}"
+                )
 
     def _arguments(self) -> tuple[Expr, ...]:
         self.expect("(")
