@@ -34,6 +34,7 @@ from policy_core.auth import (
     jwks_keys,
 )
 from policy_core.engine import IntegrationSource
+from policy_core.integrations import IntegrationSet
 from policy_core.language import ContextSchema
 from policy_core.memory import (
     MemoryApiKeyStore,
@@ -120,6 +121,8 @@ class Services:
     settings: Settings
     rate_limiter: RateLimiter | None = None
     database_url: str | None = None
+    # The integration clients, their state and call statistics (never part of readiness).
+    integrations: IntegrationSet = field(default_factory=IntegrationSet)
 
     async def ready(self) -> bool:
         """True once every backing service answers and a policy set is loaded."""
@@ -169,7 +172,10 @@ async def wire(
     settings: Settings, adapters: Adapters, stack: AsyncExitStack, *, database_url: str | None
 ) -> Services:
     """Build the services over `adapters`, start them, and seed the store when asked."""
+    from policy_cli import wiring
+
     holder = EngineHolder()
+    integration_set = await wiring.integrations(settings, adapters.clock, stack)
     policies = PolicyService(
         reader=adapters.store,
         writer=adapters.store,
@@ -179,6 +185,7 @@ async def wire(
         context_schema=(
             ContextSchema.load(settings.context_schema) if settings.context_schema else None
         ),
+        integrations=settings.integrations,
     )
     evaluation = EvaluationService(
         holder,
@@ -186,7 +193,10 @@ async def wire(
         usage=adapters.usage,
         log=adapters.log,
         clock=adapters.clock,
-        integrations=adapters.integrations,
+        # A test's own source wins over the clients the settings enable.
+        integrations=(
+            adapters.integrations if adapters.integrations is not None else integration_set.facts
+        ),
     )
     api_keys = ApiKeyService(adapters.api_keys, adapters.clock)
     verifier = authenticator(settings, api_keys)  # an unusable JWKS fails before anything starts
@@ -208,6 +218,7 @@ async def wire(
         settings=settings,
         database_url=database_url,
         rate_limiter=adapters.rate_limiter,
+        integrations=integration_set,
     )
 
 

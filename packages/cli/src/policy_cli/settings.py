@@ -83,6 +83,30 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     token: str | None = None
     api_key: str | None = None
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # integrations (docs/integrations.md): each enabled by its base URL
+    shield_url: str | None = None
+    shield_token: str | None = None
+    costops_url: str | None = None
+    costops_token: str | None = None
+    governance_url: str | None = None
+    governance_token: str | None = None
+    edge_url: str | None = None
+    edge_token: str | None = None
+    integration_timeout_ms: int = 200
+    integration_breaker_failures: int = 5
+    integration_breaker_cooldown_seconds: float = 5.0
+    shield_cache_seconds: float = 5.0
+    governance_models_ttl_seconds: float = 60.0
+    governance_models_stale_seconds: float = 3600.0
+
+    @property
+    def integrations(self) -> frozenset[str]:
+        """The integrations this configuration provides (each enabled by its URL)."""
+        return frozenset(
+            name
+            for name in ("shield", "costops", "governance", "edge")
+            if getattr(self, f"{name}_url")
+        )
 
     @property
     def development(self) -> bool:
@@ -134,14 +158,42 @@ SETTING_HELP: dict[str, str] = {
     "token": "CLI: bearer token for `--server` (`--token`)",
     "api_key": "CLI: API key for `--server` (`--api-key`)",
     "log_level": "`debug`, `info`, `warning` or `error`",
+    "shield_url": "LLM-Shield base URL: enables the `shield.scan` fact",
+    "shield_token": "bearer token sent to LLM-Shield",
+    "costops_url": "LLM-CostOps base URL: enables the `costops.budget` fact",
+    "costops_token": "bearer token sent to LLM-CostOps",
+    "governance_url": "LLM-Governance base URL: enables the `governance.approved_models` fact",
+    "governance_token": "bearer token sent to LLM-Governance",
+    "edge_url": "LLM-Edge-Agent base URL",
+    "edge_token": "bearer token sent to LLM-Edge-Agent",
+    "integration_timeout_ms": "per-call timeout of every integration call, in milliseconds",
+    "integration_breaker_failures": "consecutive failures that open an integration's circuit breaker",
+    "integration_breaker_cooldown_seconds": "seconds an open breaker waits before one probe call",
+    "shield_cache_seconds": "how long a Shield answer is reused for the same text and model (0: never)",
+    "governance_models_ttl_seconds": "how long the approved-models list is fresh",
+    "governance_models_stale_seconds": "how long the last list is still served while Governance fails",
 }
 
-SECRET_FIELDS = frozenset({"jwt_secret", "token", "api_key"})
+SECRET_FIELDS = frozenset(
+    {
+        "jwt_secret",
+        "token",
+        "api_key",
+        "shield_token",
+        "costops_token",
+        "governance_token",
+        "edge_token",
+    }
+)
 _URL_SCHEMES: dict[str, tuple[str, ...]] = {
     "database_url": ("postgresql", "postgres"),
     "redis_url": ("redis", "rediss", "unix"),
     "server": ("http", "https"),
     "otlp_endpoint": ("http", "https"),
+    "shield_url": ("http", "https"),
+    "costops_url": ("http", "https"),
+    "governance_url": ("http", "https"),
+    "edge_url": ("http", "https"),
 }
 _PORT_FIELDS = ("port", "grpc_port")
 _POSITIVE_FIELDS = (
@@ -150,6 +202,8 @@ _POSITIVE_FIELDS = (
     "max_context_depth",
     "max_context_items",
     "max_batch",
+    "integration_timeout_ms",
+    "integration_breaker_failures",
 )
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from policy_core.integrations import CallStats, IntegrationFacts, IntegrationSet
 from policy_core.ports import (
     ApiKeyStore,
     ChangeFeed,
@@ -36,6 +37,7 @@ __all__ = [
     "PostgresParts",
     "RedisParts",
     "database_connection",
+    "integrations",
     "postgres",
     "redis",
     "redis_namespace",
@@ -245,3 +247,56 @@ async def redis(settings: Settings, url: str, clock: Clock, stack: AsyncExitStac
         else None,
         ping=ping,
     )
+
+
+async def integrations(settings: Settings, clock: Clock, stack: AsyncExitStack) -> IntegrationSet:
+    """The integration clients the settings enable (each by its URL), closed with `stack`.
+
+    Every deployment calls this (through `bootstrap.wire`); without any URL
+    nothing is imported and the set is empty (the facts fail as "not configured").
+    """
+    stats = CallStats()
+    if not ({"shield", "costops", "governance"} & settings.integrations):
+        return IntegrationSet(stats=stats)
+    from policy_integrations import BreakerSettings, CostOpsClient, GovernanceClient, ShieldClient
+
+    timeout = settings.integration_timeout_ms / 1000.0
+    breaker = BreakerSettings(
+        timeout=timeout,
+        failures=settings.integration_breaker_failures,
+        cooldown=settings.integration_breaker_cooldown_seconds,
+        clock=clock,
+        observer=stats,
+    )
+    shield = costops = governance = None
+    if settings.shield_url:
+        shield = ShieldClient(
+            settings.shield_url,
+            token=settings.shield_token,
+            breaker=breaker,
+            cache_seconds=settings.shield_cache_seconds,
+        )
+        stack.push_async_callback(shield.close)
+    if settings.costops_url:
+        costops = CostOpsClient(settings.costops_url, token=settings.costops_token, breaker=breaker)
+        stack.push_async_callback(costops.close)
+    if settings.governance_url:
+        governance = GovernanceClient(
+            settings.governance_url,
+            token=settings.governance_token,
+            breaker=breaker,
+            ttl=settings.governance_models_ttl_seconds,
+            stale_seconds=settings.governance_models_stale_seconds,
+        )
+        stack.push_async_callback(governance.close)
+    probes = {
+        name: client
+        for name, client in (("shield", shield), ("costops", costops), ("governance", governance))
+        if client is not None
+    }
+    # The guard times each call out; the facts' own limit is a safety net just above it
+    # (were it first, the breaker would never hear of the timeout).
+    facts = IntegrationFacts(
+        shield=shield, costops=costops, governance=governance, timeout=timeout + 0.1
+    )
+    return IntegrationSet(facts, probes, stats)

@@ -17,6 +17,7 @@ behave alike and pass the same contract suite (policy_core.testing):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -33,6 +34,7 @@ from policy_core.ports import (
     Clock,
     CostOpsBudget,
     GovernanceModels,
+    IntegrationProbe,
     IntegrationState,
     ShieldScanner,
     ShieldThreat,
@@ -41,16 +43,19 @@ from policy_core.ports import (
 
 __all__ = [
     "BREAKER_CODES",
+    "CALL_BUCKETS",
     "FAULTS",
     "BudgetAnswer",
     "BudgetRequest",
     "CallGuard",
     "CallObserver",
+    "CallStats",
     "CircuitBreaker",
     "CostOpsCalls",
     "FakeService",
     "GovernanceCalls",
     "IntegrationFacts",
+    "IntegrationSet",
     "MemoryCostOps",
     "MemoryGovernance",
     "MemoryShield",
@@ -792,3 +797,93 @@ class MemoryGovernance(GovernanceCalls):
             stale_seconds=stale_seconds,
             clock=clock,
         )
+
+
+# --- what a deployment has: the source, the clients, their statistics ---------------
+
+#: Upper bounds (seconds) of the `llm_policy_integration_call_seconds` buckets.
+CALL_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0, 2.5)
+
+
+class CallStats:
+    """Counts and latencies of every integration call, and breaker states (a CallObserver).
+
+    Read at scrape time by /metrics (`llm_policy_integration_calls_total`,
+    `..._call_seconds`, `..._breaker_state`); `listen` adds another observer
+    (the HTTP API's spans) that hears every call as it ends.
+    """
+
+    def __init__(self) -> None:
+        self.calls: dict[tuple[str, str, str], int] = {}
+        #: (integration, call) -> [count per bucket (+Inf last), sum of seconds]
+        self.latency: dict[tuple[str, str], tuple[list[int], list[float]]] = {}
+        self.breakers: dict[str, BreakerState] = {}
+        self._listeners: list[CallObserver] = []
+
+    def listen(self, observer: CallObserver) -> None:
+        self._listeners.append(observer)
+
+    def call(
+        self,
+        integration: str,
+        call: str,
+        outcome: str,
+        started_ns: int,
+        seconds: float,
+        error: str | None,
+    ) -> None:
+        key = (integration, call, outcome)
+        self.calls[key] = self.calls.get(key, 0) + 1
+        slot = self.latency.get((integration, call))
+        if slot is None:
+            slot = self.latency[(integration, call)] = ([0] * (len(CALL_BUCKETS) + 1), [0.0])
+        index = next((i for i, b in enumerate(CALL_BUCKETS) if seconds <= b), len(CALL_BUCKETS))
+        slot[0][index] += 1
+        slot[1][0] += seconds
+        for listener in self._listeners:
+            with contextlib.suppress(Exception):  # an observer never breaks a call
+                listener.call(integration, call, outcome, started_ns, seconds, error)
+
+    def breaker(self, integration: str, state: BreakerState) -> None:
+        self.breakers[integration] = state
+        for listener in self._listeners:
+            with contextlib.suppress(Exception):
+                listener.breaker(integration, state)
+
+
+class IntegrationSet:
+    """The integrations one deployment provides (built by the composition root).
+
+    `facts` is the engine's source of integration facts (None when no fact
+    integration is configured); `probes` the clients by name, for /ready and
+    `llm-policy integrations status`; `stats` their call statistics.
+    """
+
+    def __init__(
+        self,
+        facts: IntegrationFacts | None = None,
+        probes: Mapping[str, IntegrationProbe] | None = None,
+        stats: CallStats | None = None,
+    ) -> None:
+        self.facts = facts
+        self.probes: dict[str, IntegrationProbe] = dict(probes or {})
+        self.stats = stats if stats is not None else CallStats()
+
+    @property
+    def configured(self) -> frozenset[str]:
+        """Names of the integrations provided (`shield`, `costops`, `governance`, `edge`)."""
+        return frozenset(self.probes) | (self.facts.configured if self.facts else frozenset())
+
+    def states(self) -> dict[str, IntegrationState]:
+        return {name: probe.state() for name, probe in sorted(self.probes.items())}
+
+    async def report(self) -> dict[str, dict[str, Any]]:
+        """Each integration's state and whether `GET /health` answers (never raises)."""
+        names = sorted(self.probes)
+        healthy = await asyncio.gather(*(self.probes[n].health() for n in names))
+        out: dict[str, dict[str, Any]] = {}
+        for name, up in zip(names, healthy, strict=True):
+            state = msgspec.to_builtins(self.probes[name].state())
+            state["healthy"] = bool(up)
+            out[name] = state
+        return out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 from policy_core.errors import PolicyLoadError
@@ -24,11 +25,19 @@ def issue_json(issue: Any) -> Json:
 
 
 def validate_text(
-    text: str, file: str, context_schema: ContextSchema | None = None
+    text: str,
+    file: str,
+    context_schema: ContextSchema | None = None,
+    integrations: Collection[str] | None = None,
 ) -> ValidationOutcome:
-    """Every error (or the loaded ids) and every warning of one policy text."""
+    """Every error (or the loaded ids) and every warning of one policy text.
+
+    `integrations`: those the configuration provides (warn about the others).
+    """
     try:
-        report = validate_policy_text(text, file=file, context_schema=context_schema)
+        report = validate_policy_text(
+            text, file=file, context_schema=context_schema, integrations=integrations
+        )
     except PolicyLoadError as exc:
         errors = [issue_json(i) for i in exc.issues if i.severity == "error"]
         warnings = [issue_json(i) for i in exc.issues if i.severity != "error"]

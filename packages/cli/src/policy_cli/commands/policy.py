@@ -84,14 +84,19 @@ def _cross_file_outcome(files: Sequence[str]) -> ValidationOutcome | None:
 
 
 async def _validate(
-    backend: Backend | None, files: Sequence[str], schema: ContextSchema | None = None
+    backend: Backend | None,
+    files: Sequence[str],
+    schema: ContextSchema | None = None,
+    integrations: frozenset[str] | None = None,
 ) -> list[ValidationOutcome]:
     outcomes: list[ValidationOutcome] = []
     for file in files:
         text = read_input(file)
         name = "<stdin>" if file == "-" else file
         outcomes.append(
-            await backend.validate(text, name) if backend else validate_text(text, name, schema)
+            await backend.validate(text, name)
+            if backend
+            else validate_text(text, name, schema, integrations)
         )
     return outcomes
 
@@ -118,7 +123,7 @@ def _run_validate(
 
     async def go() -> list[ValidationOutcome]:
         if not remote:
-            return await _validate(None, files, schema)
+            return await _validate(None, files, schema, state.settings.integrations)
         async with open_backend(state) as backend:
             return await _validate(backend, files)
 

@@ -11,6 +11,7 @@ from policy_core.language.loader import (
     load_policy_text,
     validate_policy_text,
 )
+from policy_core.language.warnings import integration_uses
 from policy_core.syntax.lexer import ExprSyntaxError
 from policy_core.syntax.parser import parse_expression
 from policy_core.syntax.printer import to_expression
@@ -20,6 +21,7 @@ __all__ = [
     "ContextSchemaError",
     "ExprSyntaxError",
     "ValidationReport",
+    "integration_uses",
     "load_policies",
     "load_policy_text",
     "parse_expression",

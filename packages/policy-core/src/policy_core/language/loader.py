@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from pathlib import Path as FsPath
 
 import msgspec
@@ -12,7 +12,7 @@ from policy_core.errors import Issue, PolicyLoadError
 from policy_core.language.context_schema import ContextSchema, schema_warnings
 from policy_core.language.schema import build_policy
 from policy_core.language.source import SourceText, parse_documents, policy_id_position, unwrap
-from policy_core.language.warnings import policy_warnings
+from policy_core.language.warnings import integration_warnings, policy_warnings
 from policy_core.model import Policy
 
 __all__ = ["ValidationReport", "load_policies", "load_policy_text", "validate_policy_text"]
@@ -60,12 +60,18 @@ def _parse_text(
 
 
 def validate_policy_text(
-    text: str, *, file: str = "<text>", context_schema: ContextSchema | None = None
+    text: str,
+    *,
+    file: str = "<text>",
+    context_schema: ContextSchema | None = None,
+    integrations: Collection[str] | None = None,
 ) -> ValidationReport:
     """Load and also report warnings; raises PolicyLoadError when anything is invalid.
 
     With a `context_schema`, paths the policies read that it does not define
-    are warnings too (spec 6).
+    are warnings too (spec 6). With `integrations` (the names the running
+    configuration provides), so is every integration fact a policy uses whose
+    integration is not among them (spec 4.5).
     """
     policies = load_policy_text(text, file=file)
     src = SourceText(text, file)
@@ -76,6 +82,9 @@ def validate_policy_text(
     if context_schema is not None:
         for policy, doc in zip(policies, documents, strict=True):
             warnings += schema_warnings(policy, context_schema, src, doc)
+    if integrations is not None:
+        for policy, doc in zip(policies, documents, strict=True):
+            warnings += integration_warnings(policy, integrations, src, doc)
     return ValidationReport(
         policies=tuple(policies), warnings=tuple(sorted(warnings, key=Issue.sort_key))
     )

@@ -7,7 +7,11 @@ engine would do; this is why the language sits above the compiler.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Collection, Iterable, Iterator
 from typing import Any
+
+import msgspec
 
 from policy_core.compiler.context import CompileContext
 from policy_core.compiler.expr import compile_condition
@@ -28,10 +32,11 @@ from policy_core.ir import (
     Path,
     flatten,
 )
-from policy_core.language.source import SourceText, rule_id_position
+from policy_core.language.source import SourceText, policy_id_position, rule_id_position
 from policy_core.model import Policy, Rule
+from policy_core.syntax.functions import INTEGRATION_OF
 
-__all__ = ["policy_warnings"]
+__all__ = ["integration_uses", "integration_warnings", "policy_warnings"]
 
 _UNKNOWN = object()
 
@@ -116,3 +121,63 @@ def policy_warnings(policy: Policy, src: SourceText, doc: Any) -> list[Issue]:
         if blocker is None and value is True and rule.action.decision == "deny":
             blocker = rule
     return warnings
+
+
+# --- integrations the configuration does not provide (spec 4.5) -------------------------
+
+_TEMPLATE_FACT = re.compile(r"\b(shield\.scan|costops\.budget|governance\.approved_models)\s*\(")
+
+
+def _fact_calls(node: Any) -> Iterator[str]:
+    """Names of the integration fact calls in an IR tree (any node type, walked generically)."""
+    if isinstance(node, Call):
+        if node.name in INTEGRATION_OF:
+            yield node.name
+        for arg in node.args:
+            yield from _fact_calls(arg)
+        return
+    if isinstance(node, msgspec.Struct):
+        for field in node.__struct_fields__:
+            yield from _fact_calls(getattr(node, field))
+    elif isinstance(node, tuple | list):
+        for item in node:
+            yield from _fact_calls(item)
+
+
+def integration_uses(policy: Policy) -> dict[str, str]:
+    """Each integration the policy's facts need -> where it is first used (`rule r`, `scope`, ...)."""
+    uses: dict[str, str] = {}
+
+    def add(names: Iterable[str], where: str) -> None:
+        for name in names:
+            uses.setdefault(INTEGRATION_OF[name], f"{where} uses {name}()")
+
+    add(_fact_calls(policy.scope_ir), "its scope")
+    for exception in policy.exceptions:
+        add(_fact_calls(exception.condition_ir), f"exception {exception.id}")
+    for rule in policy.rules:
+        add(_fact_calls(rule.condition_ir), f"rule {rule.id}")
+        if rule.action.reason:
+            add(_TEMPLATE_FACT.findall(rule.action.reason), f"rule {rule.id}'s reason")
+    return uses
+
+
+def integration_warnings(
+    policy: Policy, configured: Collection[str], src: SourceText, doc: Any
+) -> list[Issue]:
+    """One warning per integration the policy uses that `configured` does not include."""
+    out: list[Issue] = []
+    for integration, where in sorted(integration_uses(policy).items()):
+        if integration in configured:
+            continue
+        line, col = policy_id_position(doc)
+        out.append(
+            src.issue(
+                line,
+                col,
+                f"{policy.metadata.id}: {where}, but the {integration} integration is not "
+                f"configured (LLM_POLICY_{integration.upper()}_URL): the rule always fails",
+                warn=True,
+            )
+        )
+    return out

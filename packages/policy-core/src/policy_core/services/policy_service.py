@@ -12,6 +12,7 @@ import asyncio
 import logging
 import re
 import uuid
+from collections.abc import Collection
 from typing import Any, Literal
 
 import msgspec
@@ -21,6 +22,7 @@ from policy_core.errors import Issue, PolicyLoadError
 from policy_core.language import (
     ContextSchema,
     ValidationReport,
+    integration_uses,
     load_policy_text,
     validate_policy_text,
 )
@@ -67,9 +69,12 @@ class PolicyService:
         default_decision: Literal["allow", "deny"] = "allow",
         instance_id: str | None = None,
         context_schema: ContextSchema | None = None,
+        integrations: Collection[str] | None = None,
     ) -> None:
         self._reader, self._writer, self._holder, self._feed = reader, writer, holder, feed
         self._context_schema = context_schema
+        # The integrations the deployment provides: validation warns about the others.
+        self._integrations = frozenset(integrations) if integrations is not None else None
         self._default: Literal["allow", "deny"] = default_decision
         self.instance_id = instance_id or uuid.uuid4().hex
         self._lock = asyncio.Lock()
@@ -147,7 +152,7 @@ class PolicyService:
     def validate(self, text: str, *, file: str = "<request>") -> ValidationReport:
         """Validate without storing: a ValidationReport (policies, warnings) or PolicyLoadError."""
         report: ValidationReport = validate_policy_text(
-            text, file=file, context_schema=self._context_schema
+            text, file=file, context_schema=self._context_schema, integrations=self._integrations
         )
         return report
 
@@ -289,10 +294,26 @@ class PolicyService:
                 f"{expected_id!r}; ids cannot be renamed (create a new policy instead)"
             )
             raise PolicyLoadError([Issue(file=file, line=1, column=1, message=message)])
+        self._warn_integrations(policy)
         return policy
 
     def _parse_stored(self, record: PolicyRecord) -> Policy:
         return self._parse_one(record.text, f"<store:{record.id}@{record.revision}>")
+
+    def _warn_integrations(self, policy: Policy) -> None:
+        """Log (at every load) each integration the policy uses that the deployment lacks."""
+        if self._integrations is None:
+            return
+        for integration, where in sorted(integration_uses(policy).items()):
+            if integration not in self._integrations:
+                _log.warning(
+                    "policy %s: %s, but the %s integration is not configured "
+                    "(LLM_POLICY_%s_URL): the rule always fails",
+                    policy.id,
+                    where,
+                    integration,
+                    integration.upper(),
+                )
 
     def _compile_with(self, policy: Policy) -> PolicyEngine:
         policies = {k: v[1] for k, v in self._loaded.items()}
