@@ -88,8 +88,10 @@ def _print(expr: Expr) -> str:
         return "!" + _wrap(expr.operand, _NOT)
     if isinstance(expr, Neg):
         inner = _wrap(expr.operand, _NEG)
-        # `- -x` would lex the same, but keep a space out of `--` confusion with literals.
-        return "-" + (f"({inner})" if inner.startswith("-") else inner)
+        # `- -x`, not `-(-x)`: a space keeps the two signs apart without a parenthesis,
+        # which would add a nesting level per sign (100 of them parsed but did not print back
+        # under the parser's nesting limit: found by reliability/fuzz.py).
+        return "-" + (f" {inner}" if inner.startswith("-") else inner)
     if isinstance(expr, Index):
         return f"{_wrap(expr.target, _POSTFIX)}[{_print(expr.index)}]"
     if isinstance(expr, Method):
