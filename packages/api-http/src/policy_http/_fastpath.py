@@ -52,6 +52,12 @@ class _Disconnected(Exception):
     pass
 
 
+def _json_type(value: bytes) -> bool:
+    """application/json, or a structured `+json` type (the Litestar handler's)."""
+    kind = value.split(b";", 1)[0].strip().lower()
+    return kind == _JSON or kind.endswith(b"+json")
+
+
 def _malformed(exc: msgspec.MsgspecError) -> ApiProblem:
     if isinstance(exc, msgspec.ValidationError):
         message, _, where = str(exc).partition(" - at `")
@@ -75,12 +81,23 @@ class FastPath:
         batch = msgspec.json.Decoder(BatchRequest)
 
         bounded = evaluations.bounded
+        depth = rt.settings.max_context_depth
+
+        def decode(decoder: msgspec.json.Decoder[Any], body: bytes) -> Any:
+            try:
+                return decoder.decode(body)
+            except RecursionError:
+                # Only the free-form context can nest; msgspec gives up (cleanly)
+                # hundreds of levels beyond the context limit.
+                raise ApiProblem(
+                    422, f"the context nests deeper than {depth} levels", code="context_too_large"
+                ) from None
 
         async def one(body: bytes, rid: str) -> Any:
-            return await evaluations.one(single.decode(body), rid, bounded(body))
+            return await evaluations.one(decode(single, body), rid, bounded(body))
 
         async def many(body: bytes, rid: str) -> Any:
-            return await evaluations.batch(batch.decode(body), bounded(body))
+            return await evaluations.batch(decode(batch, body), bounded(body))
 
         self._routes: dict[str, Callable[[bytes, str], Any]] = {
             f"{prefix}/evaluate": one,
@@ -88,7 +105,8 @@ class FastPath:
         }
 
     def handles(self, scope: Any) -> bool:
-        """True for a POST of JSON (or of no declared type) to an evaluation route."""
+        """True for a POST to an evaluation route of JSON, of no declared type, or of a
+        type that is not JSON at all (answered 415 here); `+json` types go to Litestar."""
         if (
             scope["type"] != "http"
             or scope["method"] != "POST"
@@ -97,8 +115,18 @@ class FastPath:
             return False
         for name, value in scope["headers"]:
             if name == b"content-type":
-                return bool(value[:16].lower() == _JSON)
+                return bool(value[:16].lower() == _JSON) or not _json_type(value)
         return True
+
+    @staticmethod
+    def _check_type(headers: list[tuple[bytes, bytes]]) -> None:
+        for name, value in headers:
+            if name == b"content-type" and not _json_type(value):
+                raise ApiProblem(
+                    415,
+                    "send the evaluation request as application/json",
+                    code="unsupported_media_type",
+                )
 
     async def __call__(self, scope: Any, receive: Receive, send: Send) -> None:
         start = perf_counter()
@@ -140,11 +168,18 @@ class FastPath:
         status, content_type, extra = 200, _JSON, []
         try:
             state["principal"] = await self._gate.admit(headers, "evaluate", "evaluate", rid)
+            self._check_type(headers)
             body = await self._read(headers, receive)
             try:
                 result = await self._routes[path](body, rid)
             except msgspec.MsgspecError as exc:
                 raise _malformed(exc) from None
+            except UnicodeDecodeError as exc:
+                raise ApiProblem(
+                    400,
+                    f"the body is not valid UTF-8 (byte {exc.start}); JSON text must be UTF-8",
+                    code="malformed_request",
+                ) from None
             payload = _encoder.encode(result)
         except _Disconnected:
             return 499  # the client went away; nothing to answer

@@ -9,6 +9,7 @@ from typing import Any
 import msgspec
 from litestar.openapi.datastructures import ResponseSpec
 from policy_core.errors import PolicyLoadError
+from policy_core.language import MAX_DOCUMENT_DEPTH
 from policy_core.ports import PolicyRecord
 
 from policy_http._problems import PROBLEM_MEDIA_TYPE, ApiProblem, Problem, ProblemIssue
@@ -109,6 +110,9 @@ def policy_text(body: bytes, content_type: str | None) -> str:
             msgspec.json.decode(body)
         except msgspec.DecodeError as exc:
             raise ApiProblem(400, f"malformed JSON: {exc}", code="malformed_body") from None
+        except RecursionError:
+            detail = f"the document is nested too deeply (at most {MAX_DOCUMENT_DEPTH} levels)"
+            raise ApiProblem(400, detail, code="malformed_body") from None
     return text
 
 

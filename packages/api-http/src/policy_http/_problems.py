@@ -47,6 +47,9 @@ CODE_STATUS: Mapping[str, int] = {
     "unauthenticated": 401,  # the gatekeeper answers it first, with its challenge
 }
 _DEFAULT_CORE_STATUS = 400
+# Python's recursion limit bounds how deep msgspec decodes Any-typed fields; a body
+# that reaches it nests at least this deep (the stack already holds the server's frames).
+MAX_DECODE_DEPTH = 500
 
 
 class ProblemIssue(msgspec.Struct, frozen=True, kw_only=True):
@@ -175,6 +178,22 @@ def classify(exc: Exception, request_id: str | None = None, path: str = "") -> A
         return exc
     if isinstance(exc, PolicyEngineError):
         return _core_problem(exc, request_id)
+    if isinstance(exc, UnicodeDecodeError):
+        # Raised by msgspec for a JSON string that is not UTF-8, on any route.
+        return ApiProblem(
+            400,
+            f"the body is not valid UTF-8 (byte {exc.start}); JSON text must be UTF-8",
+            code="malformed_request",
+        )
+    if isinstance(exc, RecursionError):
+        # Decoding a body nested hundreds of levels deep (msgspec stops cleanly).
+        logger.bind(request_id=request_id, path=path).warning("body nested too deeply")
+        return ApiProblem(
+            400,
+            f"the body nests deeper than {MAX_DECODE_DEPTH} levels; "
+            "an evaluation context may nest at most LLM_POLICY_MAX_CONTEXT_DEPTH levels",
+            code="nested_too_deeply",
+        )
     if isinstance(exc, HTTPException) and exc.status_code < 500:
         if isinstance(exc, ValidationException):
             return ApiProblem(

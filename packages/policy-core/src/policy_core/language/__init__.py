@@ -11,12 +11,15 @@ from policy_core.language.loader import (
     load_policy_text,
     validate_policy_text,
 )
+from policy_core.language.source import MAX_DOCUMENT_DEPTH, MAX_DOCUMENT_VALUES
 from policy_core.language.warnings import integration_uses
 from policy_core.syntax.lexer import ExprSyntaxError
 from policy_core.syntax.parser import parse_expression
 from policy_core.syntax.printer import to_expression
 
 __all__ = [
+    "MAX_DOCUMENT_DEPTH",
+    "MAX_DOCUMENT_VALUES",
     "ContextSchema",
     "ContextSchemaError",
     "ExprSyntaxError",

@@ -12,7 +12,22 @@ from typing import Any
 
 from policy_core.errors import Issue
 
-__all__ = ["SourceText", "parse_documents", "position", "to_plain", "unwrap"]
+__all__ = [
+    "MAX_DOCUMENT_DEPTH",
+    "MAX_DOCUMENT_VALUES",
+    "SourceText",
+    "parse_documents",
+    "position",
+    "to_plain",
+    "unwrap",
+]
+
+# Hostile documents: a YAML alias bomb (`&a [*b, *b, ...]` a few levels deep) is
+# small text that expands to billions of values once copied, and deep nesting
+# exhausts the parser's stack. A policy needs neither; the loader refuses both
+# before anything walks or copies the tree.
+MAX_DOCUMENT_DEPTH = 100
+MAX_DOCUMENT_VALUES = 100_000
 
 
 class SourceText:
@@ -107,9 +122,12 @@ def parse_documents(src: SourceText) -> tuple[list[Any], list[Issue]]:
         problem = exc.problem or exc.context or "invalid YAML"
         return [], [src.issue(line, col, f"invalid YAML/JSON: {problem}")]
     except RecursionError:
-        return [], [src.issue(0, 0, "document is nested too deeply")]
+        return [], [src.issue(0, 0, _TOO_DEEP)]
     except Exception as exc:
         return [], [src.issue(0, 0, f"invalid YAML/JSON: {exc}")]
+    problem = _oversized(raw)
+    if problem is not None:
+        return [], [src.issue(0, 0, problem)]
     documents: list[Any] = []
     for doc in raw:
         if doc is None:
@@ -120,6 +138,33 @@ def parse_documents(src: SourceText) -> tuple[list[Any], list[Issue]]:
         else:
             documents.append(doc)
     return documents, []
+
+
+_TOO_DEEP = f"document is nested too deeply (at most {MAX_DOCUMENT_DEPTH} levels)"
+
+
+def _oversized(raw: list[Any]) -> str | None:
+    """Why the parsed documents are too deep or too big, counting every use of an alias."""
+    budget = MAX_DOCUMENT_VALUES
+    stack: list[tuple[Any, int]] = [(doc, 1) for doc in raw]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict):
+            children: Any = [*value.keys(), *value.values()]
+        elif isinstance(value, list):
+            children = value
+        else:
+            continue
+        if depth > MAX_DOCUMENT_DEPTH:
+            return _TOO_DEEP
+        budget -= len(children)
+        if budget < 0:
+            return (
+                f"document is too large: more than {MAX_DOCUMENT_VALUES} keys and values "
+                "(each use of a YAML alias counts again)"
+            )
+        stack.extend((child, depth + 1) for child in children)
+    return None
 
 
 class _Positioned:
