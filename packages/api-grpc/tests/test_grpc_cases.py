@@ -123,6 +123,7 @@ def as_builtins(message: Decision) -> dict[str, Any]:
         "policy_set": message.policy_set,
         "evaluation_time_ms": message.evaluation_time_ms,
         "trace": message.trace.to_dict() if message.trace is not None else None,
+        "reservation": message.reservation.to_dict() if message.reservation is not None else None,
     }
 
 

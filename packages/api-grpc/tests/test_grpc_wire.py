@@ -14,6 +14,7 @@ from policy_core.model import (
     Decision,
     EvaluationError,
     RedactObligation,
+    Reservation,
     RuleTrace,
 )
 from policy_core.ports import PolicyRecord, PolicyResource
@@ -173,6 +174,16 @@ _decisions = st.builds(
             max_size=2,
         ).map(tuple),
     ),
+    reservation=st.one_of(
+        st.none(),
+        st.builds(
+            Reservation,
+            id=st.text(min_size=1, max_size=8),
+            amount=st.floats(min_value=0, max_value=1e6),
+            keys=st.lists(st.text(max_size=5), min_size=1, max_size=3).map(tuple),
+            expires_at=st.datetimes(timezones=st.just(UTC)),
+        ),
+    ),
 )
 
 
@@ -183,7 +194,15 @@ def _expected(decision: Decision, request_id: str, cached: bool) -> dict[str, An
 
 
 def _normal_decision(d: dict[str, Any]) -> dict[str, Any]:
-    for key in ("modifications", "metadata", "shadow", "trace", "obligations", "errors"):
+    for key in (
+        "modifications",
+        "metadata",
+        "shadow",
+        "trace",
+        "obligations",
+        "errors",
+        "reservation",
+    ):
         d[key] = _normal(d[key])
     return d
 
@@ -207,6 +226,9 @@ def _actual(message: PbDecision) -> dict[str, Any]:
             "policy_set": message.policy_set,
             "evaluation_time_ms": message.evaluation_time_ms,
             "trace": message.trace.to_dict() if message.trace is not None else None,
+            "reservation": (
+                message.reservation.to_dict() if message.reservation is not None else None
+            ),
             "cached": message.cached,
         }
     )

@@ -42,7 +42,7 @@ def test_a_decision_has_the_language_shape_plus_request_id_and_cached(
     expected = {
         "decision", "allowed", "reason", "matched_policies", "matched_rules",
         "matched_exceptions", "warnings", "modifications", "obligations", "metadata",
-        "errors", "shadow", "policy_set", "evaluation_time_ms", "trace", "request_id", "cached",
+        "errors", "shadow", "policy_set", "evaluation_time_ms", "trace", "reservation", "request_id", "cached",
     }  # fmt: skip
     assert set(body) == expected
 
@@ -285,8 +285,48 @@ rules:
     assert client.post(E, json={"context": ctx}, headers=admin).json()["decision"] == "allow"
     r = client.post("/api/v1/usage", json={"key": "team:t1", "usd": 12.5}, headers=admin)
     assert r.status_code == 200
-    assert r.json() == {"key": "team:t1", "usd": 12.5}
+    assert r.json() == {"key": "team:t1", "usd": 12.5, "reservation": None, "keys": ["team:t1"]}
     assert client.post(E, json={"context": ctx}, headers=admin).json()["decision"] == "deny"
     problem(client.post("/api/v1/usage", json={"key": "k", "usd": -1}, headers=admin), 400)
     naive = {"key": "k", "usd": 1, "at": "2026-01-01T00:00:00"}
     problem(client.post("/api/v1/usage", json=naive, headers=admin), 422)
+
+
+def test_usage_settles_a_reservation_by_its_id(
+    client: TestClient[Litestar], admin: dict[str, str]
+) -> None:
+    policy = """\
+metadata: {id: cap, name: Cap}
+rules:
+  - id: over
+    condition: "budget.spent(user.id, 'day') + llm.estimated_cost > 3"
+    action: {decision: deny, reason: over budget}
+"""
+    client.post(
+        "/api/v1/policies", content=policy, headers={**admin, "Content-Type": "application/yaml"}
+    )
+    ctx = {"user": {"id": "u7"}, "llm": {"estimated_cost": 2.0}}
+    first = client.post(E, json={"context": ctx}, headers=admin).json()
+    assert first["decision"] == "allow"
+    held = first["reservation"]
+    assert held["amount"] == 2.0
+    assert held["keys"] == ["u7"]
+    assert held["expires_at"].endswith("Z")
+    second = client.post(E, json={"context": ctx}, headers=admin).json()
+    assert second["decision"] == "deny"  # 2 held + 2 > 3
+    assert second["reservation"] is None
+    dry = client.post(E, json={"context": ctx, "dry_run": True}, headers=admin).json()
+    assert dry["reservation"] is None
+    r = client.post("/api/v1/usage", json={"reservation": held["id"], "usd": 0.5}, headers=admin)
+    assert r.status_code == 200
+    assert r.json() == {"key": None, "usd": 0.5, "reservation": held["id"], "keys": ["u7"]}
+    assert client.post(E, json={"context": ctx}, headers=admin).json()["decision"] == "allow"
+    again = client.post(
+        "/api/v1/usage", json={"reservation": held["id"], "usd": 0.5}, headers=admin
+    )
+    assert problem(again, 404)["type"].endswith("reservation_not_found")
+    both = {"reservation": held["id"], "key": "u7", "usd": 1}
+    problem(client.post("/api/v1/usage", json=both, headers=admin), 422)
+    problem(client.post("/api/v1/usage", json={"usd": 1}, headers=admin), 422)
+    late = {"reservation": "x", "usd": 1, "at": "2026-01-01T00:00:00Z"}
+    problem(client.post("/api/v1/usage", json=late, headers=admin), 422)

@@ -193,7 +193,7 @@ def encode_decision(decision: Any, request_id: str, *, cached: bool = False) -> 
     """Serialise a policy_core Decision as the contract's `Decision` message.
 
     `modifications` and `metadata` are always present (possibly empty);
-    `shadow` and `trace` only when set, as the contract says.
+    `shadow`, `trace` and `reservation` only when set, as the contract says.
     """
     rid = request_id.encode()
     n = len(rid)
@@ -236,6 +236,10 @@ def encode_decision(decision: Any, request_id: str, *, cached: bool = False) -> 
         parts.append(len_field(b"\x82\x01", encode_list(msgspec.to_builtins(decision.trace))))
     if cached:
         parts.append(b"\x88\x01\x01")
+    if decision.reservation is not None:
+        parts.append(
+            len_field(b"\x92\x01", encode_struct(msgspec.to_builtins(decision.reservation)))
+        )
     return b"".join(parts)
 
 

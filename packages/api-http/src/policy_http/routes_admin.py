@@ -40,19 +40,38 @@ def admin_routes(rt: Runtime) -> list[HTTPRouteHandler]:
         "/usage",
         opt={"permission": "usage:write", "rate_class": "usage"},
         status_code=200,
-        responses=problems(413, 422, 503),
+        responses=problems(404, 413, 422, 503),
         security=_SECURITY,
-        summary="Record spend for budget facts",
+        summary="Record spend for budget facts, or settle a reservation",
     )
     async def record_usage(data: JSONBody[UsageRequest]) -> UsageRecorded:
         usage = rt.services.usage
         if usage is None:
             raise ApiProblem(503, "no usage store is configured on this server", code="no_usage")
+        if (data.key is None) == (data.reservation is None):
+            raise ApiProblem(
+                422,
+                "give either `key` (spend to add) or `reservation` (the reservation id to settle)",
+                code="invalid_usage",
+            )
         try:
+            if data.reservation is not None:
+                if data.at is not None:
+                    raise ValueError("`at` is not given when settling: the spend is recorded now")
+                keys = await usage.settle(data.reservation, data.usd)
+                if keys is None:
+                    raise ApiProblem(
+                        404,
+                        f"reservation {data.reservation!r} is unknown, already settled, "
+                        "or expired more than a day ago; record the spend by key instead",
+                        code="reservation_not_found",
+                    )
+                return UsageRecorded(usd=data.usd, reservation=data.reservation, keys=keys)
+            assert data.key is not None
             await usage.record_spend(data.key, data.usd, data.at)
         except ValueError as exc:
             raise ApiProblem(422, str(exc), code="invalid_usage") from None
-        return UsageRecorded(key=data.key, usd=data.usd)
+        return UsageRecorded(key=data.key, usd=data.usd, keys=(data.key,))
 
     @post(
         "/api-keys",

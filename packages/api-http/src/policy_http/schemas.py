@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import msgspec
-from policy_core.model import Decision, EvaluationError, Obligation, RuleTrace
+from policy_core.model import Decision, EvaluationError, Obligation, Reservation, RuleTrace
 from policy_core.ports import DecisionRecord, PolicyResource
 
 __all__ = [
@@ -87,6 +87,7 @@ class EvaluateResponse(msgspec.Struct, frozen=True, kw_only=True):
     policy_set: str = ""
     evaluation_time_ms: float = 0.0
     trace: tuple[RuleTrace, ...] | None = None
+    reservation: Reservation | None = None
 
     @classmethod
     def of(cls, decision: Decision, request_id: str, cached: bool) -> EvaluateResponse:
@@ -110,6 +111,7 @@ class EvaluateResponse(msgspec.Struct, frozen=True, kw_only=True):
             policy_set=d.policy_set,
             evaluation_time_ms=d.evaluation_time_ms,
             trace=d.trace,
+            reservation=d.reservation,
         )
 
 
@@ -232,16 +234,26 @@ class StatsResponse(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class UsageRequest(_Wire, frozen=True):
-    """Spend to add to a budget key (what `budget.spent(key, period)` sums)."""
+    """Spend for `budget.spent`: either added to a `key`, or settling a `reservation`.
 
-    key: Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+    With `reservation` (the `reservation.id` of an allowed decision), the
+    reservation is replaced by `usd`, the actual cost, on each of its keys
+    (spec 7.3); `key` and `at` are then not given.
+    """
+
     usd: Annotated[float, msgspec.Meta(ge=0, le=1e9)]
+    key: Annotated[str, msgspec.Meta(min_length=1, max_length=256)] | None = None
     at: datetime | None = None
+    reservation: Annotated[str, msgspec.Meta(min_length=1, max_length=64)] | None = None
 
 
 class UsageRecorded(msgspec.Struct, frozen=True, kw_only=True):
-    key: str
+    """What was charged: `key` (a plain record), or the `reservation` settled and its `keys`."""
+
     usd: float
+    key: str | None = None
+    reservation: str | None = None
+    keys: tuple[str, ...] = ()
 
 
 class ApiKeyCreate(_Wire, frozen=True):

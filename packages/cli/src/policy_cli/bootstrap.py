@@ -197,6 +197,7 @@ async def wire(
         integrations=(
             adapters.integrations if adapters.integrations is not None else integration_set.facts
         ),
+        reservation_ttl=settings.reservation_ttl_seconds,
     )
     api_keys = ApiKeyService(adapters.api_keys, adapters.clock)
     verifier = authenticator(settings, api_keys)  # an unusable JWKS fails before anything starts

@@ -55,6 +55,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     context_schema: str | None = None  # JSON Schema of the context: `validate` warns on paths
     migrate_on_start: bool = True  # apply pending migrations when a server starts
     default_decision: Literal["allow", "deny"] = "allow"
+    reservation_ttl_seconds: float = 600.0  # unsettled budget reservations are released after it
     # HTTP server
     host: str = "127.0.0.1"
     port: int = 8080
@@ -134,6 +135,7 @@ SETTING_HELP: dict[str, str] = {
     "context_schema": "JSON Schema file of the request context: validation warns about paths it lacks",
     "migrate_on_start": "apply pending database migrations when a server starts",
     "default_decision": "decision when no rule of any policy matches: `allow` or `deny`",
+    "reservation_ttl_seconds": "seconds a budget reservation of an allowed request is held unless settled",
     "host": "HTTP interface to listen on",
     "port": "HTTP port",
     "workers": "HTTP worker processes",
@@ -198,6 +200,7 @@ _URL_SCHEMES: dict[str, tuple[str, ...]] = {
 _PORT_FIELDS = ("port", "grpc_port")
 _POSITIVE_FIELDS = (
     "workers",
+    "reservation_ttl_seconds",
     "max_body_bytes",
     "max_context_depth",
     "max_context_items",

@@ -16,12 +16,18 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import math
+import os
 import time
 from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
 from typing import Any, Literal, NoReturn, Protocol
 
+import msgspec
+
 from policy_core.compiler import CompiledPolicy, CompiledRule, CompiledSet, compile_policies
+from policy_core.compiler.facts import derived_fact
 from policy_core.compiler.methods import fact_key
 from policy_core.compiler.runtime import Env, EvalError
 from policy_core.errors import PolicyNotFound
@@ -34,22 +40,27 @@ from policy_core.model import (
     FactRequest,
     Policy,
     PolicyStatus,
+    Reservation,
     RuleTrace,
 )
 
 __all__ = [
     "DEFAULT_DENY_REASON",
+    "DEFAULT_RESERVATION_TTL",
     "USAGE_FACTS",
     "FactSource",
     "IntegrationSource",
     "PolicyEngine",
     "Selection",
+    "evaluate_with_facts",
 ]
 
 #: The fact kinds a usage store answers; every other kind is an integration's.
 USAGE_FACTS = frozenset({"rate_limit.count", "budget.spent"})
 #: The reason of a deny that no rule decided: the engine-wide default applied.
 DEFAULT_DENY_REASON = "no rule matched; the engine's default decision is deny"
+#: Seconds an unsettled reservation holds its amount (spec 7.3: 10 minutes).
+DEFAULT_RESERVATION_TTL = 600.0
 
 _BY_STRENGTH = {v: k for k, v in DECISION_STRENGTH.items()}
 _perf = time.perf_counter
@@ -83,10 +94,17 @@ class IntegrationSource(Protocol):
 
 
 async def _fetch_usage(
-    usage: FactSource, requests: list[FactRequest], record: bool, into: dict[FactRequest, Any]
+    usage: FactSource,
+    requests: list[FactRequest],
+    record: bool,
+    into: dict[FactRequest, Any],
+    reserve: Reservation | None = None,
 ) -> None:
     try:
-        into.update(await usage.fetch(requests, record=record))
+        if reserve is None:
+            into.update(await usage.fetch(requests, record=record))
+        else:  # a UsageStore: reserve atomically with the reads (spec 7.3)
+            into.update(await usage.fetch(requests, record=record, reserve=reserve))  # type: ignore[call-arg]
     except Exception:
         # Missing facts become evaluation errors: the policy's fail mode decides.
         _log.warning("usage facts unavailable; the rules using them fail", exc_info=True)
@@ -254,6 +272,8 @@ class Selection:
         integrations: IntegrationSource | None = None,
         record: bool = True,
         now: float | None = None,
+        reserve: Reservation | None = None,
+        wanted: Sequence[FactRequest] | None = None,
     ) -> dict[FactRequest, Any]:
         """Fetch the facts this context needs: counters from `usage`, the rest from `integrations`.
 
@@ -263,9 +283,12 @@ class Selection:
         FactFailure naming the integration and the reason (not configured, timed
         out, ...): the rules using them then fail as their policy's `fail_open`
         says (spec 4.5, 5.4). `record=False` (a dry run) asks the usage store not
-        to count this request.
+        to count this request; `reserve` (see `reservation`) asks it to hold the
+        estimated cost, atomically with the reads. `wanted` is
+        `fact_requests(context, now=now)` when the caller has it already.
         """
-        wanted = self.fact_requests(context, now=now)
+        if wanted is None:
+            wanted = self.fact_requests(context, now=now)
         facts: dict[FactRequest, Any] = {}
         if not wanted:
             return facts
@@ -273,24 +296,55 @@ class Selection:
         others = [r for r in wanted if r[0] not in USAGE_FACTS]
         if not others:
             if usage is not None:
-                await _fetch_usage(usage, counters, record, facts)
+                await _fetch_usage(usage, counters, record, facts, reserve)
             return facts
         if integrations is None:
             facts.update(
                 {r: FactFailure(r[0].split(".", 1)[0], "is not configured") for r in others}
             )
             if usage is not None and counters:
-                await _fetch_usage(usage, counters, record, facts)
+                await _fetch_usage(usage, counters, record, facts, reserve)
             return facts
         # Counters and integrations at the same time: the slowest bounds the wait.
         if usage is None or not counters:
             await _fetch_integrations(integrations, others, context, record, facts)
         else:
             await asyncio.gather(
-                _fetch_usage(usage, counters, record, facts),
+                _fetch_usage(usage, counters, record, facts, reserve),
                 _fetch_integrations(integrations, others, context, record, facts),
             )
         return facts
+
+    def reservation(
+        self,
+        context: Mapping[str, Any],
+        wanted: Sequence[FactRequest],
+        *,
+        now: float,
+        ttl: float = DEFAULT_RESERVATION_TTL,
+    ) -> Reservation | None:
+        """The reservation an allowed request would hold (spec 7.3), or None.
+
+        One when `wanted` (the request's facts) has `budget.spent` facts: the
+        request's `llm.estimated_cost` (0 when it cannot be estimated, e.g. an
+        unknown model) on each distinct key, expiring `ttl` seconds from `now`.
+        """
+        keys = tuple(dict.fromkeys(str(r[1]) for r in wanted if r[0] == "budget.spent"))
+        if not keys:
+            return None
+        try:
+            cost = derived_fact(Env(context, now, None), "estimated_cost")
+        except Exception:  # a context the estimate cannot read reserves 0
+            cost = None
+        amount = 0.0
+        if type(cost) in (int, float) and math.isfinite(cost) and cost > 0:
+            amount = float(cost)
+        return Reservation(
+            id=os.urandom(16).hex(),
+            amount=amount,
+            keys=keys,
+            expires_at=datetime.fromtimestamp(now, UTC) + timedelta(seconds=ttl),
+        )
 
     # --- evaluation -----------------------------------------------------------
 
@@ -473,20 +527,29 @@ class PolicyEngine:
         namespace: str | None = None,
         trace: bool = False,
         now: float | None = None,
+        reservation_ttl: float = DEFAULT_RESERVATION_TTL,
     ) -> Decision:
         """Gather the facts the policies need (`Selection.gather_facts`), then evaluate.
 
         `usage` answers `rate_limit.count` and `budget.spent` (a UsageStore such as
         `policy_core.memory.MemoryUsageStore()`), `integrations` every other fact.
+        An allowed request whose policies use `budget.spent` holds a reservation
+        (`decision.reservation`, spec 7.3) unless `record` is False (dry run).
         """
         selection = self.select(policies, namespace)
         now = time.time() if now is None else now
-        facts = None
-        if selection.uses_facts:
-            facts = await selection.gather_facts(
-                context, usage=usage, integrations=integrations, record=record, now=now
-            )
-        return selection.evaluate(context, trace=trace, now=now, facts=facts)
+        if not selection.uses_facts:
+            return selection.evaluate(context, trace=trace, now=now)
+        return await evaluate_with_facts(
+            selection,
+            context,
+            usage=usage,
+            integrations=integrations,
+            record=record,
+            trace=trace,
+            now=now,
+            reservation_ttl=reservation_ttl,
+        )
 
     def evaluate(
         self,
@@ -503,6 +566,52 @@ class PolicyEngine:
         if policies is None and namespace is None:
             return self._everything.evaluate(context, trace, now, facts)
         return self.select(policies, namespace).evaluate(context, trace, now, facts)
+
+
+async def evaluate_with_facts(
+    selection: Selection,
+    context: Mapping[str, Any],
+    *,
+    usage: FactSource | None,
+    integrations: IntegrationSource | None,
+    record: bool,
+    trace: bool,
+    now: float,
+    reservation_ttl: float = DEFAULT_RESERVATION_TTL,
+) -> Decision:
+    """Gather facts, evaluate, and keep or release the reservation (spec 7.3).
+
+    The reservation is taken with the reads, in the usage store's one atomic
+    round trip, so that concurrent requests see each other's holds and cannot
+    overshoot a cap; a request that is then not allowed releases it at once.
+    It is held only when the budget facts were read (the store answered).
+    """
+    wanted = selection.fact_requests(context, now=now)
+    reserve = None
+    if record and usage is not None and hasattr(usage, "release"):
+        reserve = selection.reservation(context, wanted, now=now, ttl=reservation_ttl)
+    facts = await selection.gather_facts(
+        context,
+        usage=usage,
+        integrations=integrations,
+        record=record,
+        now=now,
+        reserve=reserve,
+        wanted=wanted,
+    )
+    decision = selection.evaluate(context, trace=trace, now=now, facts=facts)
+    if reserve is None:
+        return decision
+    held = any(r[0] == "budget.spent" and r in facts for r in wanted)
+    if held and decision.allowed:
+        return msgspec.structs.replace(decision, reservation=reserve)
+    if held:
+        try:
+            await usage.release(reserve.id)  # type: ignore[union-attr]
+        except Exception:
+            # Not released: it stops counting when it expires.
+            _log.warning("could not release reservation %s", reserve.id, exc_info=True)
+    return decision
 
 
 # --- one policy ------------------------------------------------------------

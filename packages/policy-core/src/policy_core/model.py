@@ -8,6 +8,7 @@ it was written.
 
 from __future__ import annotations
 
+from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal, TypeAlias
 
@@ -32,6 +33,7 @@ __all__ = [
     "PolicyStatus",
     "RedactObligation",
     "RequireApprovalObligation",
+    "Reservation",
     "Rule",
     "RuleTrace",
     "SuggestAlternativeObligation",
@@ -245,6 +247,20 @@ class RuleTrace(_Frozen, frozen=True, kw_only=True):
     error: str | None = None
 
 
+class Reservation(_Frozen, frozen=True, kw_only=True):
+    """Spend held for an allowed request until it is settled or expires (spec 7.3).
+
+    `amount` (USD, the request's `llm.estimated_cost`) counts in
+    `budget.spent(key, period)` of each of `keys` until the reservation is
+    settled (replaced by the actual cost) or `expires_at` passes.
+    """
+
+    id: str
+    amount: float
+    keys: tuple[str, ...]
+    expires_at: datetime
+
+
 class Decision(msgspec.Struct, frozen=True, kw_only=True):
     decision: Literal["allow", "deny", "warn", "modify"]
     allowed: bool
@@ -261,3 +277,4 @@ class Decision(msgspec.Struct, frozen=True, kw_only=True):
     policy_set: str = ""
     evaluation_time_ms: float = 0.0
     trace: tuple[RuleTrace, ...] | None = None
+    reservation: Reservation | None = None

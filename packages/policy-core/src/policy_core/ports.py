@@ -20,7 +20,7 @@ from typing import Any, Generic, Literal, Protocol, TypeAlias, TypeVar, runtime_
 
 import msgspec
 
-from policy_core.model import Decision, FactRequest
+from policy_core.model import Decision, FactRequest, Reservation
 
 __all__ = [
     "ApiKeyRecord",
@@ -59,6 +59,7 @@ __all__ = [
     "RateGranularity",
     "RateLimit",
     "RateLimiter",
+    "Reservation",
     "RevisionInfo",
     "ShieldScanner",
     "ShieldThreat",
@@ -488,10 +489,19 @@ class DecisionCache(Protocol):
 
 @runtime_checkable
 class UsageStore(Protocol):
-    """Counters behind the stateful facts `rate_limit.count` and `budget.spent`."""
+    """Counters behind the stateful facts `rate_limit.count` and `budget.spent`.
+
+    Exact under concurrency: every `fetch` reads, records and reserves as one
+    atomic step (in one round trip for a shared store), so concurrent callers
+    (workers, replicas) never see the same count twice or overshoot a budget.
+    """
 
     async def fetch(
-        self, requests: Sequence[FactRequest], *, record: bool = True
+        self,
+        requests: Sequence[FactRequest],
+        *,
+        record: bool = True,
+        reserve: Reservation | None = None,
     ) -> dict[FactRequest, Any]:
         """Values of the given facts, in one round trip.
 
@@ -501,12 +511,31 @@ class UsageStore(Protocol):
         several windows or references ask for it); with `record=False` (dry-run)
         nothing is recorded and the value still includes this request.
         `("budget.spent", key, period)` is USD spent in the current UTC 'day' or
-        'month'. Unknown kinds are left out of the result.
+        'month': settled spend plus the open (unexpired) reservations of `key`.
+        Unknown kinds are left out of the result.
+
+        `reserve` (only with `record=True`): atomically with the reads, hold
+        `reserve.amount` on each of `reserve.keys` until `reserve.expires_at`.
+        The budget values returned are those before this reservation.
         """
         ...
 
     async def record_spend(self, key: str, usd: float, at: datetime | None = None) -> None:
         """Add spend for `key` at time `at` (now when None); `usd` must be >= 0."""
+        ...
+
+    async def settle(self, reservation_id: str, usd: float) -> tuple[str, ...] | None:
+        """Replace a reservation by the actual spend `usd` (>= 0), recorded now on its keys.
+
+        Answers the keys charged, or None when the reservation is unknown or
+        already settled or released. A reservation past its expiry no longer
+        counts, but is still settled for a day after it expired, so that a
+        late settlement records the spend.
+        """
+        ...
+
+    async def release(self, reservation_id: str) -> bool:
+        """Drop an open reservation without charging anything; False when unknown."""
         ...
 
 

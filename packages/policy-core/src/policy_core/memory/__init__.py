@@ -16,9 +16,15 @@ from policy_core.memory.integrations import (
 from policy_core.memory.ratelimit import MemoryRateLimiter, RateStrategy
 from policy_core.memory.store import MemoryPolicyStore
 from policy_core.memory.tiered import TieredDecisionCache
-from policy_core.memory.usage import MemoryUsageStore, period_start, window_seconds
+from policy_core.memory.usage import (
+    SETTLE_GRACE_SECONDS,
+    MemoryUsageStore,
+    period_start,
+    window_seconds,
+)
 
 __all__ = [
+    "SETTLE_GRACE_SECONDS",
     "FakeService",
     "ManualClock",
     "MemoryApiKeyStore",

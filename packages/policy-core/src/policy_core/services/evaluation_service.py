@@ -17,7 +17,12 @@ from typing import Any
 import msgspec
 
 from policy_core.clock import SystemClock
-from policy_core.engine import IntegrationSource, Selection
+from policy_core.engine import (
+    DEFAULT_RESERVATION_TTL,
+    IntegrationSource,
+    Selection,
+    evaluate_with_facts,
+)
 from policy_core.model import AuditObligation, Decision, RedactObligation
 from policy_core.ports import (
     Clock,
@@ -79,8 +84,10 @@ class EvaluationService:
         clock: Clock | None = None,
         integrations: IntegrationSource | None = None,
         governance: GovernanceSink | None = None,
+        reservation_ttl: float = DEFAULT_RESERVATION_TTL,
     ) -> None:
         self._holder = holder
+        self._reservation_ttl = reservation_ttl
         self._cache, self._usage, self._log = cache, usage, log
         self._clock: Clock = clock or SystemClock()
         self._governance = governance
@@ -107,16 +114,20 @@ class EvaluationService:
                 self._record(selection, request, request_id, hit, start)
                 return EvaluationResult(decision=hit, request_id=request_id, cached=True)
         now = self._clock.time()
-        facts = None
         if selection.uses_facts:
-            facts = await selection.gather_facts(
+            # Facts, evaluation, and the budget reservation of an allowed request (spec 7.3).
+            decision = await evaluate_with_facts(
+                selection,
                 request.context,
                 usage=self._usage,
                 integrations=self._integrations,
                 record=not request.dry_run,
+                trace=request.trace,
                 now=now,
+                reservation_ttl=self._reservation_ttl,
             )
-        decision = selection.evaluate(request.context, trace=request.trace, now=now, facts=facts)
+        else:
+            decision = selection.evaluate(request.context, trace=request.trace, now=now)
         if key is not None and self._cache is not None:
             await self._cache.set(key, decision, ttl)
         self._record(selection, request, request_id, decision, start)

@@ -15,7 +15,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
-from policy_core.model import Decision
+from policy_core.model import Decision, Reservation
 from policy_core.ports import (
     ApiKeyRecord,
     ApiKeyStore,
@@ -115,6 +115,79 @@ class UsageStoreContract:
     async def test_unknown_kinds_left_out(self, usage_store: UsageStore) -> None:
         assert await usage_store.fetch([("shield.scan", "text")]) == {}
 
+    # --- reservations (spec 7.3) ---
+
+    async def test_a_reservation_counts_in_budget_spent(self, usage_store: UsageStore) -> None:
+        day, month = ("budget.spent", "u1", "day"), ("budget.spent", "u1", "month")
+        await usage_store.record_spend("u1", 0.25, T0)
+        first = await usage_store.fetch([day, month], reserve=_hold("r1", 1.5, "u1"))
+        assert first == {day: 0.25, month: 0.25}  # the values before this reservation
+        got = await usage_store.fetch([day, month])
+        assert abs(got[day] - 1.75) < 1e-9
+        assert abs(got[month] - 1.75) < 1e-9
+        assert await usage_store.fetch([("budget.spent", "u2", "day")]) == {
+            ("budget.spent", "u2", "day"): 0.0
+        }
+
+    async def test_a_reservation_holds_every_key(self, usage_store: UsageStore) -> None:
+        user, team = ("budget.spent", "u1", "day"), ("budget.spent", "team:t", "month")
+        await usage_store.fetch([user, team], reserve=_hold("r1", 2.0, "u1", "team:t"))
+        assert await usage_store.fetch([user, team]) == {user: 2.0, team: 2.0}
+
+    async def test_settling_replaces_the_reservation_by_the_cost(
+        self, usage_store: UsageStore
+    ) -> None:
+        day = ("budget.spent", "u1", "day")
+        await usage_store.fetch([day], reserve=_hold("r1", 1.0, "u1", "team:t"))
+        assert await usage_store.settle("r1", 0.5) in (("u1", "team:t"), ("team:t", "u1"))
+        assert await usage_store.fetch([day]) == {day: 0.5}
+        team = ("budget.spent", "team:t", "month")
+        assert await usage_store.fetch([team]) == {team: 0.5}
+        assert await usage_store.settle("r1", 0.5) is None  # settled once only
+        assert await usage_store.fetch([day]) == {day: 0.5}
+        assert await usage_store.settle("never-reserved", 1.0) is None
+
+    async def test_releasing_charges_nothing(self, usage_store: UsageStore) -> None:
+        day = ("budget.spent", "u1", "day")
+        await usage_store.fetch([day], reserve=_hold("r1", 1.0, "u1"))
+        assert await usage_store.release("r1") is True
+        assert await usage_store.fetch([day]) == {day: 0.0}
+        assert await usage_store.release("r1") is False
+        assert await usage_store.settle("r1", 1.0) is None
+
+    async def test_a_dry_run_reserves_nothing(self, usage_store: UsageStore) -> None:
+        day = ("budget.spent", "u1", "day")
+        await usage_store.fetch([day], record=False, reserve=_hold("r1", 1.0, "u1"))
+        assert await usage_store.fetch([day]) == {day: 0.0}
+        assert await usage_store.settle("r1", 1.0) is None
+
+    async def test_an_unsettled_reservation_expires(
+        self, usage_store: UsageStore, advance: Advance
+    ) -> None:
+        day = ("budget.spent", "u1", "day")
+        await usage_store.fetch([day], reserve=_hold("r1", 1.0, "u1", ttl=600))
+        await advance(599)
+        assert await usage_store.fetch([day]) == {day: 1.0}
+        await advance(2)
+        assert await usage_store.fetch([day]) == {day: 0.0}  # released by its TTL
+        # A late settlement still records what was spent.
+        assert await usage_store.settle("r1", 0.75) == ("u1",)
+        assert await usage_store.fetch([day]) == {day: 0.75}
+
+    async def test_concurrent_reservations_never_see_the_same_total(
+        self, usage_store: UsageStore
+    ) -> None:
+        day = ("budget.spent", "cap", "day")
+        seen = await asyncio.gather(
+            *(usage_store.fetch([day], reserve=_hold(f"r{n}", 1.0, "cap")) for n in range(20))
+        )
+        assert sorted(v[day] for v in seen) == [float(n) for n in range(20)]
+
+    async def test_concurrent_requests_are_each_counted_once(self, usage_store: UsageStore) -> None:
+        req = ("rate_limit.count", "busy", "1m")
+        seen = await asyncio.gather(*(usage_store.fetch([req]) for _ in range(20)))
+        assert sorted(v[req] for v in seen) == list(range(1, 21))
+
 
 class ChangeFeedContract:
     async def test_publish_reaches_every_subscriber(self, change_feed: ChangeFeed) -> None:
@@ -188,3 +261,8 @@ class ApiKeyStoreContract:
             await api_key_store.create(_key("k1", "cccc3333"))
         with raises(ValueError):
             await api_key_store.create(_key("k9", "aaaa1111"))
+
+
+def _hold(rid: str, amount: float, *keys: str, ttl: float = 600) -> Reservation:
+    """A reservation made at T0 (the contract's clock start), open for `ttl` seconds."""
+    return Reservation(id=rid, amount=amount, keys=keys, expires_at=T0 + timedelta(seconds=ttl))

@@ -122,6 +122,13 @@ class Decision(betterproto2.Message):
 
     cached: "bool" = betterproto2.field(17, betterproto2.TYPE_BOOL)
 
+    reservation: "__google__protobuf__.Struct | None" = betterproto2.field(
+        18, betterproto2.TYPE_MESSAGE, optional=True
+    )
+    """
+    {id, amount, keys, expires_at}; unset unless held (7.3)
+    """
+
 
 default_message_pool.register_message("llm_policy.v1", "Decision", Decision)
 
