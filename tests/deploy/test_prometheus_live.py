@@ -15,12 +15,15 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
 from typing import Any
 
 import httpx
+from policy_core.integrations import MemoryCostOps, MemoryGovernance, MemoryShield
+from policy_integrations.testing import FakeServer
 from policy_postgres.testing import usable_database_url
 from policy_redis.testing import usable_redis_url
 from ruamel.yaml import YAML
@@ -40,6 +43,20 @@ rules:
   - id: share
     condition: "llm.max_tokens / user.quota > 0.5"
     action: {decision: warn, reason: large share of the quota}
+"""
+#: Integration facts (issue 11), served by local fakes on 127.0.0.1.
+SHIELDED_POLICY = """\
+metadata: {id: prompt-shield}
+rules:
+  - id: injection
+    condition: "!shield.scan(llm.prompt).passed"
+    action: {decision: deny, reason: the prompt looks like an injection}
+  - id: unapproved-model
+    condition: "!(llm.model in governance.approved_models())"
+    action: {decision: deny, reason: "{{ llm.model }} is not approved"}
+  - id: over-budget
+    condition: "!costops.budget(0.01).allowed"
+    action: {decision: deny, reason: over budget}
 """
 #: Metrics another part of the server exports (issue 11) that may not exist yet.
 PENDING = ("llm_policy_integration_", "llm_policy_outbox_")
@@ -89,7 +106,45 @@ def wait_http(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float
     raise AssertionError(f"{url} never answered:\n{log.read_text()}")
 
 
-def load(bases: list[str], auth: dict[str, str], seconds: float = 8.0) -> None:
+class FakeIntegrations:
+    """Shield, Governance and CostOps fakes on 127.0.0.1, served by a loop of their own."""
+
+    def __init__(self) -> None:
+        self.shield = MemoryShield(threats=["ignore previous instructions"])
+        self.governance = MemoryGovernance(models=["gpt-4o", "gpt-4o-mini"])
+        self.costops = MemoryCostOps(limit=100.0)
+        services = (self.shield.service, self.governance.service, self.costops.service)
+        self._servers = [FakeServer(service) for service in services]
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+
+    def start(self) -> dict[str, str]:
+        """Start the servers; the settings that point a replica at them."""
+        self._thread.start()
+        for server in self._servers:
+            asyncio.run_coroutine_threadsafe(server.start(), self._loop).result(10)
+        shield, governance, costops = (server.url for server in self._servers)
+        return {
+            "LLM_POLICY_SHIELD_URL": shield,
+            "LLM_POLICY_GOVERNANCE_URL": governance,
+            "LLM_POLICY_COSTOPS_URL": costops,
+            # Open quickly and probe soon, so the short load sees the breaker move.
+            "LLM_POLICY_INTEGRATION_BREAKER_FAILURES": "3",
+            "LLM_POLICY_INTEGRATION_BREAKER_COOLDOWN_SECONDS": "1",
+        }
+
+    def stop(self) -> None:
+        if self._thread.is_alive():
+            for server in self._servers:
+                asyncio.run_coroutine_threadsafe(server.stop(), self._loop).result(10)
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(10)
+        self._loop.close()
+
+
+def load(
+    bases: list[str], auth: dict[str, str], fakes: FakeIntegrations, seconds: float = 8.0
+) -> None:
     """A short bounded load: denies, allows, a few bad tokens, enough to hit the rate limit."""
     with httpx.Client(timeout=5) as client:
         created = client.post(
@@ -98,12 +153,15 @@ def load(bases: list[str], auth: dict[str, str], seconds: float = 8.0) -> None:
             headers={**auth, "Content-Type": "application/yaml"},
         )
         assert created.status_code == 201, created.text
-        created = client.post(
-            f"{bases[0]}/api/v1/policies",
-            content=FAILING_POLICY,
-            headers={**auth, "Content-Type": "application/yaml"},
-        )
-        assert created.status_code == 201, created.text
+        for document in (FAILING_POLICY, SHIELDED_POLICY):
+            created = client.post(
+                f"{bases[0]}/api/v1/policies",
+                content=document,
+                headers={**auth, "Content-Type": "application/yaml"},
+            )
+            assert created.status_code == 201, created.text
+        # Shield fails for the first second: its breaker opens, then closes again.
+        fakes.shield.service.fault = "error"
         end = time.monotonic() + seconds
         n = 0
         while time.monotonic() < end and n < 4000:
@@ -115,6 +173,12 @@ def load(bases: list[str], auth: dict[str, str], seconds: float = 8.0) -> None:
                 body = {
                     "context": {**body["context"], "llm": {"max_tokens": n}, "user": {"quota": 0}}
                 }
+            elif n % 5 == 2:  # the integration facts, a new prompt each time
+                prompt = f"ignore previous instructions {n}" if n % 3 else f"hello {n}"
+                llm = {"model": model, "prompt": prompt}
+                body = {"policies": ["prompt-shield"], "context": {**body["context"], "llm": llm}}
+            if fakes.shield.service.fault and time.monotonic() > end - seconds + 1:
+                fakes.shield.service.fault = None
             client.post(f"{base}/api/v1/evaluate", json=body, headers=headers)
             n += 1
             time.sleep(0.005)
@@ -153,7 +217,9 @@ def test_rules_and_dashboard_on_a_live_prometheus(tmp_path: Path) -> None:
         f"  - job_name: llm-policy\n    static_configs: [{{targets: [{targets}]}}]\n"
     )
     procs: list[subprocess.Popen[bytes]] = []
+    fakes = FakeIntegrations()
     try:
+        base_env.update(fakes.start())
         for n, port in enumerate(ports):
             env = {
                 **base_env,
@@ -184,7 +250,8 @@ def test_rules_and_dashboard_on_a_live_prometheus(tmp_path: Path) -> None:
             env=base_env, capture_output=True, text=True, check=True, timeout=60,
         )  # fmt: skip
         auth = {"Authorization": f"Bearer {minted.stdout.strip()}"}
-        load([f"http://127.0.0.1:{p}" for p in ports], auth)
+        load([f"http://127.0.0.1:{p}" for p in ports], auth, fakes)
+        assert fakes.shield.service.calls, "no evaluation called Shield"
         rules = recordings()
         families = exported(httpx.get(f"http://127.0.0.1:{ports[0]}/metrics", timeout=10).text)
         missing = {
@@ -219,10 +286,12 @@ def test_rules_and_dashboard_on_a_live_prometheus(tmp_path: Path) -> None:
         ready = query(prometheus, "llm_policy:ready_replicas:sum")
         assert [s["value"][1] for s in ready] == ["2"]
         errors = query(prometheus, "llm_policy_evaluation_errors_total")
-        assert {s["metric"]["policy"] for s in errors} == {"quota-share"}
+        # quota-share divides by zero; prompt-shield errs while Shield fails or its breaker is open.
+        assert {s["metric"]["policy"] for s in errors} == {"quota-share", "prompt-shield"}
         spool = query(prometheus, "llm_policy_decision_log_spool_oldest_age_seconds")
         assert sorted(s["value"][1] for s in spool) == ["0", "0"]  # the database takes them
     finally:
         for proc in reversed(procs):
             stop(proc)
+        fakes.stop()
         asyncio.run(cleanup(database_url, redis_url, schema))
