@@ -22,7 +22,9 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
-from typing import Any, Literal, NoReturn, Protocol
+from typing import TYPE_CHECKING, Any, Literal, NoReturn, Protocol
+
+import msgspec
 
 import msgspec
 
@@ -41,12 +43,17 @@ from policy_core.model import (
     Policy,
     PolicyStatus,
     Reservation,
+    RedactObligation,
     RuleTrace,
 )
+
+if TYPE_CHECKING:
+    from policy_core.streams import ResponseStream
 
 __all__ = [
     "DEFAULT_DENY_REASON",
     "DEFAULT_RESERVATION_TTL",
+    "RESPONSE_TEXT",
     "USAGE_FACTS",
     "FactSource",
     "IntegrationSource",
@@ -61,6 +68,8 @@ USAGE_FACTS = frozenset({"rate_limit.count", "budget.spent"})
 DEFAULT_DENY_REASON = "no rule matched; the engine's default decision is deny"
 #: Seconds an unsettled reservation holds its amount (spec 7.3: 10 minutes).
 DEFAULT_RESERVATION_TTL = 600.0
+#: The modification path of the text a response decision passes on (spec 7.1).
+RESPONSE_TEXT = "response.text"
 
 _BY_STRENGTH = {v: k for k, v in DECISION_STRENGTH.items()}
 _perf = time.perf_counter
@@ -173,6 +182,12 @@ class Selection:
         "_default_reason",
         "_drafts",
         "_fact_calls",
+        "_r_active",
+        "_r_combined",
+        "_r_drafts",
+        "_r_fact_calls",
+        "_r_view",
+        "_stream_plan",
         "_uses_now",
         "audit_modes",
         "audits_unmatched",
@@ -191,6 +206,12 @@ class Selection:
     _default_reason: str | None
     _drafts: tuple[CompiledPolicy, ...]
     _fact_calls: tuple[Any, ...]
+    _r_active: tuple[CompiledPolicy, ...]
+    _r_combined: tuple[CompiledPolicy, ...]
+    _r_drafts: tuple[CompiledPolicy, ...]
+    _r_fact_calls: tuple[Any, ...]
+    _r_view: _ResponseView
+    _stream_plan: Any
     _uses_now: bool
     audit_modes: Mapping[str, str]
     audits_unmatched: bool
@@ -211,15 +232,24 @@ class Selection:
         default_decision: str,
         uses_now: bool,
     ) -> None:
-        fact_calls = tuple(c for p in combined for c in p.fact_calls)
+        # Spec 7.1: each phase runs only the policies with rules of it (precomputed here,
+        # so the request path reads the same attributes as before the response phase).
+        requesting = tuple(p for p in combined if p.in_phase)
+        responding = tuple(p.response for p in combined if p.response is not None)
+        fact_calls = tuple(c for p in requesting for c in p.fact_calls)
         ids = sorted(f"{p.policy_id}\0{p.policy.digest}\0{p.policy.status.value}" for p in combined)
         digest = hashlib.sha256("\n".join([default_decision, *ids]).encode()).hexdigest()
         modes = {p.policy_id: p.policy.config.audit for p in combined}
         for name, value in (
-            ("_combined", combined),
-            ("_active", tuple(p for p in combined if p.policy.status is PolicyStatus.ACTIVE)),
-            ("_drafts", tuple(p for p in combined if p.policy.status is PolicyStatus.DRAFT)),
+            ("_combined", requesting),
+            ("_active", tuple(p for p in requesting if p.policy.status is PolicyStatus.ACTIVE)),
+            ("_drafts", tuple(p for p in requesting if p.policy.status is PolicyStatus.DRAFT)),
             ("_fact_calls", fact_calls),
+            ("_r_combined", responding),
+            ("_r_active", tuple(p for p in responding if p.policy.status is PolicyStatus.ACTIVE)),
+            ("_r_drafts", tuple(p for p in responding if p.policy.status is PolicyStatus.DRAFT)),
+            ("_r_fact_calls", tuple(c for p in responding for c in p.fact_calls)),
+            ("_stream_plan", None),
             ("_default", default_decision),
             ("_default_reason", DEFAULT_DENY_REASON if default_decision == "deny" else None),
             ("_uses_now", uses_now),
@@ -234,6 +264,7 @@ class Selection:
             ("audits_unmatched", not modes or any(m != "none" for m in modes.values())),
         ):
             _set(self, name, value)
+        _set(self, "_r_view", _ResponseView(self.policy_set))
 
     def __setattr__(self, name: str, value: Any) -> NoReturn:
         raise AttributeError(f"a Selection is immutable; cannot set {name!r}")
@@ -250,14 +281,23 @@ class Selection:
     # --- facts --------------------------------------------------------------
 
     def fact_requests(
-        self, context: Mapping[str, Any], *, now: float | None = None
+        self,
+        context: Mapping[str, Any],
+        *,
+        now: float | None = None,
+        response: Mapping[str, Any] | None = None,
     ) -> list[FactRequest]:
-        """The stateful/integration facts the selected policies need for this context, de-duplicated."""
-        if not self._fact_calls:
+        """The stateful/integration facts the selected policies need for this context, de-duplicated.
+
+        With `response`, those of the response phase (spec 7.1), for that response.
+        """
+        calls = self._fact_calls if response is None else self._r_fact_calls
+        if not calls:
             return []
-        env = Env(context, time.time() if now is None else now, None)
+        ctx = context if response is None else _with_response(context, response)
+        env = Env(ctx, time.time() if now is None else now, None)
         seen: dict[FactRequest, None] = {}
-        for call in self._fact_calls:
+        for call in calls:
             try:
                 seen[fact_key(call.name, tuple(arg(env) for arg in call.args))] = None
             except (EvalError, TypeError):
@@ -274,6 +314,7 @@ class Selection:
         now: float | None = None,
         reserve: Reservation | None = None,
         wanted: Sequence[FactRequest] | None = None,
+        response: Mapping[str, Any] | None = None,
     ) -> dict[FactRequest, Any]:
         """Fetch the facts this context needs: counters from `usage`, the rest from `integrations`.
 
@@ -288,7 +329,7 @@ class Selection:
         `fact_requests(context, now=now)` when the caller has it already.
         """
         if wanted is None:
-            wanted = self.fact_requests(context, now=now)
+            wanted = self.fact_requests(context, now=now, response=response)
         facts: dict[FactRequest, Any] = {}
         if not wanted:
             return facts
@@ -376,13 +417,20 @@ class Selection:
                 else:
                     _run_policy(policy, env, outcome)
             return _decide(outcome, env, self, None, start)
-        return self._evaluate_with_shadow(env, trace, start)
+        return self._evaluate_with_shadow(env, trace, start, self._combined, self)
 
-    def _evaluate_with_shadow(self, env: Env, trace: bool, start: float) -> Decision:
+    def _evaluate_with_shadow(
+        self,
+        env: Env,
+        trace: bool,
+        start: float,
+        combined: tuple[CompiledPolicy, ...],
+        view: Selection | _ResponseView,
+    ) -> Decision:
         # Each policy runs once; the enforced decision combines the active ones,
         # the shadow decision combines all of them as if the drafts were active.
         per_policy: list[tuple[CompiledPolicy, _Outcome]] = []
-        for policy in self._combined:
+        for policy in combined:
             outcome = _Outcome(trace)
             _run_policy(policy, env, outcome)
             per_policy.append((policy, outcome))
@@ -393,8 +441,112 @@ class Selection:
                 enforced.extend(outcome)
             elif enforced.traces is not None and outcome.traces is not None:
                 enforced.traces += outcome.traces
-        shadow_decision = _decide(shadow, env, self, None, start)
-        return _decide(enforced, env, self, shadow_decision, start)
+        shadow_decision = _decide(shadow, env, view, None, start)
+        return _decide(enforced, env, view, shadow_decision, start)
+
+    # --- the response phase (spec 7.1, 7.2) -----------------------------------------
+
+    @property
+    def responds(self) -> bool:
+        """Whether any selected policy has response-phase rules (else every response is allowed)."""
+        return bool(self._r_combined)
+
+    @property
+    def response_uses_facts(self) -> bool:
+        return bool(self._r_fact_calls)
+
+    def evaluate_response(
+        self,
+        context: Mapping[str, Any],
+        response: Mapping[str, Any],
+        *,
+        trace: bool = False,
+        now: float | None = None,
+        facts: Mapping[FactRequest, Any] | None = None,
+    ) -> Decision:
+        """Judge a model's `response` to the request `context` with the response-phase rules.
+
+        The rules see the context plus a `response` section (spec 7.1). A policy
+        without response rules abstains; when none matches the decision is allow
+        (docs/language-decisions.md, "Response phase"). A `redact` obligation
+        naming `response.text` puts the redacted text in
+        `modifications["response.text"]` (unless a modify set that path).
+        """
+        start = _perf()
+        if now is None and self._uses_now:
+            now = time.time()
+        env = Env(_with_response(context, response), now, facts)
+        if self._r_drafts:
+            decision = self._evaluate_with_shadow(env, trace, start, self._r_combined, self._r_view)
+        else:
+            outcome = _Outcome(trace)
+            for policy in self._r_active:
+                _run_policy(policy, env, outcome)
+            decision = _decide(outcome, env, self._r_view, None, start)
+        return _redact_response(decision, response)
+
+    def response_stream(
+        self,
+        context: Mapping[str, Any],
+        *,
+        now: float | None = None,
+        facts: Mapping[FactRequest, Any] | None = None,
+        model: str | None = None,
+    ) -> ResponseStream:
+        """A stream judge for the response to `context` (spec 7.2); see policy_core.streams."""
+        from policy_core.streams import ResponseStream, plan_stream  # deferred: regex analysis
+
+        plan = self._stream_plan
+        if plan is None:
+            plan = plan_stream(self._r_active)
+            _set(self, "_stream_plan", plan)
+        return ResponseStream(self, plan, context, now=now, facts=facts, model=model)
+
+
+class _ResponseView:
+    """What `_decide` reads of a Selection, for the response phase: unmatched means allow."""
+
+    __slots__ = ("_default", "_default_reason", "policy_set")
+
+    def __init__(self, policy_set: str) -> None:
+        self._default = "allow"
+        self._default_reason: str | None = None
+        self.policy_set = policy_set
+
+
+def _with_response(context: Mapping[str, Any], response: Mapping[str, Any]) -> dict[str, Any]:
+    ctx = dict(context)
+    ctx["response"] = response
+    return ctx
+
+
+def _redact_response(decision: Decision, response: Mapping[str, Any]) -> Decision:
+    """Spec 7.1: a redact obligation on response.text gives the caller the text to pass on."""
+    if decision.decision == "deny" or not decision.obligations:
+        return decision
+    redacts = [
+        o
+        for o in decision.obligations
+        if type(o) is RedactObligation and RESPONSE_TEXT in o.fields
+    ]
+    if not redacts or RESPONSE_TEXT in decision.modifications:
+        return decision
+    text = response.get("text")
+    if type(text) is not str:
+        return decision
+    return msgspec.structs.replace(
+        decision,
+        modifications={**decision.modifications, RESPONSE_TEXT: redact_response_text(text, redacts)},
+    )
+
+
+def redact_response_text(text: str, redacts: Sequence[RedactObligation]) -> str:
+    """`text` with each redact obligation's pattern applied in turn."""
+    from policy_core.primitives.redact import redact_context  # deferred: PII tables
+
+    for obligation in redacts:
+        text = redact_context({"t": text}, ["t"], obligation.pattern)["t"]
+    return text
 
 
 class _Outcome:
@@ -550,6 +702,62 @@ class PolicyEngine:
             now=now,
             reservation_ttl=reservation_ttl,
         )
+
+    def evaluate_response(
+        self,
+        context: Mapping[str, Any],
+        response: Mapping[str, Any],
+        *,
+        policies: Sequence[str] | None = None,
+        namespace: str | None = None,
+        trace: bool = False,
+        now: float | None = None,
+        facts: Mapping[FactRequest, Any] | None = None,
+    ) -> Decision:
+        """Judge the model's `response` to the request `context` (spec 7.1)."""
+        return self.select(policies, namespace).evaluate_response(
+            context, response, trace=trace, now=now, facts=facts
+        )
+
+    async def evaluate_response_async(
+        self,
+        context: Mapping[str, Any],
+        response: Mapping[str, Any],
+        *,
+        usage: FactSource | None = None,
+        integrations: IntegrationSource | None = None,
+        record: bool = True,
+        policies: Sequence[str] | None = None,
+        namespace: str | None = None,
+        trace: bool = False,
+        now: float | None = None,
+    ) -> Decision:
+        """Gather the response phase's facts, then `evaluate_response`."""
+        selection = self.select(policies, namespace)
+        now = time.time() if now is None else now
+        facts = None
+        if selection.response_uses_facts:
+            facts = await selection.gather_facts(
+                context,
+                usage=usage,
+                integrations=integrations,
+                record=record,
+                now=now,
+                response=response,
+            )
+        return selection.evaluate_response(context, response, trace=trace, now=now, facts=facts)
+
+    def response_stream(
+        self,
+        context: Mapping[str, Any],
+        *,
+        policies: Sequence[str] | None = None,
+        namespace: str | None = None,
+        now: float | None = None,
+        facts: Mapping[FactRequest, Any] | None = None,
+    ) -> ResponseStream:
+        """A stream judge for the response to `context` (spec 7.2): feed(delta), close(usage)."""
+        return self.select(policies, namespace).response_stream(context, now=now, facts=facts)
 
     def evaluate(
         self,
@@ -756,7 +964,7 @@ def _render(rule: CompiledRule, env: Env) -> str | None:
 def _decide(
     out: _Outcome,
     env: Env,
-    selection: Selection,
+    selection: Selection | _ResponseView,
     shadow: Decision | None,
     start: float,
 ) -> Decision:
@@ -823,7 +1031,7 @@ def _decide_one(
     m: CompiledRule,
     out: _Outcome,
     env: Env,
-    selection: Selection,
+    selection: Selection | _ResponseView,
     shadow: Decision | None,
     start: float,
 ) -> Decision:

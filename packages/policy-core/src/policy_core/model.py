@@ -90,6 +90,7 @@ class FactFailure:
 DECISION_STRENGTH: dict[str, int] = {"allow": 0, "warn": 1, "modify": 2, "deny": 3}
 
 AuditMode: TypeAlias = Literal["all", "decisions_other_than_allow", "none"]
+Phase: TypeAlias = Literal["request", "response"]
 
 
 class _Frozen(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -168,6 +169,8 @@ class Rule(_Frozen, frozen=True, kw_only=True):
     condition_ir: Expr | None = None
     action: Action
     obligations: tuple[Obligation, ...] = ()
+    # Spec 7.1: which evaluation runs the rule (the request, or the model's response).
+    phase: Phase = "request"
 
 
 class PolicyException(_Frozen, frozen=True, kw_only=True):
@@ -178,6 +181,7 @@ class PolicyException(_Frozen, frozen=True, kw_only=True):
     condition: str | dict[str, Any] | None = None
     condition_ir: Expr | None = None
     reason: str | None = None
+    phase: Phase = "request"
 
 
 class PolicyMetadata(_Frozen, frozen=True, kw_only=True):
@@ -196,6 +200,8 @@ class PolicyConfig(_Frozen, frozen=True, kw_only=True):
     fail_open: bool = False
     cache_ttl_seconds: int = 300
     audit: AuditMode = "all"
+    # Spec 7.2: characters a stream judge may hold back when a pattern has no bounded length.
+    stream_window: int | None = None
 
 
 class Policy(_Frozen, frozen=True, kw_only=True):

@@ -26,7 +26,13 @@ from policy_core.compiler import methods, values as ops
 from policy_core.compiler.compiled import CompiledRule, RulesFunction
 from policy_core.compiler.context import CompileContext, FactCall
 from policy_core.compiler.expr import compile_expr
-from policy_core.compiler.facts import DERIVED_FACTS, compare_cost, derived_fact
+from policy_core.compiler.facts import (
+    DERIVED_FACTS,
+    RESPONSE_FACTS,
+    compare_cost,
+    derived_fact,
+    response_fact,
+)
 from policy_core.compiler.runtime import Env, EvalError, as_bool, json_eq, type_name
 from policy_core.ir import (
     Binary,
@@ -143,6 +149,11 @@ class _Gen:
                 name = str(node.segments[0])
                 self.cc.derived.add(name)
                 code = self.once("derived", name, f"_derived(env, {self.const(name)})")
+                rest = node.segments[1:]
+                return (f"_walk({code}, {self.const(rest)})" if rest else code), False
+            if node.root == "response" and node.segments and node.segments[0] in RESPONSE_FACTS:
+                name = str(node.segments[0])
+                code = self.once("response", name, f"_response(env, {self.const(name)})")
                 rest = node.segments[1:]
                 return (f"_walk({code}, {self.const(rest)})" if rest else code), False
             return self.path(node.root, node.segments), False
@@ -339,6 +350,7 @@ def _helpers(cc: CompileContext) -> dict[str, Any]:
         "_now": methods.now,
         "_fact": methods.fetch_fact,
         "_derived": derived_fact,
+        "_response": response_fact,
         "_cost_cmp": compare_cost,
         "_rx": _rx_factory(cc),
         "_fail": _fail,

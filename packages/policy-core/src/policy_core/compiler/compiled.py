@@ -95,9 +95,11 @@ class CompiledPolicy:
         "exceptions",
         "fact_calls",
         "fail_open",
+        "in_phase",
         "plain",
         "policy",
         "policy_id",
+        "response",
         "rules",
         "run",
         "scope",
@@ -127,6 +129,10 @@ class CompiledPolicy:
         self.plain = scope is None and not exceptions
         # The rules as one generated function (codegen.py); None: use the closures.
         self.run: RulesFunction | None = None
+        # Spec 7.1: whether the policy takes part in this part's phase (it has rules of it).
+        self.in_phase = True
+        # The policy's response-phase part (its response rules and exceptions), if any.
+        self.response: CompiledPolicy | None = None
 
 
 class CompiledSet:

@@ -17,7 +17,7 @@ from typing import Any
 
 from policy_core.compiler import values as ops
 from policy_core.compiler.context import CompileContext, FactCall, Fn
-from policy_core.compiler.facts import DERIVED_FACTS, derived_fact
+from policy_core.compiler.facts import DERIVED_FACTS, RESPONSE_FACTS, derived_fact, response_fact
 from policy_core.compiler.methods import compile_call, compile_fact_call, compile_method
 from policy_core.compiler.runtime import Env, EvalError, as_bool, json_eq, type_name
 from policy_core.ir import (
@@ -115,6 +115,12 @@ def _path(node: Path, cc: CompileContext) -> Fn:
         if not rest:
             return lambda env: derived_fact(env, name)
         return lambda env: _walk(derived_fact(env, name), rest)
+    if root == "response" and segs and segs[0] in RESPONSE_FACTS:
+        fact = str(segs[0])
+        tail = segs[1:]
+        if not tail:
+            return lambda env: response_fact(env, fact)
+        return lambda env: _walk(response_fact(env, fact), tail)
     if not segs:
         return lambda env: env.ctx.get(root)
     if all(type(s) is str for s in segs):

@@ -17,7 +17,14 @@ from typing import Any
 from policy_core.compiler.runtime import Env
 from policy_core.compiler.values import COMPARE
 
-__all__ = ["DERIVED_FACTS", "compare_cost", "derived_fact", "primitives"]
+__all__ = [
+    "DERIVED_FACTS",
+    "RESPONSE_FACTS",
+    "compare_cost",
+    "derived_fact",
+    "primitives",
+    "response_fact",
+]
 
 
 def _llm(env: Env) -> Mapping[str, Any]:
@@ -113,6 +120,79 @@ DERIVED_FACTS: dict[str, Callable[[Env], Any]] = {
     "pii_types": _pii_types,
     "contains_pii": _contains_pii,
 }
+
+
+# --- the response section's derived facts (spec 7.1) --------------------------------
+
+
+def _response(env: Env) -> Mapping[str, Any]:
+    response = env.ctx.get("response")
+    return response if type(response) is dict or isinstance(response, Mapping) else {}
+
+
+def _response_text(env: Env) -> str | None:
+    text = _response(env).get("text")
+    return text if type(text) is str else None
+
+
+def _response_cost(env: Env) -> float | None:
+    """USD of `response.usage` at the model's prices; null without usage or for an unknown model."""
+    response = _response(env)
+    usage = response.get("usage")
+    if not isinstance(usage, Mapping):
+        return None
+    model = response.get("model")
+    llm = _llm(env)
+    if type(model) is not str:
+        model = llm.get("model")
+    if type(model) is not str:
+        return None
+    provider = llm.get("provider")
+    prompt = usage.get("prompt_tokens")
+    completion = usage.get("completion_tokens")
+    cost: float | None = _p.estimate_cost(
+        model,
+        prompt if type(prompt) is int else 0,
+        completion if type(completion) is int else 0,
+        provider if type(provider) is str else None,
+    )
+    return cost
+
+
+def _response_pii_types(env: Env) -> list[str]:
+    return _p.pii_types(_response_text(env))  # type: ignore[no-any-return]
+
+
+def _response_contains_pii(env: Env) -> bool:
+    return bool(response_fact(env, "pii_types"))
+
+
+def _tool_names(env: Env) -> list[Any]:
+    calls = _response(env).get("tool_calls")
+    if not isinstance(calls, list):
+        return []
+    return [c.get("name") for c in calls if isinstance(c, Mapping)]
+
+
+RESPONSE_FACTS: dict[str, Callable[[Env], Any]] = {
+    "cost": _response_cost,
+    "pii_types": _response_pii_types,
+    "contains_pii": _response_contains_pii,
+    "tool_names": _tool_names,
+}
+
+
+def response_fact(env: Env, name: str) -> Any:
+    """`response.<name>`: the caller's value when present, else computed once per evaluation."""
+    response = env.ctx.get("response")
+    if (type(response) is dict or isinstance(response, Mapping)) and name in response:
+        return response[name]
+    key = ("response", name)
+    memo = env.memo
+    if key in memo:
+        return memo[key]
+    value = memo[key] = RESPONSE_FACTS[name](env)
+    return value
 
 
 def derived_fact(env: Env, name: str) -> Any:

@@ -42,42 +42,57 @@ def order_policies(build: _Build) -> None:
 
 
 def compile_conditions(build: _Build) -> None:
-    """Scopes, exceptions and enabled rules (priority descending, then document order) to closures."""
+    """Scopes, exceptions and enabled rules (priority descending, then document order) to closures.
+
+    Spec 7.1: each policy compiles once per phase it has rules of. The request
+    part holds the request-phase rules and exceptions (a policy without any
+    rule is a request-phase policy, as before v1.1); `response` the
+    response-phase ones, or None when the policy abstains in that phase.
+    """
     cc = build.cc
     for policy in build.policies:
-        pid = policy.metadata.id
         rules = sorted(
             (r for r in policy.rules if r.enabled), key=lambda r: -r.priority
         )  # stable sort keeps document order within a priority
-        default = policy.config.default_decision
-        first_fact = len(cc.fact_calls)
-        build.compiled.append(
-            CompiledPolicy(
-                policy=policy,
-                scope=compile_condition(policy.scope_ir, cc) if policy.scope_ir else None,
-                exceptions=tuple(
-                    CompiledException(
-                        exception_id=e.id,
-                        qualified=f"{pid}/{e.id}",
-                        condition=compile_condition(e.condition_ir, cc) if e.condition_ir else None,
-                        ir=e.condition_ir,
-                    )
-                    for e in policy.exceptions
-                    if e.enabled
-                ),
-                rules=tuple(_rule(pid, r, cc) for r in rules),
-                default_match=None
-                if default == "none"
-                else _synthetic(pid, "default", default, f"default decision of policy {pid}"),
+        request = _part(policy, [r for r in rules if r.phase == "request"], "request", cc)
+        request.in_phase = bool(request.rules) or not policy.rules
+        responding = [r for r in rules if r.phase == "response"]
+        if responding:
+            request.response = _part(policy, responding, "response", cc)
+        build.compiled.append(request)
+
+
+def _part(policy: Policy, rules: list[Rule], phase: str, cc: CompileContext) -> CompiledPolicy:
+    pid = policy.metadata.id
+    default = policy.config.default_decision
+    first_fact = len(cc.fact_calls)
+    part = CompiledPolicy(
+        policy=policy,
+        scope=compile_condition(policy.scope_ir, cc) if policy.scope_ir else None,
+        exceptions=tuple(
+            CompiledException(
+                exception_id=e.id,
+                qualified=f"{pid}/{e.id}",
+                condition=compile_condition(e.condition_ir, cc) if e.condition_ir else None,
+                ir=e.condition_ir,
             )
-        )
-        build.compiled[-1].fact_calls = tuple(cc.fact_calls[first_fact:])
+            for e in policy.exceptions
+            if e.enabled and e.phase == phase
+        ),
+        rules=tuple(_rule(pid, r, cc) for r in rules),
+        default_match=None
+        if default == "none"
+        else _synthetic(pid, "default", default, f"default decision of policy {pid}"),
+    )
+    part.fact_calls = tuple(cc.fact_calls[first_fact:])
+    return part
 
 
 def generate_code(build: _Build) -> None:
     """Each policy's rules as one generated function for the hot path."""
     cc = build.cc
-    for policy in build.compiled:
+    parts = [p for c in build.compiled for p in (c, c.response) if p is not None]
+    for policy in parts:
         first_fact = len(cc.fact_calls)
         policy.run = generate_rules_function(policy.rules, cc)
         for rule in policy.rules:

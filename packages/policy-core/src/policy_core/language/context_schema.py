@@ -37,7 +37,7 @@ from policy_core.regex import search
 from policy_core.syntax.lexer import ExprSyntaxError
 from policy_core.syntax.templates import parse_template
 
-__all__ = ["ContextSchema", "ContextSchemaError", "schema_warnings"]
+__all__ = ["ContextSchema", "ContextSchemaError", "expr_paths", "schema_warnings", "template_paths"]
 
 _DERIVED = frozenset({"estimated_tokens", "estimated_cost", "pii_types", "contains_pii"})
 _SCALARS = frozenset({"string", "number", "integer", "boolean", "null"})
@@ -234,6 +234,9 @@ def _template_paths(text: str | None) -> Iterator[Path]:
             yield from _paths(part)
 
 
+expr_paths = _paths
+template_paths = _template_paths
+
 _Read = tuple[str, Rule | None, Path | tuple[PathSegment, ...]]
 
 
@@ -270,6 +273,9 @@ def schema_warnings(
         seen.add(segments)
         if segments[0] == "llm" and len(segments) > 1 and segments[1] in _DERIVED:
             continue
+        if segments[0] == "response":
+            continue  # the response section is the spec's (7.1), checked at load
+
         if not schema.defines(segments):
             line, col = (
                 rule_id_position(doc, rule.id) if rule is not None else policy_id_position(doc)

@@ -11,6 +11,7 @@ import msgspec
 from policy_core.errors import Issue
 from policy_core.ir import Expr
 from policy_core.language.conditions import ConditionError, parse_condition, parse_path_text
+from policy_core.language.phases import check_phase
 from policy_core.language.source import SourceText, position, to_plain
 from policy_core.model import (
     Action,
@@ -36,10 +37,10 @@ ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}\Z")
 RESERVED_IDS = frozenset({"default", "scope"})
 _TOP = {"version", "status", "metadata", "config", "scope", "rules", "exceptions"}
 _METADATA = {"id", "name", "namespace", "version", "description", "tags", "priority", "owner"}
-_CONFIG = {"default_decision", "fail_open", "cache_ttl_seconds", "audit"}
-_RULE = {"id", "name", "description", "priority", "enabled", "condition", "action", "obligations"}
+_CONFIG = {"default_decision", "fail_open", "cache_ttl_seconds", "audit", "stream_window"}
+_RULE = {"id", "name", "description", "priority", "enabled", "condition", "action", "obligations", "phase"}
 _ACTION = {"decision", "reason", "modifications", "metadata"}
-_EXCEPTION = {"id", "name", "description", "enabled", "condition", "reason"}
+_EXCEPTION = {"id", "name", "description", "enabled", "condition", "reason", "phase"}
 _VERSIONS = {"1", "1.0"}
 
 
@@ -254,7 +255,14 @@ def _config(c: _Checker, doc: Any, at: tuple[int, int]) -> PolicyConfig:
         )
         ttl = None
     fail_open = c.typed(node, "fail_open", bool, "config", "true or false")
+    window = c.typed(node, "stream_window", int, "config", "a whole number of characters")
+    if window is not None and window < 1:
+        c.error(
+            c.value_at(node, "stream_window", at), "config.stream_window must be >= 1", "config"
+        )
+        window = None
     return PolicyConfig(
+        stream_window=window,
         default_decision=c.choice(node, "default_decision", ("none", "allow", "deny"), "config")
         or "none",  # type: ignore[arg-type]
         fail_open=bool(fail_open),
@@ -310,8 +318,10 @@ def _rules(c: _Checker, doc: Any, at: tuple[int, int], seen: dict[str, int]) -> 
         obligations = _obligations(c, node, path, nat)
         priority = c.typed(node, "priority", int, path, "an integer")
         enabled = c.typed(node, "enabled", bool, path, "true or false")
+        phase = c.choice(node, "phase", ("request", "response"), path) or "request"
         if rid is None or action is None:
             continue
+        check_phase(c, node, path, phase, cond_ir, action, obligations)
         rules.append(
             Rule(
                 id=rid,
@@ -323,6 +333,7 @@ def _rules(c: _Checker, doc: Any, at: tuple[int, int], seen: dict[str, int]) -> 
                 condition_ir=cond_ir,
                 action=action,
                 obligations=tuple(obligations),
+                phase=phase,  # type: ignore[arg-type]
             )
         )
     return rules
@@ -455,8 +466,10 @@ def _exceptions(
         cond_src, cond_ir = c.condition(node, "condition", path)
         reason = c.typed(node, "reason", str, path, "a string")
         enabled = c.typed(node, "enabled", bool, path, "true or false")
+        phase = c.choice(node, "phase", ("request", "response"), path) or "request"
         if eid is None:
             continue
+        check_phase(c, node, path, phase, cond_ir, None, ())
         out.append(
             PolicyException(
                 id=eid,
@@ -466,6 +479,7 @@ def _exceptions(
                 condition=cond_src,
                 condition_ir=cond_ir,
                 reason=reason,
+                phase=phase,  # type: ignore[arg-type]
             )
         )
     return out
