@@ -37,7 +37,10 @@ from policy_core.testing.cases import (
 )
 from policy_http.testing import bearer, make_token
 
-CASES = load_case_files(Path(__file__).parent / "cases")
+ALL_CASES = load_case_files(Path(__file__).parent / "cases")
+# Response-phase cases (spec 7.1) run through the library only until this API judges
+# responses (issue 14): the request endpoint would judge the request instead.
+CASES = [c for c in ALL_CASES if c.response is None]
 
 
 class CaseClock:

@@ -32,6 +32,17 @@ def _evaluate(case: LanguageCase) -> Mapping[str, Any]:
     before = copy.deepcopy(case.context)
 
     def once(trace: bool = opts.trace) -> dict[str, Any]:
+        if case.response is not None:
+            judged = engine.evaluate_response(
+                case.context,
+                case.response,
+                policies=list(opts.policies) if opts.policies is not None else None,
+                namespace=opts.namespace,
+                trace=trace,
+                now=opts.now,
+                facts=opts.fact_map(),
+            )
+            return msgspec.to_builtins(judged)  # type: ignore[no-any-return]
         if opts.integrations is not None:
             # Integration facts from the memory fakes: gathered, then evaluated.
             facts = CaseFacts(opts)
@@ -59,6 +70,8 @@ def _evaluate(case: LanguageCase) -> Mapping[str, Any]:
         return out
 
     result = once()
+    if case.response is not None:
+        _check_stream(engine, case, result)
     # Spec 5.3: the engine never mutates the caller's context (derived facts
     # included); and one engine gives the same decision twice (no state
     # leaks between evaluations, e.g. through lazily computed facts).
@@ -75,6 +88,35 @@ def _evaluate(case: LanguageCase) -> Mapping[str, Any]:
     }:
         raise AssertionError(f"trace={not opts.trace} changes the decision: {flipped!r}")
     return result
+
+
+_STREAMED = frozenset({"text", "usage", "finish_reason", "tool_calls", "model"})
+
+
+def _check_stream(engine: Any, case: LanguageCase, result: dict[str, Any]) -> None:
+    """Spec 7.2: the stream judge fed the text in 4-character deltas decides the same."""
+    opts = case.options
+    response = case.response or {}
+    text = response.get("text")
+    if not isinstance(text, str) or set(response) - _STREAMED:
+        return  # a stream carries only these fields
+    judge = engine.response_stream(
+        case.context,
+        policies=list(opts.policies) if opts.policies is not None else None,
+        namespace=opts.namespace,
+        now=opts.now,
+        facts=opts.fact_map(),
+    )
+    released = "".join(judge.feed(text[i : i + 4]).text for i in range(0, len(text), 4))
+    rest = {k: v for k, v in response.items() if k in ("usage", "finish_reason", "tool_calls")}
+    final = judge.close(**rest, model=response.get("model"))
+    streamed = _untimed(msgspec.to_builtins(final.decision))
+    if streamed != _untimed(result):
+        raise AssertionError(f"the stream judge decides {streamed!r}, not {result!r}")
+    if result["decision"] != "deny":
+        passed = result["modifications"].get("response.text", text)
+        if released + final.text != passed:
+            raise AssertionError(f"the stream released {released + final.text!r}, not {passed!r}")
 
 
 def _untimed(decision: dict[str, Any]) -> dict[str, Any]:

@@ -525,9 +525,7 @@ def _redact_response(decision: Decision, response: Mapping[str, Any]) -> Decisio
     if decision.decision == "deny" or not decision.obligations:
         return decision
     redacts = [
-        o
-        for o in decision.obligations
-        if type(o) is RedactObligation and RESPONSE_TEXT in o.fields
+        o for o in decision.obligations if type(o) is RedactObligation and RESPONSE_TEXT in o.fields
     ]
     if not redacts or RESPONSE_TEXT in decision.modifications:
         return decision
@@ -536,7 +534,10 @@ def _redact_response(decision: Decision, response: Mapping[str, Any]) -> Decisio
         return decision
     return msgspec.structs.replace(
         decision,
-        modifications={**decision.modifications, RESPONSE_TEXT: redact_response_text(text, redacts)},
+        modifications={
+            **decision.modifications,
+            RESPONSE_TEXT: redact_response_text(text, redacts),
+        },
     )
 
 

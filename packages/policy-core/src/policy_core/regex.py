@@ -8,12 +8,14 @@ regex sets of compiler/regex.py) use it.
 from __future__ import annotations
 
 from functools import lru_cache
+from re import _parser as _sre_parse  # type: ignore[attr-defined]  # CPython 3.11+
 from typing import Any
 
 from policy_core.errors import EvalError
 
 __all__ = [
     "check_regex",
+    "pattern_reach",
     "quote_pattern",
     "re2_module",
     "re2_options",
@@ -82,3 +84,12 @@ def search(pattern: str, text: str) -> bool:
             f"invalid regular expression {quote_pattern(pattern)}: {regex_error_text(exc)}"
         ) from None
     return compiled.search(text) is not None
+
+
+def pattern_reach(pattern: str) -> int | None:
+    """The longest span `pattern` can match, in characters; None when unbounded or unknown."""
+    try:
+        _, most = _sre_parse.parse(pattern).getwidth()
+    except Exception:  # RE2-only syntax: unknown, treated as unbounded
+        return None
+    return None if most >= _sre_parse.MAXREPEAT else int(most)

@@ -33,27 +33,41 @@ decision passes on, after what was released.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
-from policy_core.ir import Call, Expr, Index, ListExpr, Lit, MapExpr, Method, Neg, Not, Path
-from policy_core.ir import Binary
+from policy_core.language.phases import TextUses
 from policy_core.model import Decision, FactRequest, RedactObligation
+from policy_core.regex import pattern_reach
 
 if TYPE_CHECKING:
     from policy_core.compiler.compiled import CompiledPolicy
-    from policy_core.engine import Selection
 
-__all__ = ["DEFAULT_STREAM_WINDOW", "ResponseStream", "StreamChunk", "StreamPlan", "plan_stream"]
+
+class Selection(Protocol):
+    """What a stream judge needs of the engine's Selection."""
+
+    def evaluate_response(
+        self,
+        context: Mapping[str, Any],
+        response: Mapping[str, Any],
+        *,
+        trace: bool = False,
+        now: float | None = None,
+        facts: Mapping[FactRequest, Any] | None = None,
+    ) -> Decision: ...
+
+
+__all__ = [
+    "DEFAULT_STREAM_WINDOW",
+    "ResponseStream",
+    "StreamChunk",
+    "StreamPlan",
+    "pattern_reach",
+    "plan_stream",
+]
 
 DEFAULT_STREAM_WINDOW = 1024
-_TEXT = ("text",)
-_PII_FACTS = frozenset({"contains_pii", "pii_types"})
-try:  # the regex parser of CPython, for the longest match of a pattern
-    from re import _parser as _sre_parse  # type: ignore[attr-defined]
-except ImportError:  # pragma: no cover - Python < 3.11
-    import sre_parse as _sre_parse  # type: ignore[no-redef]
 
 
 class StreamChunk(NamedTuple):
@@ -96,76 +110,9 @@ class StreamPlan:
         )
 
 
-def pattern_reach(pattern: str) -> int | None:
-    """The longest span `pattern` can match, in characters; None when unbounded or unknown."""
-    try:
-        _, most = _sre_parse.parse(pattern).getwidth()
-    except Exception:  # RE2-only syntax: unknown, treated as unbounded
-        return None
-    return None if most >= _sre_parse.MAXREPEAT else int(most)
-
-
-class _Uses:
-    def __init__(self) -> None:
-        self.patterns: list[str] = []
-        self.pii = False
-        self.hold_all = False
-
-    def visit(self, node: Expr | None) -> None:
-        if node is None:
-            return
-        if isinstance(node, Path):
-            if node.root == "response":
-                if not node.segments or node.segments[0] == "text":
-                    self.hold_all = True  # response.text (or the section) read as a value
-                elif node.segments[0] in _PII_FACTS:
-                    self.pii = True
-            return
-        if isinstance(node, Method) and _is_text(node.target):
-            arg = node.args[0] if node.args else None
-            if isinstance(arg, Lit) and type(arg.value) is str:
-                if node.name == "matches":
-                    self.patterns.append(arg.value)
-                    return
-                if node.name in ("contains", "starts_with"):
-                    self.patterns.append(re.escape(arg.value))
-                    return
-            self.hold_all = True
-            for a in node.args:
-                self.visit(a)
-            return
-        if isinstance(node, Call) and node.name == "contains_pii" and node.args and _is_text(node.args[0]):
-            self.pii = True
-            return
-        for child in _children(node):
-            self.visit(child)
-
-
-def _is_text(node: Expr) -> bool:
-    return isinstance(node, Path) and node.root == "response" and node.segments == _TEXT
-
-
-def _children(node: Expr) -> Iterable[Expr]:
-    if isinstance(node, Binary):
-        return (node.left, node.right)
-    if isinstance(node, Not | Neg):
-        return (node.operand,)
-    if isinstance(node, Index):
-        return (node.target, node.index)
-    if isinstance(node, Method):
-        return (node.target, *node.args)
-    if isinstance(node, Call):
-        return node.args
-    if isinstance(node, ListExpr):
-        return node.items
-    if isinstance(node, MapExpr):
-        return node.values
-    return ()
-
-
 def plan_stream(policies: Iterable[CompiledPolicy]) -> StreamPlan:
     """The StreamPlan of a Selection's active response-phase policy parts."""
-    uses = _Uses()
+    uses = TextUses()
     windows: list[int] = []
     for part in policies:
         if part.policy.config.stream_window is not None:
@@ -178,7 +125,10 @@ def plan_stream(policies: Iterable[CompiledPolicy]) -> StreamPlan:
             if "response.text" in rule.modifications:
                 uses.hold_all = True
             for obligation in rule.obligations:
-                if isinstance(obligation, RedactObligation) and "response.text" in obligation.fields:
+                if (
+                    isinstance(obligation, RedactObligation)
+                    and "response.text" in obligation.fields
+                ):
                     if obligation.pattern in ("all", "*"):
                         uses.hold_all = True
                     else:

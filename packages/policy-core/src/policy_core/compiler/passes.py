@@ -46,7 +46,7 @@ def compile_conditions(build: _Build) -> None:
 
     Spec 7.1: each policy compiles once per phase it has rules of. The request
     part holds the request-phase rules and exceptions (a policy without any
-    rule is a request-phase policy, as before v1.1); `response` the
+    rule is a request-phase policy, as before v1.1; disabled rules count); `response` the
     response-phase ones, or None when the policy abstains in that phase.
     """
     cc = build.cc
@@ -55,9 +55,12 @@ def compile_conditions(build: _Build) -> None:
             (r for r in policy.rules if r.enabled), key=lambda r: -r.priority
         )  # stable sort keeps document order within a priority
         request = _part(policy, [r for r in rules if r.phase == "request"], "request", cc)
-        request.in_phase = bool(request.rules) or not policy.rules
-        responding = [r for r in rules if r.phase == "response"]
-        if responding:
+        # A phase's rules count when written, enabled or not (a disabled rule's
+        # policy still has its default decision in that phase, as before v1.1).
+        phases = {r.phase for r in policy.rules}
+        request.in_phase = "request" in phases or not phases
+        if "response" in phases:
+            responding = [r for r in rules if r.phase == "response"]
             request.response = _part(policy, responding, "response", cc)
         build.compiled.append(request)
 

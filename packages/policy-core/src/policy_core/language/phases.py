@@ -11,16 +11,32 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from policy_core.ir import Expr, Path
+from policy_core.ir import (
+    Binary,
+    Call,
+    Expr,
+    Index,
+    ListExpr,
+    Lit,
+    MapExpr,
+    Method,
+    Neg,
+    Not,
+    Path,
+)
 from policy_core.language.context_schema import expr_paths, template_paths
 from policy_core.model import Action, Obligation, RedactObligation
 from policy_core.paths import parse_path
 from policy_core.syntax.printer import to_expression
 
-__all__ = ["RESPONSE_FIELDS", "check_phase", "phase_problems"]
+__all__ = ["RESPONSE_FIELDS", "TextUses", "check_phase", "phase_problems"]
+
+_TEXT = ("text",)
+_PII_FACTS = frozenset({"contains_pii", "pii_types"})
 
 #: The `response` section (spec 7.1): given by the caller, or derived.
 RESPONSE_FIELDS = frozenset(
@@ -101,9 +117,13 @@ def phase_problems(
             and key in action.modifications
         ):
             yield f"modifies {key}; a response-phase rule may only modify paths under response"
-        elif phase == "response" and in_response and len(segments) > 1:
-            if segments[1] not in RESPONSE_FIELDS:
-                yield f"sets {key}, which the response section does not have"
+        elif (
+            phase == "response"
+            and in_response
+            and len(segments) > 1
+            and segments[1] not in RESPONSE_FIELDS
+        ):
+            yield f"sets {key}, which the response section does not have"
 
 
 def check_phase(
@@ -118,3 +138,68 @@ def check_phase(
     """Report each problem of `phase_problems` as a load error at the rule's position."""
     for message in phase_problems(phase, condition, action, obligations):
         c.error(c.where(node), f"{path} ({phase} phase) {message}", path)
+
+
+class TextUses:
+    """How conditions read `response.text`: patterns, the PII detector, or whole (spec 7.2)."""
+
+    def __init__(self) -> None:
+        self.patterns: list[str] = []
+        self.pii = False
+        self.hold_all = False
+
+    def visit(self, node: Expr | None) -> None:
+        if node is None:
+            return
+        if isinstance(node, Path):
+            if node.root == "response":
+                if not node.segments or node.segments[0] == "text":
+                    self.hold_all = True  # response.text (or the section) read as a value
+                elif node.segments[0] in _PII_FACTS:
+                    self.pii = True
+            return
+        if isinstance(node, Method) and _is_text(node.target):
+            arg = node.args[0] if node.args else None
+            if isinstance(arg, Lit) and type(arg.value) is str:
+                if node.name == "matches":
+                    self.patterns.append(arg.value)
+                    return
+                if node.name in ("contains", "starts_with"):
+                    self.patterns.append(re.escape(arg.value))
+                    return
+            self.hold_all = True
+            for a in node.args:
+                self.visit(a)
+            return
+        if (
+            isinstance(node, Call)
+            and node.name == "contains_pii"
+            and node.args
+            and _is_text(node.args[0])
+        ):
+            self.pii = True
+            return
+        for child in _children(node):
+            self.visit(child)
+
+
+def _is_text(node: Expr) -> bool:
+    return isinstance(node, Path) and node.root == "response" and node.segments == _TEXT
+
+
+def _children(node: Expr) -> Iterable[Expr]:
+    if isinstance(node, Binary):
+        return (node.left, node.right)
+    if isinstance(node, Not | Neg):
+        return (node.operand,)
+    if isinstance(node, Index):
+        return (node.target, node.index)
+    if isinstance(node, Method):
+        return (node.target, *node.args)
+    if isinstance(node, Call):
+        return node.args
+    if isinstance(node, ListExpr):
+        return node.items
+    if isinstance(node, MapExpr):
+        return node.values
+    return ()

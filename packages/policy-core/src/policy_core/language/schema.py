@@ -38,7 +38,17 @@ RESERVED_IDS = frozenset({"default", "scope"})
 _TOP = {"version", "status", "metadata", "config", "scope", "rules", "exceptions"}
 _METADATA = {"id", "name", "namespace", "version", "description", "tags", "priority", "owner"}
 _CONFIG = {"default_decision", "fail_open", "cache_ttl_seconds", "audit", "stream_window"}
-_RULE = {"id", "name", "description", "priority", "enabled", "condition", "action", "obligations", "phase"}
+_RULE = {
+    "id",
+    "name",
+    "description",
+    "priority",
+    "enabled",
+    "condition",
+    "action",
+    "obligations",
+    "phase",
+}
 _ACTION = {"decision", "reason", "modifications", "metadata"}
 _EXCEPTION = {"id", "name", "description", "enabled", "condition", "reason", "phase"}
 _VERSIONS = {"1", "1.0"}

@@ -32,8 +32,10 @@ from policy_core.ir import (
     Path,
     flatten,
 )
+from policy_core.language.phases import TextUses
 from policy_core.language.source import SourceText, policy_id_position, rule_id_position
 from policy_core.model import Policy, Rule
+from policy_core.regex import pattern_reach
 from policy_core.syntax.functions import INTEGRATION_OF
 
 __all__ = ["integration_uses", "integration_warnings", "policy_warnings"]
@@ -120,6 +122,8 @@ def policy_warnings(policy: Policy, src: SourceText, doc: Any) -> list[Issue]:
             )
         if blocker is None and value is True and rule.action.decision == "deny":
             blocker = rule
+        if rule.phase == "response":
+            warnings += _stream_warnings(policy, rule, src, line, col)
     return warnings
 
 
@@ -177,6 +181,40 @@ def integration_warnings(
                 col,
                 f"{policy.metadata.id}: {where}, but the {integration} integration is not "
                 f"configured (LLM_POLICY_{integration.upper()}_URL): the rule always fails",
+                warn=True,
+            )
+        )
+    return out
+
+
+def _stream_warnings(
+    policy: Policy, rule: Rule, src: SourceText, line: int, col: int
+) -> list[Issue]:
+    """Spec 7.2: what a stream judge cannot judge piece by piece."""
+    where = f"{policy.id}/{rule.id}"
+    uses = TextUses()
+    uses.visit(rule.condition_ir)
+    window = policy.config.stream_window or 1024
+    out = [
+        src.issue(
+            line,
+            col,
+            f"rule {where}: the pattern {pattern!r} can match a span of any length; a stream "
+            f"judge catches its matches only up to the stream window ({window} characters, "
+            "config.stream_window)",
+            warn=True,
+        )
+        for pattern in dict.fromkeys(uses.patterns)
+        if pattern_reach(pattern) is None
+    ]
+    if uses.hold_all or "response.text" in rule.action.modifications:
+        out.append(
+            src.issue(
+                line,
+                col,
+                f"rule {where} reads or sets response.text as a whole (not through a pattern "
+                "or the PII detector): a stream judge holds the whole response back until "
+                "it ends",
                 warn=True,
             )
         )

@@ -6,6 +6,9 @@ expected load errors or expected validation warnings. The same files drive
 the engine, the HTTP API and the gRPC API: each target supplies a callable
 that evaluates a case, and `run_case` compares what it returns.
 
+A case with a ``response`` judges that response to its context (spec 7.1,
+``evaluate_response``) instead of the request.
+
 Comparison rules (so that a case states only what it means to check):
 
 - ``expect`` holds a subset of the decision's fields (``msgspec.to_builtins``
@@ -67,6 +70,7 @@ class _RawCase(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     name: str
     description: str | None = None
     context: dict[str, Any] = {}
+    response: dict[str, Any] | None = None
     policies: str | None = None
     options: CaseOptions = CaseOptions()
     expect: dict[str, Any] | None = None
@@ -90,6 +94,8 @@ class LanguageCase(msgspec.Struct, frozen=True, kw_only=True):
     policies: str
     context: dict[str, Any]
     options: CaseOptions
+    # Spec 7.1: with a response, the case judges it (evaluate_response) instead of the request.
+    response: dict[str, Any] | None = None
     expect: dict[str, Any] | None = None
     expect_error: str | None = None
     expect_load_error: tuple[ExpectedIssue, ...] | None = None
@@ -144,6 +150,7 @@ def _resolve(rel: str, raw: _RawFile, rc: _RawCase) -> LanguageCase:
         name=rc.name,
         policies=text,
         context=rc.context,
+        response=rc.response,
         options=rc.options,
         expect=rc.expect,
         expect_error=rc.expect_error,
