@@ -17,8 +17,8 @@ The reach `m` is the longest span a pattern can match: derived from the
 patterns when each is bounded (the window is then `2 * m`, so that the text
 is rescanned once per `m` characters, not once per delta), else the largest
 `config.stream_window` of the policies involved (default 1,024; window =
-reach). The PII detector counts as unbounded (an e-mail address has no fixed
-length).
+reach). The PII detector's spans are bounded (primitives.pii.MAX_SPAN, an
+e-mail address of at most 254 characters).
 
 A check scans the held text plus the last `m + 1` released characters (a
 match of at most `m` characters that ends in the new text starts there, and
@@ -136,11 +136,17 @@ def plan_stream(policies: Iterable[CompiledPolicy]) -> StreamPlan:
     patterns = tuple(dict.fromkeys(uses.patterns))
     reaches = {p: pattern_reach(p) for p in patterns}
     unbounded = tuple(p for p, r in reaches.items() if r is None)
-    if uses.pii or unbounded:
+    bounded = [r for r in reaches.values() if r is not None]
+    if uses.pii:
+        from policy_core.primitives.pii import MAX_SPAN
+
+        bounded.append(MAX_SPAN)
+    if unbounded:
+        # The window of the policies; never less than a PII span, which redaction needs whole.
         reach = max(windows, default=DEFAULT_STREAM_WINDOW)
-        window = reach
+        reach = window = max(reach, *bounded) if bounded else reach
     else:
-        reach = max((r or 1 for r in reaches.values()), default=1)
+        reach = max(bounded, default=1)
         window = 2 * reach
     return StreamPlan(
         patterns=patterns,

@@ -191,6 +191,8 @@ class SuiteCase(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     name: str
     description: str | None = None
     context: dict[str, Any] = {}
+    # Spec 7.1: with a response, the case judges it (evaluate_response) instead of the request.
+    response: dict[str, Any] | None = None
     options: CaseOptions = CaseOptions()
     expect: dict[str, Any]
 
@@ -336,14 +338,25 @@ def _run_case(file: str, case: SuiteCase, engine: Any, diff_format: DiffFormat) 
     opts = case.options
     start = time.perf_counter()
     try:
-        decision = engine.evaluate(
-            case.context,
-            policies=list(opts.policies) if opts.policies is not None else None,
-            namespace=opts.namespace,
-            trace=opts.trace,
-            now=opts.now,
-            facts=opts.fact_map(),
-        )
+        if case.response is not None:
+            decision = engine.evaluate_response(
+                case.context,
+                case.response,
+                policies=list(opts.policies) if opts.policies is not None else None,
+                namespace=opts.namespace,
+                trace=opts.trace,
+                now=opts.now,
+                facts=opts.fact_map(),
+            )
+        else:
+            decision = engine.evaluate(
+                case.context,
+                policies=list(opts.policies) if opts.policies is not None else None,
+                namespace=opts.namespace,
+                trace=opts.trace,
+                now=opts.now,
+                facts=opts.fact_map(),
+            )
     except PolicyEngineError as exc:
         return CaseResult(
             suite=file,
