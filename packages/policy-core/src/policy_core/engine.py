@@ -26,8 +26,6 @@ from typing import TYPE_CHECKING, Any, Literal, NoReturn, Protocol
 
 import msgspec
 
-import msgspec
-
 from policy_core.compiler import CompiledPolicy, CompiledRule, CompiledSet, compile_policies
 from policy_core.compiler.facts import derived_fact
 from policy_core.compiler.methods import fact_key
@@ -42,8 +40,8 @@ from policy_core.model import (
     FactRequest,
     Policy,
     PolicyStatus,
-    Reservation,
     RedactObligation,
+    Reservation,
     RuleTrace,
 )
 
