@@ -9,12 +9,13 @@ request and never answers, malformed and wrong-typed bodies, latency);
 from __future__ import annotations
 
 import asyncio
+import threading
 from typing import Any
 
 from aiohttp import web
 from policy_core.integrations import FakeService
 
-__all__ = ["FakeServer", "refused_url"]
+__all__ = ["FakeServer", "ThreadedFakeServer", "refused_url"]
 
 
 class FakeServer:
@@ -60,3 +61,38 @@ async def refused_url() -> str:
     server.close()
     await server.wait_closed()
     return f"http://127.0.0.1:{port}"
+
+
+class ThreadedFakeServer:
+    """A FakeServer on its own event loop in a daemon thread (for sync tests and subprocesses).
+
+    `with ThreadedFakeServer(service) as server:` serves until the block ends; the
+    `service` may be changed meanwhile (its fault, latency) from the caller's thread.
+    """
+
+    def __init__(self, service: FakeService) -> None:
+        self.service = service
+        self.server = FakeServer(service)
+        self._loop = asyncio.new_event_loop()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    @property
+    def headers(self) -> list[dict[str, str]]:
+        return self.server.headers
+
+    def __enter__(self) -> ThreadedFakeServer:
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self.server.start(), self._loop).result(10)
+        return self
+
+    def __exit__(self, *_: Any) -> None:
+        asyncio.run_coroutine_threadsafe(self.server.stop(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        if self._thread is not None:
+            self._thread.join(10)
+        self._loop.close()

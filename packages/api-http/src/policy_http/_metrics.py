@@ -13,7 +13,12 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    InfoMetricFamily,
+)
 from prometheus_client.registry import Collector
 
 __all__ = ["Metrics"]
@@ -70,6 +75,49 @@ class _Snapshot(Collector):
             yield family
 
 
+class _Integrations(Collector):
+    """The integration calls (policy_core.integrations.CallStats), read at scrape time."""
+
+    def __init__(self, read: Callable[[], Any]) -> None:
+        self._read = read
+
+    def collect(self) -> Iterable[Any]:
+        from policy_core.integrations import BREAKER_CODES, CALL_BUCKETS
+
+        stats = self._read()
+        if stats is None:
+            return
+        calls = CounterMetricFamily(
+            "llm_policy_integration_calls",
+            "Integration calls by integration, call and outcome "
+            "(ok, error, timeout, breaker_open, invalid).",
+            labels=["integration", "call", "outcome"],
+        )
+        for (integration, call, outcome), count in sorted(stats.calls.items()):
+            calls.add_metric([integration, call, outcome], float(count))
+        yield calls
+        seconds = HistogramMetricFamily(
+            "llm_policy_integration_call_seconds",
+            "Integration call latency by integration and call (breaker refusals included).",
+            labels=["integration", "call"],
+        )
+        for (integration, call), (counts, total) in sorted(stats.latency.items()):
+            running, buckets = 0, []
+            for bound, count in zip((*CALL_BUCKETS, float("inf")), counts, strict=True):
+                running += count
+                buckets.append(("+Inf" if bound == float("inf") else repr(bound), running))
+            seconds.add_metric([integration, call], buckets, total[0])
+        yield seconds
+        breaker = GaugeMetricFamily(
+            "llm_policy_integration_breaker_state",
+            "Circuit breaker of each integration: 0 closed, 1 half-open, 2 open.",
+            labels=["integration"],
+        )
+        for integration, state in sorted(stats.breakers.items()):
+            breaker.add_metric([integration], float(BREAKER_CODES[state]))
+        yield breaker
+
+
 class _Readiness(Collector):
     """`llm_policy_ready`: the last readiness check of this process (1 ready, 0 not)."""
 
@@ -92,6 +140,7 @@ class Metrics:
         snapshot: Callable[[], Mapping[str, Any]] | None = None,
         *,
         multiprocess_dir: str | None = None,
+        integrations: Callable[[], Any] | None = None,
     ) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self._exposed = self.registry
@@ -155,6 +204,8 @@ class Metrics:
         self._exposed.register(self._readiness)
         if snapshot is not None:
             self._exposed.register(_Snapshot(snapshot))
+        if integrations is not None:
+            self._exposed.register(_Integrations(integrations))
         self._req_children: dict[tuple[str, str, int], Any] = {}
         self._lat_children: dict[tuple[str, str], Any] = {}
         self._decision_children: dict[str, Any] = {}

@@ -79,7 +79,13 @@ class Runtime:
         )
         self.limits = RateLimits(services.rate_limiter if services is not None else None)
         self.telemetry = Telemetry(settings.otlp_endpoint, settings.service_name)
-        self.metrics = Metrics(self._snapshot, multiprocess_dir=settings.metrics_multiprocess_dir)
+        self.metrics = Metrics(
+            self._snapshot,
+            multiprocess_dir=settings.metrics_multiprocess_dir,
+            integrations=self._integration_stats,
+        )
+        if services is not None:
+            self._listen_integrations(services)
 
     @property
     def services(self) -> HttpServices:
@@ -87,9 +93,25 @@ class Runtime:
             raise ApiProblem(503, "the server is starting; retry shortly", code="starting")
         return self._services
 
+    @property
+    def integrations(self) -> Any:
+        """The services' IntegrationSet (policy_core.integrations), None when they have none."""
+        return getattr(self._services, "integrations", None)
+
+    def _integration_stats(self) -> Any:
+        integrations = self.integrations
+        return integrations.stats if integrations is not None else None
+
+    def _listen_integrations(self, services: HttpServices) -> None:
+        """A span per integration call, when tracing is on."""
+        integrations = getattr(services, "integrations", None)
+        if integrations is not None and self.telemetry.enabled:
+            integrations.stats.listen(self.telemetry.integration_spans())
+
     def bind(self, services: HttpServices) -> None:
         """Attach services built at startup (factory mode)."""
         self._services = services
+        self._listen_integrations(services)
         self.authenticator = services.authenticator
         self.limits.limiter = services.rate_limiter
 

@@ -31,6 +31,42 @@ _getter = _HeaderGetter()
 _propagator = TraceContextTextMapPropagator()
 
 
+class _IntegrationSpans:
+    """One client span per integration call, as it ends (its start time kept exact).
+
+    Called inside the request's task, so the span is a child of the request's.
+    """
+
+    def __init__(self, tracer: trace.Tracer) -> None:
+        self._tracer = tracer
+
+    def call(
+        self,
+        integration: str,
+        call: str,
+        outcome: str,
+        started_ns: int,
+        seconds: float,
+        error: str | None,
+    ) -> None:
+        span = self._tracer.start_span(
+            f"integration {integration}.{call}",
+            kind=trace.SpanKind.CLIENT,
+            start_time=started_ns,
+            attributes={
+                "llm_policy.integration": integration,
+                "llm_policy.integration.call": call,
+                "llm_policy.integration.outcome": outcome,
+            },
+        )
+        if error is not None:
+            span.set_status(trace.Status(trace.StatusCode.ERROR, error))
+        span.end(end_time=started_ns + int(seconds * 1e9))
+
+    def breaker(self, integration: str, state: str) -> None:
+        return None
+
+
 class Telemetry:
     """A tracer, real when an OTLP endpoint is given, absent otherwise."""
 
@@ -83,6 +119,10 @@ class Telemetry:
             return
         with self._tracer.start_as_current_span(name, attributes=attributes):
             yield
+
+    def integration_spans(self) -> _IntegrationSpans:
+        """A CallObserver (policy_core.integrations) making one span per integration call."""
+        return _IntegrationSpans(self._tracer)
 
     def shutdown(self) -> None:
         """Flush and stop the exporter."""

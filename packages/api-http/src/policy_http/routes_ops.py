@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import msgspec
 from litestar import Response, get
 from litestar.handlers import HTTPRouteHandler
 from litestar.openapi.datastructures import ResponseSpec
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from policy_http._runtime import Runtime
-from policy_http.schemas import HealthStatus
+from policy_http.schemas import HealthStatus, IntegrationStatus
 
 __all__ = ["ops_routes"]
 
@@ -22,6 +23,23 @@ async def readiness(rt: Runtime) -> dict[str, bool]:
     except Exception:  # any failure simply means "not ready"
         checks["services"] = False
     return checks
+
+
+def _integrations(rt: Runtime) -> dict[str, IntegrationStatus] | msgspec.UnsetType:
+    """Each configured integration's state (no I/O); left out when none is configured."""
+    integrations = rt.integrations
+    if integrations is None or not integrations.probes:
+        return msgspec.UNSET
+    return {
+        name: IntegrationStatus(
+            url=state.url,
+            breaker=state.breaker,
+            consecutive_failures=state.consecutive_failures,
+            last_error=state.last_error,
+            stale=state.stale,
+        )
+        for name, state in integrations.states().items()
+    }
 
 
 def ops_routes(rt: Runtime) -> list[HTTPRouteHandler]:
@@ -41,7 +59,11 @@ def ops_routes(rt: Runtime) -> list[HTTPRouteHandler]:
         checks = await readiness(rt)
         ok = all(checks.values())
         return Response(
-            HealthStatus(status="ok" if ok else "unavailable", checks=checks),
+            HealthStatus(
+                status="ok" if ok else "unavailable",
+                checks=checks,
+                integrations=_integrations(rt),
+            ),
             status_code=200 if ok else 503,
         )
 

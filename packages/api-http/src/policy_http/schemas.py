@@ -285,6 +285,18 @@ class ApiKeyList(msgspec.Struct, frozen=True, kw_only=True):
     items: list[ApiKeyItem]
 
 
+class IntegrationStatus(msgspec.Struct, frozen=True, kw_only=True):
+    """One integration's state on /ready (never part of readiness)."""
+
+    url: str
+    breaker: Literal["closed", "half_open", "open"]
+    consecutive_failures: int = 0
+    last_error: str | None = None
+    stale: bool = False
+
+
 class HealthStatus(msgspec.Struct, frozen=True, kw_only=True):
     status: Literal["ok", "unavailable"]
     checks: dict[str, bool] = {}
+    # /ready: each configured integration's state; it never makes the replica unready.
+    integrations: dict[str, IntegrationStatus] | msgspec.UnsetType = msgspec.UNSET

@@ -8,7 +8,17 @@ from typing import Any
 
 import click
 
-from policy_cli.commands import admin, config, db, evaluate, policy, serve, testing, token
+from policy_cli.commands import (
+    admin,
+    config,
+    db,
+    evaluate,
+    integrations,
+    policy,
+    serve,
+    testing,
+    token,
+)
 from policy_cli.errors import CliError, ExitCode
 from policy_cli.state import State, output_option
 
@@ -80,3 +90,4 @@ main.add_command(db.db)
 main.add_command(serve.serve)
 main.add_command(serve.grpc)
 main.add_command(token.token)
+main.add_command(integrations.integrations)
