@@ -137,6 +137,30 @@ def test_batch_history_and_stats_against_the_server(server: tuple[str, dict[str,
     assert json.loads(stats.stdout)["total"] >= 3
 
 
+def test_batch_with_an_unknown_policy_against_the_server(
+    server: tuple[str, dict[str, str]],
+) -> None:
+    """Regression (issue 13): the server answers each batch item; the CLI prints the bad
+    one's error on its line (exit 2) and the others' decisions."""
+    _, env = server
+    lines = "".join(
+        json.dumps(x) + "\n"
+        for x in [
+            {"context": ALLOWED, "request_id": "u-0"},
+            {"context": ALLOWED, "policies": ["nope"], "request_id": "u-1"},
+            {"context": ALLOWED, "request_id": "u-2"},
+        ]
+    )
+    batch = cli("evaluate", "batch", "-", env=env, stdin=lines)
+    assert batch.returncode == 2, batch.stderr
+    out = [json.loads(line) for line in batch.stdout.splitlines()]
+    assert [o.get("request_id") for o in out] == ["u-0", None, "u-2"]
+    assert out[1]["line"] == 2
+    assert out[1]["code"] == "policy_not_found"
+    assert "'nope'" in out[1]["error"]
+    assert "kind" not in out[0]
+
+
 def test_apikeys_against_the_server(server: tuple[str, dict[str, str]], tmp_path: Path) -> None:
     url, env = server
     created = cli("-o", "json", "apikey", "create", "ci", "--role", "evaluator", env=env)

@@ -169,8 +169,62 @@ def test_batch_limits(seeded: TestClient[Litestar], admin: dict[str, str]) -> No
     for _ in range(40):
         node["a"] = {}
         node = node["a"]
-    mixed = {"requests": [{"context": {}}, {"context": deep}]}
-    problem(seeded.post(f"{E}/batch", json=mixed, headers=admin), 422)
+    # A context beyond the limits is that request's error entry, not the batch's.
+    mixed = {"requests": [{"context": {}}, {"context": deep, "request_id": "deep-1"}]}
+    r = seeded.post(f"{E}/batch", json=mixed, headers=admin)
+    assert r.status_code == 200
+    first, second = r.json()["decisions"]
+    assert first["kind"] == "decision"
+    assert second == {
+        "kind": "error",
+        "index": 1,
+        "request_id": "deep-1",
+        "status": 422,
+        "type": "urn:llm-policy:problem:context_too_large",
+        "error": "the context nests deeper than 32 levels",
+    }
+
+
+def test_a_bad_batch_item_gets_its_own_error_and_the_others_their_decisions(
+    seeded: TestClient[Litestar], admin: dict[str, str]
+) -> None:
+    """Regression (issue 13): one unknown policy id failed the whole batch with a 404."""
+    batch = {
+        "requests": [
+            {"context": BIG, "request_id": "ok-1"},
+            {"context": BIG, "policies": ["nope"], "request_id": "bad-1"},
+            {"context": SMALL, "policies": ["p1"]},
+            {"context": SMALL, "policies": ["p1", "gone"]},
+        ]
+    }
+    r = seeded.post(f"{E}/batch", json=batch, headers=admin)
+    assert r.status_code == 200, r.text
+    decisions = r.json()["decisions"]
+    assert [d["kind"] for d in decisions] == ["decision", "error", "decision", "error"]
+    assert decisions[0]["decision"] == "deny"
+    assert decisions[0]["request_id"] == "ok-1"
+    assert decisions[2]["decision"] == "allow"
+    bad = decisions[1]
+    assert bad["index"] == 1
+    assert bad["request_id"] == "bad-1"
+    assert bad["status"] == 404
+    assert bad["type"] == "urn:llm-policy:problem:policy_not_found"
+    assert "'nope'" in bad["error"]
+    assert decisions[3]["index"] == 3
+    assert "request_id" not in decisions[3]
+    assert "'gone'" in decisions[3]["error"]
+    # The same through the Litestar handler (a structured JSON type): the same entries.
+    slow = seeded.post(
+        f"{E}/batch",
+        content=json.dumps(batch),
+        headers={**admin, "Content-Type": "application/vnd.llm-policy+json"},
+    )
+    assert [d["kind"] for d in slow.json()["decisions"]] == [
+        "decision",
+        "error",
+        "decision",
+        "error",
+    ]
 
 
 def test_history_filters_and_stats(seeded: TestClient[Litestar], admin: dict[str, str]) -> None:

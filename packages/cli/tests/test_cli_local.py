@@ -258,6 +258,25 @@ def test_batch_malformed_line_keeps_its_place(cli: Invoke, policy_dir: Path) -> 
     assert out[2]["line"] == 3
 
 
+def test_batch_unknown_policy_gets_its_own_error_entry(cli: Invoke, policy_dir: Path) -> None:
+    """Regression (issue 13): one unknown policy id must not fail the whole batch."""
+    text = "".join(
+        json.dumps(x) + "\n"
+        for x in [
+            {"context": CTX_OK, "request_id": "a"},
+            {"context": CTX_OK, "policies": ["nope"], "request_id": "b"},
+            {"context": CTX_SQL, "request_id": "c"},
+        ]
+    )
+    result = cli("evaluate", "batch", "-p", str(policy_dir), "-", input=text)
+    assert result.exit_code == 2  # a line could not be decided
+    out = [json.loads(line) for line in result.stdout.splitlines()]
+    assert out[0]["decision"] == "allow"
+    assert out[1] == {"line": 2, "error": out[1]["error"], "code": "policy_not_found"}
+    assert "'nope'" in out[1]["error"]
+    assert out[2]["decision"] == "deny"
+
+
 def test_batch_all_allowed_exits_0(cli: Invoke, policy_dir: Path) -> None:
     text = "".join(json.dumps({"context": CTX_OK}) + "\n" for _ in range(450))
     result = cli("evaluate", "batch", "-p", str(policy_dir), "-", input=text)

@@ -11,9 +11,16 @@ from collections import Counter
 from policy_core.services import EvaluationRequest, EvaluationResult
 
 from policy_http._limits import ContextTooLarge, check_context, within_limits
-from policy_http._problems import ApiProblem
+from policy_http._problems import PROBLEM_TYPE_PREFIX, ApiProblem, classify
 from policy_http._runtime import Runtime
-from policy_http.schemas import BatchRequest, BatchResponse, EvaluateRequest, EvaluateResponse
+from policy_http.schemas import (
+    BatchDecision,
+    BatchItemError,
+    BatchRequest,
+    BatchResponse,
+    EvaluateRequest,
+    EvaluateResponse,
+)
 
 __all__ = ["Evaluations"]
 
@@ -74,18 +81,27 @@ class Evaluations:
         return self.to_wire(result)
 
     async def batch(self, body: BatchRequest, checked: bool = False) -> BatchResponse:
-        """Decide every request, in order (`checked` as for `one`)."""
+        """Decide every request, in order and one by one (`checked` as for `one`): a bad
+        request (context beyond the limits, unknown policy id) gets its own error entry."""
         if len(body.requests) > self._max_batch:
             raise ApiProblem(
                 422, f"a batch holds at most {self._max_batch} requests", code="batch_too_large"
             )
-        requests = [self.to_core(item, None, checked) for item in body.requests]
+        answers: list[BatchDecision | BatchItemError | None] = []
+        requests: list[EvaluationRequest] = []
+        for index, item in enumerate(body.requests):
+            try:
+                requests.append(self.to_core(item, None, checked))
+                answers.append(None)
+            except ApiProblem as exc:
+                answers.append(_item_error(index, item.request_id, exc))
         service = self._rt.services.evaluation
         if self._telemetry.enabled:
             with self._telemetry.span("policy.evaluate_batch", size=len(requests)):
-                results = await service.evaluate_batch(requests)
+                decided = await service.evaluate_each(requests)
         else:
-            results = await service.evaluate_batch(requests)
+            decided = await service.evaluate_each(requests)
+        results = [r for r in decided if isinstance(r, EvaluationResult)]
         # Metrics once per distinct outcome, not per decision: each increment takes a lock.
         outcomes = Counter(
             (
@@ -98,5 +114,25 @@ class Evaluations:
         )
         for (decision, policies, cached, errors), count in outcomes.items():
             self._metrics.observe_decision(decision, policies, cached, count, errors)
-        of = EvaluateResponse.of
-        return BatchResponse(decisions=[of(r.decision, r.request_id, r.cached) for r in results])
+        of = BatchDecision.of
+        pending = iter(decided)
+        for index, answer in enumerate(answers):
+            if answer is not None:
+                continue
+            outcome = next(pending)
+            if isinstance(outcome, EvaluationResult):
+                answers[index] = of(outcome.decision, outcome.request_id, outcome.cached)
+            else:
+                problem = classify(outcome)
+                answers[index] = _item_error(index, body.requests[index].request_id, problem)
+        return BatchResponse(decisions=[a for a in answers if a is not None])
+
+
+def _item_error(index: int, request_id: str | None, problem: ApiProblem) -> BatchItemError:
+    return BatchItemError(
+        index=index,
+        request_id=request_id,
+        status=problem.status,
+        type=PROBLEM_TYPE_PREFIX + problem.code,
+        error=problem.detail,
+    )

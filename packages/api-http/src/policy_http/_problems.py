@@ -22,6 +22,7 @@ from policy_core.errors import PolicyEngineError, PolicyLoadError
 __all__ = [
     "CODE_STATUS",
     "PROBLEM_MEDIA_TYPE",
+    "PROBLEM_TYPE_PREFIX",
     "ApiProblem",
     "Problem",
     "ProblemIssue",
@@ -32,7 +33,7 @@ __all__ = [
 ]
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
-_TYPE_PREFIX = "urn:llm-policy:problem:"
+PROBLEM_TYPE_PREFIX = _TYPE_PREFIX = "urn:llm-policy:problem:"
 
 # Core error code -> HTTP status: the single mapping table of this API.
 CODE_STATUS: Mapping[str, int] = {

@@ -57,9 +57,14 @@ def evaluate_routes(rt: Runtime, evaluations: Evaluations) -> list[HTTPRouteHand
         "/evaluate/batch",
         opt={"permission": "evaluate", "rate_class": "evaluate"},
         status_code=200,
-        responses=problems(404, 413, 422),
+        responses=problems(413, 422),
         security=_SECURITY,
         summary="Evaluate up to 1,000 requests; decisions in order",
+        description=(
+            "Each request is answered one by one, in order: a decision, or, for a request "
+            "that cannot be decided (an unknown policy id, a context beyond the limits), an "
+            "error entry `{index, request_id, status, type, error}` in its place."
+        ),
     )
     async def evaluate_batch(data: JSONBody[BatchRequest]) -> BatchResponse:
         return await evaluations.batch(data)

@@ -7,7 +7,7 @@ the policy language (spec 5.7) plus `request_id` and `cached`.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 
 import msgspec
 from policy_core.model import Decision, EvaluationError, Obligation, Reservation, RuleTrace
@@ -18,6 +18,8 @@ __all__ = [
     "ApiKeyCreated",
     "ApiKeyItem",
     "ApiKeyList",
+    "BatchDecision",
+    "BatchItemError",
     "BatchRequest",
     "BatchResponse",
     "EvaluateRequest",
@@ -90,7 +92,7 @@ class EvaluateResponse(msgspec.Struct, frozen=True, kw_only=True):
     reservation: Reservation | None = None
 
     @classmethod
-    def of(cls, decision: Decision, request_id: str, cached: bool) -> EvaluateResponse:
+    def of(cls, decision: Decision, request_id: str, cached: bool) -> Self:
         """Map a core decision to the wire shape."""
         d = decision
         return cls(
@@ -121,8 +123,30 @@ class BatchRequest(_Wire, frozen=True):
     requests: Annotated[list[EvaluateRequest], msgspec.Meta(min_length=1, max_length=1000)]
 
 
+class BatchDecision(EvaluateResponse, frozen=True, kw_only=True, tag="decision", tag_field="kind"):
+    """A decided batch request: an evaluation's answer, with `kind: decision`."""
+
+
+class BatchItemError(
+    msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, tag="error", tag_field="kind"
+):
+    """The answer to one batch request that could not be decided (an unknown policy id,
+    a context beyond the limits), `kind: error`, in that request's place; the others
+    are still decided. `type`, `status` and `error` (the message) are what the same
+    request alone would get as a problem document.
+    """
+
+    index: int
+    request_id: str | None = None
+    status: int
+    type: str
+    error: str
+
+
 class BatchResponse(msgspec.Struct, frozen=True, kw_only=True):
-    decisions: list[EvaluateResponse]
+    """One entry per request, in order: `kind` tells a decision from an error entry."""
+
+    decisions: list[BatchDecision | BatchItemError]
 
 
 # --- policies ---------------------------------------------------------------------

@@ -19,10 +19,17 @@ __all__ = [
     "Json",
     "PolicyQuery",
     "ValidationOutcome",
+    "batch_item_error",
     "not_supported",
 ]
 
 Json = dict[str, Any]
+
+
+def batch_item_error(code: str, message: str) -> Json:
+    """The entry that takes the place of a batch request that could not be decided
+    (an unknown policy id); `evaluate batch` adds its line number and exits 2."""
+    return {"error": message, "code": code}
 
 
 class EvaluateRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

@@ -18,6 +18,7 @@ from policy_cli.backends.base import (
     Json,
     PolicyQuery,
     ValidationOutcome,
+    batch_item_error,
     not_supported,
 )
 from policy_cli.backends.validation import validate_text
@@ -75,7 +76,10 @@ class LocalBackend:
             try:
                 selection = self.engine.select(req.policies, req.namespace)
             except PolicyNotFound as exc:
-                raise CliError(str(exc), ExitCode.USAGE) from None
+                if len(requests) == 1:
+                    raise CliError(str(exc), ExitCode.USAGE) from None
+                out.append(batch_item_error(exc.code, str(exc)))  # as the server's batch
+                continue
             if selection.uses_facts:
                 decision = await self._evaluate_stateful(req)
             else:

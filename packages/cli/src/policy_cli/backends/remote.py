@@ -15,7 +15,13 @@ from typing import Any
 
 import msgspec
 
-from policy_cli.backends.base import EvaluateRequest, Json, PolicyQuery, ValidationOutcome
+from policy_cli.backends.base import (
+    EvaluateRequest,
+    Json,
+    PolicyQuery,
+    ValidationOutcome,
+    batch_item_error,
+)
 from policy_cli.errors import CliError, ExitCode
 
 __all__ = ["RemoteBackend"]
@@ -84,7 +90,8 @@ class RemoteBackend:
         out: list[Json] = []
         for start in range(0, len(requests), _BATCH):
             chunk = [_request_json(r) for r in requests[start : start + _BATCH]]
-            out.extend(self._json("POST", "/evaluate/batch", {"requests": chunk})["decisions"])
+            answers = self._json("POST", "/evaluate/batch", {"requests": chunk})["decisions"]
+            out.extend(_batch_entry(a) for a in answers)
         return out
 
     async def history(self, filters: Json, *, limit: int, cursor: str | None) -> Json:
@@ -192,6 +199,14 @@ class RemoteBackend:
 
     async def revoke_api_key(self, key_id: str) -> None:
         self.call("DELETE", f"/api-keys/{_quote(key_id)}")
+
+
+def _batch_entry(answer: Json) -> Json:
+    """A batch answer as the CLI prints it: the decision, or the item's error entry."""
+    if answer.pop("kind", "decision") == "error":
+        code = str(answer.get("type", "")).rsplit(":", 1)[-1]
+        return batch_item_error(code, str(answer.get("error", "")))
+    return answer
 
 
 def _request_json(req: EvaluateRequest) -> Json:

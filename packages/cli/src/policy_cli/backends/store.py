@@ -10,9 +10,15 @@ from typing import Any, Literal, cast
 
 import msgspec
 from policy_core.ports import DecisionRecord, HistoryQuery, PolicyRecord, PolicyResource
-from policy_core.services import EvaluationRequest
+from policy_core.services import EvaluationRequest, EvaluationResult
 
-from policy_cli.backends.base import EvaluateRequest, Json, PolicyQuery, ValidationOutcome
+from policy_cli.backends.base import (
+    EvaluateRequest,
+    Json,
+    PolicyQuery,
+    ValidationOutcome,
+    batch_item_error,
+)
 from policy_cli.backends.validation import validate_text
 from policy_cli.bootstrap import Services, bootstrap
 from policy_cli.errors import CliError, ExitCode
@@ -79,8 +85,14 @@ class StoreBackend:
             )
             for r in requests
         ]
-        results = await self.services.evaluation.evaluate_batch(core)
-        return [r.to_builtins() for r in results]
+        if len(core) == 1:  # `evaluate` of one request: an unknown policy is the command's error
+            return [r.to_builtins() for r in await self.services.evaluation.evaluate_batch(core)]
+        results = await self.services.evaluation.evaluate_each(core)
+        # As the server's batch: a request naming an unknown policy gets its own error entry.
+        return [
+            r.to_builtins() if isinstance(r, EvaluationResult) else batch_item_error(r.code, str(r))
+            for r in results
+        ]
 
     async def validate(self, text: str, file: str) -> ValidationOutcome:
         return validate_text(text, file)

@@ -191,7 +191,16 @@ async def _evaluate_chunk(
     parsed = [_parse_line(line, number, defaults) for number, line in chunk]
     requests = [p for p in parsed if isinstance(p, EvaluateRequest)]
     decisions = iter(await backend.evaluate(requests) if requests else [])
-    return [next(decisions) if isinstance(p, EvaluateRequest) else p for p in parsed]
+    out: list[Json] = []
+    for (number, _), p in zip(chunk, parsed, strict=True):
+        if isinstance(p, EvaluateRequest):
+            answer = next(decisions)
+            # A request the backend could not decide (unknown policy): its line, like a
+            # malformed one, and the others still decided.
+            out.append({"line": number, **answer} if "decision" not in answer else answer)
+        else:
+            out.append(p)
+    return out
 
 
 @evaluate.command("batch")
@@ -212,8 +221,8 @@ def batch(
     """Evaluate one request per line; print one decision per line (JSONL), in order.
 
     Each line is `{"context": {...}, "policies"?, "namespace"?, "trace"?,
-    "dry_run"?, "request_id"?}`. A malformed line yields `{"line": N, "error": ...}`
-    in its place. Exit 1 if any request was denied, 2 if any line was malformed.
+    "dry_run"?, "request_id"?}`. A malformed line, or a request naming an unknown
+    policy, yields `{"line": N, "error": ...}` in its place; the others are decided. Exit 1 if any request was denied, 2 if any line was malformed.
     """
     paths, ids = split_policies(policies)
     defaults = _BatchDefaults(

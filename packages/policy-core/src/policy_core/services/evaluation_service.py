@@ -23,6 +23,7 @@ from policy_core.engine import (
     Selection,
     evaluate_with_facts,
 )
+from policy_core.errors import PolicyNotFound
 from policy_core.model import AuditObligation, Decision, RedactObligation
 from policy_core.ports import (
     Clock,
@@ -136,6 +137,20 @@ class EvaluationService:
     async def evaluate_batch(self, requests: Sequence[EvaluationRequest]) -> list[EvaluationResult]:
         """Decide each request in order; results are in the same order."""
         return [await self.evaluate(r) for r in requests]
+
+    async def evaluate_each(
+        self, requests: Sequence[EvaluationRequest]
+    ) -> list[EvaluationResult | PolicyNotFound]:
+        """Decide each request in order, one by one: a request naming an unknown policy
+        gets its PolicyNotFound in its place and the others their decisions. Errors
+        of the deployment (a store down) still raise: they are no request's fault."""
+        out: list[EvaluationResult | PolicyNotFound] = []
+        for request in requests:
+            try:
+                out.append(await self.evaluate(request))
+            except PolicyNotFound as exc:
+                out.append(exc)
+        return out
 
     # --- audit ----------------------------------------------------------------
 
