@@ -8,9 +8,11 @@ flushing the decision log).
 
 from __future__ import annotations
 
-from typing import Literal
+import signal
+import threading
+from typing import Any, Literal
 
-__all__ = ["run_asgi"]
+__all__ = ["ignore_stop_signals", "run_asgi"]
 
 GRACEFUL_SECONDS = 30
 
@@ -24,7 +26,39 @@ def run_asgi(
     impl: Literal["granian", "uvicorn"] = "granian",
     log_level: Literal["debug", "info", "warning", "error"] = "info",
 ) -> None:
-    """Serve until a signal stops the server; returns after a graceful shutdown."""
+    """Serve until a signal stops the server; returns after a graceful shutdown.
+
+    Any number of SIGINT/SIGTERM, to this process or its whole group, stops
+    it once: the first starts the shutdown, the others are ignored.
+    """
+    try:
+        _serve(target, host=host, port=port, workers=workers, impl=impl, log_level=log_level)
+    finally:
+        ignore_stop_signals()
+
+
+def ignore_stop_signals() -> None:
+    """From here on the process is stopping: further SIGINT/SIGTERM are ignored.
+
+    Python restores the default action of signals it handled when the
+    interpreter finalizes, so a late SIGTERM (systemd signals the whole group,
+    `uv run` forwards another) would kill the process during its last steps
+    (closing the store, stopping embedded PostgreSQL) with status -15. An
+    ignored signal stays ignored.
+    """
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
+
+
+def _serve(
+    target: str,
+    *,
+    host: str,
+    port: int,
+    workers: int,
+    impl: Literal["granian", "uvicorn"],
+    log_level: Literal["debug", "info", "warning", "error"],
+) -> None:
     if impl == "uvicorn":
         import uvicorn
 
@@ -42,9 +76,8 @@ def run_asgi(
         return
     from granian.constants import Interfaces
     from granian.log import LogLevels
-    from granian.server import Server
 
-    Server(
+    _granian_server()(
         target,
         address=host,
         port=port,
@@ -56,3 +89,29 @@ def run_asgi(
         workers_kill_timeout=GRACEFUL_SECONDS,
         websockets=False,
     ).serve()
+
+
+def _granian_server() -> Any:
+    """granian's Server with a signal handler that cannot deadlock.
+
+    granian's own handler sets a `threading.Event` from inside the handler.
+    The handler runs on the main thread, between two bytecodes: when a second
+    signal arrives while the main thread holds that Event's lock (inside the
+    first `set()`, or in `wait()`'s bookkeeping), `set()` waits for a lock its
+    own thread holds, forever. This handler records the first signal and
+    wakes the main loop from another thread, so it never blocks; later
+    signals are no-ops.
+    """
+    from granian.server import Server
+
+    class _Server(Server):  # type: ignore[misc, valid-type]
+        _stopping = False
+
+        def signal_handler_interrupt(self, *args: Any, **kwargs: Any) -> None:
+            if self._stopping:
+                return
+            self._stopping = True
+            self.interrupt_signal = True
+            threading.Thread(target=self.main_loop_interrupt.set, daemon=True).start()
+
+    return _Server
