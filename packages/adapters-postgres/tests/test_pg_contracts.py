@@ -3,24 +3,30 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from policy_core.memory import ManualClock
 from policy_core.testing import (
+    T0,
     ApiKeyStoreContract,
     ChangeFeedContract,
     DecisionLogContract,
     PolicyStoreContract,
+    UsageStoreContract,
 )
 from policy_postgres import (
     PostgresApiKeyStore,
     PostgresChangeFeed,
     PostgresDecisionLog,
     PostgresPolicyStore,
+    PostgresUsageStore,
 )
 from psycopg_pool import AsyncConnectionPool
+
+Advance = Callable[[float], Awaitable[None]]
 
 
 class TestPostgresPolicyStore(PolicyStoreContract):
@@ -57,3 +63,22 @@ class TestPostgresChangeFeed(ChangeFeedContract):
         feed = PostgresChangeFeed(pg_pool, channel=f"test_{uuid.uuid4().hex}")
         yield feed
         await feed.close()
+
+
+class TestPostgresUsageStore(UsageStoreContract):
+    @pytest.fixture
+    def clock(self) -> ManualClock:
+        return ManualClock(T0)
+
+    @pytest.fixture
+    def usage_store(
+        self, pg_pool: AsyncConnectionPool[Any], clock: ManualClock
+    ) -> PostgresUsageStore:
+        return PostgresUsageStore(pg_pool, clock=clock)
+
+    @pytest.fixture
+    def advance(self, clock: ManualClock) -> Advance:
+        async def step(seconds: float) -> None:
+            clock.advance(seconds)
+
+        return step

@@ -1,4 +1,4 @@
-"""PostgreSQL adapters: policy store, decision log, API keys; migrations; the embedded server."""
+"""PostgreSQL adapters: policy store, decision log, API keys, usage; migrations; embedded server."""
 
 from policy_postgres.api_keys import PostgresApiKeyStore
 from policy_postgres.decision_log import DecisionLogCounters, PostgresDecisionLog
@@ -15,6 +15,7 @@ from policy_postgres.migrations import (
 )
 from policy_postgres.pool import open_pool
 from policy_postgres.store import PostgresPolicyStore
+from policy_postgres.usage import PostgresUsageStore
 
 __all__ = [
     "DEFAULT_DATA_DIR",
@@ -26,6 +27,7 @@ __all__ = [
     "PostgresChangeFeed",
     "PostgresDecisionLog",
     "PostgresPolicyStore",
+    "PostgresUsageStore",
     "load_migrations",
     "migrate",
     "open_pool",

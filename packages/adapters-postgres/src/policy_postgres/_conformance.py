@@ -11,6 +11,7 @@ from policy_postgres.api_keys import PostgresApiKeyStore
 from policy_postgres.decision_log import PostgresDecisionLog
 from policy_postgres.feed import PostgresChangeFeed
 from policy_postgres.store import PostgresPolicyStore
+from policy_postgres.usage import PostgresUsageStore
 
 
 def _check(pool: AsyncConnectionPool[Any]) -> None:  # pragma: no cover
@@ -18,3 +19,4 @@ def _check(pool: AsyncConnectionPool[Any]) -> None:  # pragma: no cover
     _log: ports.DecisionLog = PostgresDecisionLog(pool, spool_path="spool")
     _keys: ports.ApiKeyStore = PostgresApiKeyStore(pool)
     _feed: ports.ChangeFeed = PostgresChangeFeed(pool)
+    _usage: ports.UsageStore = PostgresUsageStore(pool)

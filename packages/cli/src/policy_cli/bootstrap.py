@@ -5,7 +5,7 @@ One async context manager per deployment (architecture.md, "Composition roots"):
 | deployment | store | cache | usage | feed |
 |---|---|---|---|---|
 | memory (library, tests) | memory | L1 | memory | memory |
-| single (default) | PostgreSQL (LLM_POLICY_DATABASE_URL, else embedded) | L1 | memory | memory |
+| single (default) | PostgreSQL (LLM_POLICY_DATABASE_URL, else embedded) | L1 | PostgreSQL | memory |
 | cluster | PostgreSQL | L1 + Redis | Redis | Redis pub/sub |
 
 The APIs' rate-limit counters live in memory, except in a cluster (Redis,
@@ -263,7 +263,9 @@ async def memory(settings: Settings) -> AsyncIterator[Services]:
 
 @asynccontextmanager
 async def single_node(settings: Settings) -> AsyncIterator[Services]:
-    """One process: PostgreSQL (embedded in the data dir unless a URL is set), rest in memory."""
+    """One node: PostgreSQL (embedded in the data dir unless a URL is set) holds the store,
+    the decision log and the usage counters (shared by the workers, kept across restarts);
+    the cache and the change feed are in memory."""
     from policy_cli import wiring
 
     async with AsyncExitStack() as stack:
@@ -275,7 +277,7 @@ async def single_node(settings: Settings) -> AsyncIterator[Services]:
             log=pg.log,
             history=pg.log,
             cache=MemoryDecisionCache(clock),
-            usage=MemoryUsageStore(clock),
+            usage=pg.usage,
             feed=MemoryChangeFeed(),
             api_keys=pg.api_keys,
             clock=clock,

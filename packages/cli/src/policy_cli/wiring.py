@@ -53,6 +53,7 @@ class PostgresParts:
     log: PostgresDecisionLog  # the writer and the reader of the audit trail
     api_keys: ApiKeyStore
     ping: Callable[[], Awaitable[bool]]
+    usage: UsageStore  # the node's counters, shared by its workers (single deployment)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -149,6 +150,7 @@ async def postgres(
         PostgresApiKeyStore,
         PostgresDecisionLog,
         PostgresPolicyStore,
+        PostgresUsageStore,
         migrate,
         status,
     )
@@ -177,11 +179,17 @@ async def postgres(
             await conn.execute("SELECT 1")
         return True
 
+    # Usage counters: one statement per evaluation that needs facts, on connections
+    # handed out without the pool's liveness check (which would cost a round trip).
+    usage_pool = await _open_pool(
+        settings, url, stack, min_size=1, max_size=8, check=False, name="llm-policy-usage"
+    )
     return PostgresParts(
         store=PostgresPolicyStore(pool, clock=clock),
         log=log,
         api_keys=PostgresApiKeyStore(pool),
         ping=ping,
+        usage=PostgresUsageStore(usage_pool, clock=clock),
     )
 
 
