@@ -58,6 +58,7 @@ __all__ = [
     "PolicyEngine",
     "Selection",
     "evaluate_with_facts",
+    "response_cost",
 ]
 
 #: The fact kinds a usage store answers; every other kind is an integration's.
@@ -510,6 +511,16 @@ class _ResponseView:
         self._default = "allow"
         self._default_reason: str | None = None
         self.policy_set = policy_set
+
+
+def response_cost(context: Mapping[str, Any], response: Mapping[str, Any]) -> float | None:
+    """`response.cost` as the rules see it (spec 7.1): the caller's, else usage at the prices."""
+    from policy_core.compiler.facts import response_fact
+
+    cost = response_fact(Env(_with_response(context, response), None, None), "cost")
+    if type(cost) is int or type(cost) is float:
+        return float(cost)
+    return None
 
 
 def _with_response(context: Mapping[str, Any], response: Mapping[str, Any]) -> dict[str, Any]:

@@ -11,7 +11,12 @@ from policy_core.services.evaluation_service import (
 )
 from policy_core.services.holder import EngineHolder
 from policy_core.services.policy_service import PolicyService
-from policy_core.services.records import EvaluationRequest, EvaluationResult
+from policy_core.services.records import (
+    EvaluationRequest,
+    EvaluationResult,
+    ResponseEvaluationRequest,
+    response_record_id,
+)
 from policy_core.services.summary import summarize_change
 from policy_core.services.usage_service import UsageService
 
@@ -26,11 +31,13 @@ __all__ = [
     "Page",
     "PolicyRecord",
     "PolicyService",
+    "ResponseEvaluationRequest",
     "RevisionInfo",
     "UsageService",
     "canonical_json",
     "context_digest",
     "hash_api_key",
+    "response_record_id",
     "summarize_change",
     "with_digest",
 ]

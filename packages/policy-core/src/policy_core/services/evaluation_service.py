@@ -22,6 +22,7 @@ from policy_core.engine import (
     IntegrationSource,
     Selection,
     evaluate_with_facts,
+    response_cost,
 )
 from policy_core.errors import PolicyNotFound
 from policy_core.model import AuditObligation, Decision, RedactObligation
@@ -35,7 +36,12 @@ from policy_core.ports import (
 )
 from policy_core.primitives import redact_context
 from policy_core.services.holder import EngineHolder
-from policy_core.services.records import EvaluationRequest, EvaluationResult
+from policy_core.services.records import (
+    EvaluationRequest,
+    EvaluationResult,
+    ResponseEvaluationRequest,
+    response_record_id,
+)
 
 __all__ = ["EvaluationService", "canonical_json", "context_digest", "with_digest"]
 
@@ -132,6 +138,54 @@ class EvaluationService:
         if key is not None and self._cache is not None:
             await self._cache.set(key, decision, ttl)
         self._record(selection, request, request_id, decision, start)
+        return EvaluationResult(decision=decision, request_id=request_id, cached=False)
+
+    async def evaluate_response(self, request: ResponseEvaluationRequest) -> EvaluationResult:
+        """Judge a model's response (spec 7.1) with the response-phase rules.
+
+        Facts are gathered for the response phase's rules; the decision is
+        logged (unless a dry run) under `response_record_id(request_id)`, so it
+        is linked to the request's decision, with the response section in the
+        stored context (redacted as the decision says). With `reservation` and
+        `usage` in the response, the reservation is settled at `response.cost`
+        (spec 7.3). Never cached. The result's `request_id` is the request's.
+        """
+        start = _perf()
+        selection = self._holder.current.select(request.policies, request.namespace)
+        request_id = request.request_id or os.urandom(16).hex()
+        now = self._clock.time()
+        facts = None
+        if selection.response_uses_facts:
+            facts = await selection.gather_facts(
+                request.context,
+                usage=self._usage,
+                integrations=self._integrations,
+                record=not request.dry_run,
+                now=now,
+                response=request.response,
+            )
+        decision = selection.evaluate_response(
+            request.context, request.response, trace=request.trace, now=now, facts=facts
+        )
+        if request.reservation and self._usage is not None and not request.dry_run:
+            cost = response_cost(request.context, request.response)
+            if cost is not None:
+                try:
+                    await self._usage.settle(request.reservation, cost)
+                except Exception:
+                    # The reservation then expires after its TTL (spec 7.3); the decision stands.
+                    _log.warning(
+                        "settling reservation %s failed", request.reservation, exc_info=True
+                    )
+        context = dict(request.context)
+        context["response"] = request.response
+        self._record(
+            selection,
+            EvaluationRequest(context=context, dry_run=request.dry_run),
+            response_record_id(request_id),
+            decision,
+            start,
+        )
         return EvaluationResult(decision=decision, request_id=request_id, cached=False)
 
     async def evaluate_batch(self, requests: Sequence[EvaluationRequest]) -> list[EvaluationResult]:

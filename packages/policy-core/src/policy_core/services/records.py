@@ -9,7 +9,12 @@ import msgspec
 
 from policy_core.model import Decision
 
-__all__ = ["EvaluationRequest", "EvaluationResult"]
+__all__ = [
+    "EvaluationRequest",
+    "EvaluationResult",
+    "ResponseEvaluationRequest",
+    "response_record_id",
+]
 
 
 class EvaluationRequest(msgspec.Struct, frozen=True, kw_only=True):
@@ -27,6 +32,31 @@ class EvaluationRequest(msgspec.Struct, frozen=True, kw_only=True):
     dry_run: bool = False
     trace: bool = False
     request_id: str | None = None
+
+
+class ResponseEvaluationRequest(msgspec.Struct, frozen=True, kw_only=True):
+    """The model's response to a request, to be judged (spec 7.1).
+
+    `context` is the request's context; `request_id` the id of the request's
+    decision, which the response decision is linked to (its record's id is
+    `<request_id>.response`, see `response_record_id`); `reservation` the id of
+    the request's budget reservation (`decision.reservation.id`), settled at
+    `response.cost` when the response carries `usage` (spec 7.3).
+    """
+
+    context: Mapping[str, Any]
+    response: Mapping[str, Any]
+    policies: Sequence[str] | None = None
+    namespace: str | None = None
+    dry_run: bool = False
+    trace: bool = False
+    request_id: str | None = None
+    reservation: str | None = None
+
+
+def response_record_id(request_id: str) -> str:
+    """The decision log id of the response decision linked to request `request_id`."""
+    return f"{request_id}.response"
 
 
 class EvaluationResult(msgspec.Struct, frozen=True, kw_only=True):
