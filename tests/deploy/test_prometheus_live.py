@@ -3,8 +3,8 @@ under a short load, evaluates deploy/prometheus/rules.yaml, and every
 recording rule and every query of the Grafana dashboard returns a series.
 
 A query over a metric the server does not export at all (no `# TYPE` line
-in its /metrics) cannot have a series; only the integration and outbox
-metrics (issue 11) may be in that state, and the test says which it left out.
+in its /metrics) cannot have a series; only the outbox metrics (issue 11,
+not built yet) may be in that state, and the test says which it left out.
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ rules:
     action: {decision: deny, reason: over budget}
 """
 #: Metrics another part of the server exports (issue 11) that may not exist yet.
-PENDING = ("llm_policy_integration_", "llm_policy_outbox_")
+PENDING = ("llm_policy_outbox_",)
 
 
 def recordings() -> dict[str, str]:
@@ -288,6 +288,17 @@ def test_rules_and_dashboard_on_a_live_prometheus(tmp_path: Path) -> None:
         errors = query(prometheus, "llm_policy_evaluation_errors_total")
         # quota-share divides by zero; prompt-shield errs while Shield fails or its breaker is open.
         assert {s["metric"]["policy"] for s in errors} == {"quota-share", "prompt-shield"}
+        shield = query(prometheus, 'llm_policy_integration_calls_total{integration="shield"}')
+        outcomes = {s["metric"]["outcome"] for s in shield}
+        assert "ok" in outcomes, outcomes  # after Shield recovered
+        assert outcomes & {"error", "breaker_open"}, outcomes  # while it failed
+        called = {
+            s["metric"]["integration"]
+            for s in query(prometheus, "llm_policy_integration_calls_total")
+        }
+        assert called == {"shield", "governance", "costops"}
+        breakers = query(prometheus, 'llm_policy_integration_breaker_state{integration="shield"}')
+        assert breakers, "the Shield breaker never reported a state"
         spool = query(prometheus, "llm_policy_decision_log_spool_oldest_age_seconds")
         assert sorted(s["value"][1] for s in spool) == ["0", "0"]  # the database takes them
     finally:
