@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from policy_core.integrations import MemoryCostOps, MemoryGovernance, MemoryShield
+from policy_core.integrations import FakeService, MemoryCostOps, MemoryGovernance, MemoryShield
 from policy_integrations.testing import FakeServer
 from policy_postgres.testing import usable_database_url
 from policy_redis.testing import usable_redis_url
@@ -107,13 +107,14 @@ def wait_http(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float
 
 
 class FakeIntegrations:
-    """Shield, Governance and CostOps fakes on 127.0.0.1, served by a loop of their own."""
+    """Shield, Governance, CostOps and Edge fakes on 127.0.0.1, served by a loop of their own."""
 
     def __init__(self) -> None:
         self.shield = MemoryShield(threats=["ignore previous instructions"])
         self.governance = MemoryGovernance(models=["gpt-4o", "gpt-4o-mini"])
         self.costops = MemoryCostOps(limit=100.0)
-        services = (self.shield.service, self.governance.service, self.costops.service)
+        self.edge = FakeService(lambda *_: {"status": "deployed"})  # acknowledges every deploy
+        services = (self.shield.service, self.governance.service, self.costops.service, self.edge)
         self._servers = [FakeServer(service) for service in services]
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
@@ -123,11 +124,12 @@ class FakeIntegrations:
         self._thread.start()
         for server in self._servers:
             asyncio.run_coroutine_threadsafe(server.start(), self._loop).result(10)
-        shield, governance, costops = (server.url for server in self._servers)
+        shield, governance, costops, edge = (server.url for server in self._servers)
         return {
             "LLM_POLICY_SHIELD_URL": shield,
             "LLM_POLICY_GOVERNANCE_URL": governance,
             "LLM_POLICY_COSTOPS_URL": costops,
+            "LLM_POLICY_EDGE_URL": edge,
             # Open quickly and probe soon, so the short load sees the breaker move.
             "LLM_POLICY_INTEGRATION_BREAKER_FAILURES": "3",
             "LLM_POLICY_INTEGRATION_BREAKER_COOLDOWN_SECONDS": "1",
@@ -160,6 +162,11 @@ def load(
                 headers={**auth, "Content-Type": "application/yaml"},
             )
             assert created.status_code == 201, created.text
+        # Recorded usage (the CostOps track sink, once the outboxes exist).
+        recorded = client.post(
+            f"{bases[0]}/api/v1/usage", json={"usd": 0.25, "key": "team:t-7"}, headers=auth
+        )
+        assert recorded.status_code in (200, 201), recorded.text
         # Shield fails for the first second: its breaker opens, then closes again.
         fakes.shield.service.fault = "error"
         end = time.monotonic() + seconds
