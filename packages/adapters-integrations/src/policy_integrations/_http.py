@@ -10,6 +10,8 @@ composition root calls on shutdown.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import aiohttp
 
 __all__ = ["HttpTransport"]
@@ -36,8 +38,15 @@ class HttpTransport:
             )
         return self._session
 
-    async def exchange(self, method: str, path: str, body: bytes | None) -> tuple[int, bytes]:
-        headers = {"Content-Type": "application/json"} if body is not None else None
+    async def exchange(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None,
+        headers: Mapping[str, str] | None = None,
+    ) -> tuple[int, bytes]:
+        if body is not None:
+            headers = {"Content-Type": "application/json", **(headers or {})}
         async with self._client().request(
             method, self.base_url + path, data=body, headers=headers
         ) as response:

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 
 from grpclib.const import Status
 from grpclib.exceptions import GRPCError
-from policy_core.errors import PolicyEngineError
+from policy_core.errors import ComplianceUnavailable, PolicyEngineError
 
 __all__ = [
     "STATUS_BY_CODE",
@@ -34,6 +34,8 @@ STATUS_BY_CODE: Mapping[str, Status] = {
     "policy_exists": Status.ALREADY_EXISTS,
     "revision_conflict": Status.FAILED_PRECONDITION,
     "store_unavailable": Status.UNAVAILABLE,
+    "policy_not_compliant": Status.FAILED_PRECONDITION,
+    "compliance_unavailable": Status.UNAVAILABLE,
     "rate_limited": Status.RESOURCE_EXHAUSTED,
     "unauthenticated": Status.UNAUTHENTICATED,
 }
@@ -74,6 +76,8 @@ def grpc_error(exc: BaseException) -> GRPCError:
     if status is Status.INTERNAL:
         _log.error("internal error while serving a gRPC call", exc_info=exc)
         return GRPCError(Status.INTERNAL, "internal error")
+    if isinstance(exc, ComplianceUnavailable):
+        return GRPCError(status, str(exc))
     if status is Status.UNAVAILABLE:
         return GRPCError(status, "a backing store is unavailable; retry later")
     # Core messages are ours and safe; a PolicyLoadError lists every issue as

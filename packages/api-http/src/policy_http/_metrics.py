@@ -73,6 +73,32 @@ class _Snapshot(Collector):
             for state, count in records.items():
                 family.add_metric([state], float(count))
             yield family
+        outboxes = values.get("outboxes")
+        if outboxes:
+            depth = GaugeMetricFamily(
+                "llm_policy_outbox_depth",
+                "Events waiting in a sink's durable outbox (memory and disk).",
+                labels=["sink"],
+            )
+            age = GaugeMetricFamily(
+                "llm_policy_outbox_oldest_age_seconds",
+                "Age of the oldest event waiting in a sink's outbox (0: empty).",
+                labels=["sink"],
+            )
+            delivered = CounterMetricFamily(
+                "llm_policy_outbox_delivered",
+                "Delivery attempts of a sink's outbox by outcome (ok, error, timeout, "
+                "breaker_open, rejected).",
+                labels=["sink", "outcome"],
+            )
+            for status in outboxes:
+                depth.add_metric([status.sink], float(status.depth))
+                age.add_metric([status.sink], float(status.oldest_age_seconds))
+                for outcome, count in sorted(status.delivered.items()):
+                    delivered.add_metric([status.sink, outcome], float(count))
+            yield depth
+            yield age
+            yield delivered
 
 
 class _Integrations(Collector):

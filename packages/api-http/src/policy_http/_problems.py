@@ -17,7 +17,12 @@ from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.types import ExceptionHandlersMap
 from loguru import logger
-from policy_core.errors import PolicyEngineError, PolicyLoadError
+from policy_core.errors import (
+    ComplianceUnavailable,
+    PolicyEngineError,
+    PolicyLoadError,
+    PolicyNotCompliant,
+)
 
 __all__ = [
     "CODE_STATUS",
@@ -45,6 +50,8 @@ CODE_STATUS: Mapping[str, int] = {
     "api_key_not_found": 404,
     "invalid_request": 422,
     "store_unavailable": 503,
+    "policy_not_compliant": 422,  # Governance rejects the write (LLM_POLICY_GOVERNANCE_ENFORCE)
+    "compliance_unavailable": 503,  # ... or cannot be asked: the write is refused, never passed
     "unauthenticated": 401,  # the gatekeeper answers it first, with its challenge
 }
 _DEFAULT_CORE_STATUS = 400
@@ -212,6 +219,25 @@ def classify(exc: Exception, request_id: str | None = None, path: str = "") -> A
 
 def _core_problem(exc: PolicyEngineError, request_id: str | None) -> ApiProblem:
     status = CODE_STATUS.get(exc.code, _DEFAULT_CORE_STATUS)
+    if isinstance(exc, ComplianceUnavailable):
+        logger.bind(request_id=request_id, code=exc.code).warning("compliance check unavailable")
+        return ApiProblem(
+            status,
+            f"the {exc.action} of policy {exc.policy_id!r} is refused: Governance's compliance "
+            "check could not be made; retry shortly",
+            code=exc.code,
+            headers={"Retry-After": "5"},
+        )
+    if isinstance(exc, PolicyNotCompliant):
+        issues = [
+            ProblemIssue(
+                path=str(v.get("rule", "")),
+                message=f"{v.get('severity')}: {v.get('description')}"
+                + (f" ({v['regulation']})" if v.get("regulation") else ""),
+            )
+            for v in exc.violations
+        ]
+        return ApiProblem(status, str(exc), code=exc.code, errors=issues)
     if status >= 500:
         # The core's message may name a backend; the caller only learns that it is down.
         logger.bind(request_id=request_id, code=exc.code).warning("backend unavailable")

@@ -143,4 +143,8 @@ class Runtime:
                 "dropped": counters.dropped,
                 "rejected": counters.rejected,
             }
+        # The durable outboxes of the sinks (Governance audit, CostOps track, Edge).
+        outboxes = getattr(services, "outboxes", ())
+        if outboxes:
+            values["outboxes"] = [box.status() for box in outboxes]
         return values

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated
 
 from litestar import Response, delete, get, post
 from litestar.handlers import HTTPRouteHandler
 from litestar.params import FromQuery, JSONBody, PathParameter
+from policy_core.ports import UsageEvent
 from policy_core.services import ApiKeyService
 
 from policy_http._http import problems
@@ -55,10 +57,22 @@ def admin_routes(rt: Runtime) -> list[HTTPRouteHandler]:
                 code="invalid_usage",
             )
         try:
+            event = UsageEvent(
+                request_id=data.request_id or "",
+                cost=data.usd,
+                timestamp=data.at or datetime.now(UTC),
+                user_id=data.user_id,
+                team_id=data.team_id,
+                project_id=data.project_id,
+                provider=data.provider,
+                model=data.model,
+                prompt_tokens=data.prompt_tokens,
+                completion_tokens=data.completion_tokens,
+            )
             if data.reservation is not None:
                 if data.at is not None:
                     raise ValueError("`at` is not given when settling: the spend is recorded now")
-                keys = await usage.settle(data.reservation, data.usd)
+                keys = await usage.settle(data.reservation, data.usd, event=event)
                 if keys is None:
                     raise ApiProblem(
                         404,
@@ -68,7 +82,7 @@ def admin_routes(rt: Runtime) -> list[HTTPRouteHandler]:
                     )
                 return UsageRecorded(usd=data.usd, reservation=data.reservation, keys=keys)
             assert data.key is not None
-            await usage.record_spend(data.key, data.usd, data.at)
+            await usage.record_spend(data.key, data.usd, data.at, event=event)
         except ValueError as exc:
             raise ApiProblem(422, str(exc), code="invalid_usage") from None
         return UsageRecorded(key=data.key, usd=data.usd, keys=(data.key,))

@@ -269,6 +269,15 @@ class UsageRequest(_Wire, frozen=True):
     key: Annotated[str, msgspec.Meta(min_length=1, max_length=256)] | None = None
     at: datetime | None = None
     reservation: Annotated[str, msgspec.Meta(min_length=1, max_length=64)] | None = None
+    # What CostOps `track` receives besides the cost (LLM_POLICY_COSTOPS_URL), all optional.
+    request_id: Annotated[str, msgspec.Meta(min_length=1, max_length=128)] | None = None
+    user_id: Annotated[str, msgspec.Meta(max_length=256)] | None = None
+    team_id: Annotated[str, msgspec.Meta(max_length=256)] | None = None
+    project_id: Annotated[str, msgspec.Meta(max_length=256)] | None = None
+    provider: Annotated[str, msgspec.Meta(max_length=128)] | None = None
+    model: Annotated[str, msgspec.Meta(max_length=256)] | None = None
+    prompt_tokens: Annotated[int, msgspec.Meta(ge=0, le=10**12)] = 0
+    completion_tokens: Annotated[int, msgspec.Meta(ge=0, le=10**12)] = 0
 
 
 class UsageRecorded(msgspec.Struct, frozen=True, kw_only=True):

@@ -25,6 +25,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from policy_core.auth import (
     ApiKeyVerifier,
@@ -123,6 +124,8 @@ class Services:
     database_url: str | None = None
     # The integration clients, their state and call statistics (never part of readiness).
     integrations: IntegrationSet = field(default_factory=IntegrationSet)
+    # The durable outboxes (Governance audit, CostOps track, Edge): `status()` each, for /metrics.
+    outboxes: tuple[Any, ...] = ()
 
     async def ready(self) -> bool:
         """True once every backing service answers and a policy set is loaded."""
@@ -176,6 +179,8 @@ async def wire(
 
     holder = EngineHolder()
     integration_set = await wiring.integrations(settings, adapters.clock, stack)
+    # Audit and usage outboxes, Edge deployments, compliance admission (by their URLs).
+    sinks = await wiring.sinks(settings, integration_set.stats, stack)
     policies = PolicyService(
         reader=adapters.store,
         writer=adapters.store,
@@ -186,6 +191,8 @@ async def wire(
             ContextSchema.load(settings.context_schema) if settings.context_schema else None
         ),
         integrations=settings.integrations,
+        compliance=sinks.compliance,
+        edge=sinks.edge,
     )
     evaluation = EvaluationService(
         holder,
@@ -198,6 +205,7 @@ async def wire(
             adapters.integrations if adapters.integrations is not None else integration_set.facts
         ),
         reservation_ttl=settings.reservation_ttl_seconds,
+        governance=sinks.governance,
     )
     api_keys = ApiKeyService(adapters.api_keys, adapters.clock)
     verifier = authenticator(settings, api_keys)  # an unusable JWKS fails before anything starts
@@ -210,7 +218,7 @@ async def wire(
     return Services(
         policies=policies,
         evaluation=evaluation,
-        usage=UsageService(adapters.usage),
+        usage=UsageService(adapters.usage, sinks.usage),
         api_keys=api_keys,
         decisions=DecisionHistoryService(adapters.history, adapters.log, adapters.clock),
         holder=holder,
@@ -220,6 +228,7 @@ async def wire(
         database_url=database_url,
         rate_limiter=adapters.rate_limiter,
         integrations=integration_set,
+        outboxes=sinks.outboxes,
     )
 
 

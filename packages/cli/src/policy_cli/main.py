@@ -12,6 +12,7 @@ from policy_cli.commands import (
     admin,
     config,
     db,
+    edge,
     evaluate,
     integrations,
     policy,
@@ -87,6 +88,7 @@ main.add_command(testing.test)
 main.add_command(config.config)
 main.add_command(admin.apikey)
 main.add_command(db.db)
+main.add_command(edge.edge)
 main.add_command(serve.serve)
 main.add_command(serve.grpc)
 main.add_command(token.token)

@@ -99,6 +99,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     shield_cache_seconds: float = 5.0
     governance_models_ttl_seconds: float = 60.0
     governance_models_stale_seconds: float = 3600.0
+    # sinks, admission and edge distribution (docs/integrations.md)
+    governance_enforce: bool = False  # policy writes need Governance's compliance check
+    outbox_dir: str | None = None  # durable outboxes; default <data_dir>/outbox
+    outbox_memory_events: int = 10_000  # events an outbox holds in memory before it spills to disk
+    edge_regions: str | None = None  # comma separated regions sent with each deployment
 
     @property
     def integrations(self) -> frozenset[str]:
@@ -174,6 +179,12 @@ SETTING_HELP: dict[str, str] = {
     "shield_cache_seconds": "how long a Shield answer is reused for the same text and model (0: never)",
     "governance_models_ttl_seconds": "how long the approved-models list is fresh",
     "governance_models_stale_seconds": "how long the last list is still served while Governance fails",
+    "governance_enforce": "policy create/update/activation must pass Governance's compliance check "
+    "(refused when non-compliant or Governance is unreachable)",
+    "outbox_dir": "directory of the durable outboxes (Governance audit, CostOps track, Edge); "
+    "default `<data_dir>/outbox`",
+    "outbox_memory_events": "events an outbox holds in memory before writing them to disk itself",
+    "edge_regions": "comma-separated regions sent with every Edge deployment (empty: all)",
 }
 
 SECRET_FIELDS = frozenset(
@@ -207,6 +218,7 @@ _POSITIVE_FIELDS = (
     "max_batch",
     "integration_timeout_ms",
     "integration_breaker_failures",
+    "outbox_memory_events",
 )
 
 
@@ -349,6 +361,11 @@ def check_settings(settings: Settings, *, serving: bool, sources: Mapping[str, s
             for name in ("database_url", "redis_url")
             if getattr(settings, name) is None
         ]
+    if settings.governance_enforce and not settings.governance_url:
+        found.append(
+            f"{env_name('governance_enforce')}: true, but {env_name('governance_url')} is not set: "
+            "every policy write would be refused; set the URL or turn enforcement off"
+        )
     if serving and not settings.development and not (settings.jwt_secret or settings.jwks_file):
         found.append(
             f"{env_name('jwt_secret')}: not set, and a non-development server needs it "

@@ -21,9 +21,13 @@ from policy_core.ports import (
     ApiKeyStore,
     ChangeFeed,
     Clock,
+    ComplianceChecker,
     DecisionCache,
+    EdgePublisher,
+    GovernanceSink,
     PolicyStore,
     RateLimiter,
+    UsageSink,
     UsageStore,
 )
 
@@ -308,3 +312,105 @@ async def integrations(settings: Settings, clock: Clock, stack: AsyncExitStack) 
         shield=shield, costops=costops, governance=governance, timeout=timeout + 0.1
     )
     return IntegrationSet(facts, probes, stats)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Sinks:
+    """The write side of the integrations one deployment provides (all None: not configured)."""
+
+    governance: GovernanceSink | None = None
+    usage: UsageSink | None = None
+    edge: EdgePublisher | None = None
+    compliance: ComplianceChecker | None = None
+    #: every durable queue, for /metrics (`llm_policy_outbox_*`)
+    outboxes: tuple[Any, ...] = ()
+
+
+async def sinks(settings: Settings, stats: CallStats, stack: AsyncExitStack) -> Sinks:
+    """Governance audit and CostOps track outboxes, Edge deployments, compliance admission.
+
+    Each durable queue lives in its own locked slot under LLM_POLICY_OUTBOX_DIR
+    (default `<data_dir>/outbox`), so several workers never share one; all are
+    started here and closed with `stack` (what is still queued is written to disk).
+    """
+    if not (settings.governance_url or settings.costops_url or settings.edge_url):
+        return Sinks()
+    from policy_core.integrations import CallGuard
+    from policy_integrations.admission import ComplianceClient
+    from policy_integrations.edge import EdgeClient
+    from policy_integrations.outbox import claim_slot
+    from policy_integrations.sinks import governance_audit_outbox, usage_track_outbox
+
+    base = Path(settings.outbox_dir or Path(settings.data_dir) / "outbox")
+    timeout = settings.integration_timeout_ms / 1000.0
+    # Deliveries are off the request path: a guard of their own, with room to answer.
+    delivery_timeout = max(timeout, 1.0)
+
+    def guard(name: str, seconds: float) -> CallGuard:
+        return CallGuard(
+            name,
+            timeout=seconds,
+            failures=settings.integration_breaker_failures,
+            cooldown=settings.integration_breaker_cooldown_seconds,
+            observer=stats,
+        )
+
+    governance = usage = edge = compliance = None
+    outboxes: list[Any] = []
+    if settings.governance_url:
+        slot = claim_slot(base / "governance_audit")
+        stack.callback(slot.release)
+        governance, delivery = governance_audit_outbox(
+            settings.governance_url,
+            slot.path,
+            guard("governance", delivery_timeout),
+            token=settings.governance_token,
+            memory_limit=settings.outbox_memory_events,
+        )
+        stack.push_async_callback(delivery.close)
+        await governance.start()
+        stack.push_async_callback(governance.close)
+        outboxes.append(governance)
+        if settings.governance_enforce:
+            compliance = ComplianceClient(
+                settings.governance_url,
+                guard("governance", timeout),
+                token=settings.governance_token,
+            )
+            stack.push_async_callback(compliance.close)
+    if settings.costops_url:
+        slot = claim_slot(base / "costops_track")
+        stack.callback(slot.release)
+        usage, delivery = usage_track_outbox(
+            settings.costops_url,
+            slot.path,
+            guard("costops", delivery_timeout),
+            token=settings.costops_token,
+            memory_limit=settings.outbox_memory_events,
+        )
+        stack.push_async_callback(delivery.close)
+        await usage.start()
+        stack.push_async_callback(usage.close)
+        outboxes.append(usage)
+    if settings.edge_url:
+        slot = claim_slot(base / "edge")
+        stack.callback(slot.release)
+        regions = [r.strip() for r in (settings.edge_regions or "").split(",") if r.strip()]
+        edge = EdgeClient(
+            settings.edge_url,
+            slot.path,
+            guard("edge", delivery_timeout),
+            token=settings.edge_token,
+            regions=regions,
+            sync_guard=guard("edge", max(10.0, delivery_timeout)),
+        )
+        await edge.start()
+        stack.push_async_callback(edge.close)
+        outboxes.append(edge)
+    return Sinks(
+        governance=governance,
+        usage=usage,
+        edge=edge,
+        compliance=compliance,
+        outboxes=tuple(outboxes),
+    )

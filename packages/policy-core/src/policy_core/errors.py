@@ -8,12 +8,14 @@ import msgspec
 
 __all__ = [
     "AuthError",
+    "ComplianceUnavailable",
     "EvalError",
     "IntegrationError",
     "Issue",
     "PolicyAlreadyExists",
     "PolicyEngineError",
     "PolicyLoadError",
+    "PolicyNotCompliant",
     "PolicyNotFound",
     "RevisionConflict",
     "RevisionNotFound",
@@ -112,6 +114,44 @@ class StoreUnavailable(PolicyEngineError):
     """A backing store could not be reached; adapters translate driver errors to this."""
 
     code = "store_unavailable"
+
+
+class PolicyNotCompliant(PolicyEngineError):
+    """Governance found the policy write non-compliant (HTTP 422, gRPC FAILED_PRECONDITION, exit 3).
+
+    `violations` are Governance's, as JSON objects `{rule, severity, description, regulation}`.
+    """
+
+    code = "policy_not_compliant"
+
+    def __init__(
+        self, policy_id: str, action: str, violations: Iterable[dict[str, object]]
+    ) -> None:
+        self.policy_id, self.action = policy_id, action
+        self.violations: list[dict[str, object]] = list(violations)
+        listed = "; ".join(
+            f"{v.get('rule')} ({v.get('severity')}): {v.get('description')}"
+            for v in self.violations
+        )
+        super().__init__(
+            f"governance rejects the {action} of policy {policy_id!r}: {listed or 'non-compliant'}"
+        )
+
+
+class ComplianceUnavailable(PolicyEngineError):
+    """Governance could not answer a compliance check while it is enforced (HTTP 503, UNAVAILABLE).
+
+    The write is refused: an enforced check never passes silently.
+    """
+
+    code = "compliance_unavailable"
+
+    def __init__(self, policy_id: str, action: str, reason: str) -> None:
+        self.policy_id, self.action, self.reason = policy_id, action, reason
+        super().__init__(
+            f"the {action} of policy {policy_id!r} is refused: the governance compliance check "
+            f"could not be made ({reason}); retry when Governance answers"
+        )
 
 
 class AuthError(PolicyEngineError):

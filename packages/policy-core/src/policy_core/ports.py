@@ -31,6 +31,9 @@ __all__ = [
     "CallerIds",
     "ChangeFeed",
     "Clock",
+    "ComplianceChecker",
+    "ComplianceReport",
+    "ComplianceViolation",
     "CostOpsBudget",
     "DecisionCache",
     "DecisionHistory",
@@ -47,6 +50,7 @@ __all__ = [
     "IntegrationProbe",
     "IntegrationState",
     "NewRevision",
+    "OutboxStatus",
     "Page",
     "PolicyChange",
     "PolicyReader",
@@ -65,6 +69,8 @@ __all__ = [
     "ShieldThreat",
     "ShieldVerdict",
     "Unsubscribe",
+    "UsageEvent",
+    "UsageSink",
     "UsageStore",
 ]
 
@@ -735,21 +741,96 @@ class IntegrationProbe(Protocol):
         ...
 
 
+class UsageEvent(msgspec.Struct, frozen=True, kw_only=True):
+    """One recorded use of a model, for CostOps `POST /api/v1/track` (camelCase on the wire)."""
+
+    request_id: str
+    cost: float
+    timestamp: datetime
+    user_id: str | None = None
+    team_id: str | None = None
+    project_id: str | None = None
+    provider: str | None = None
+    model: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+class ComplianceViolation(msgspec.Struct, frozen=True, kw_only=True):
+    """One rule of Governance a policy document breaks."""
+
+    rule: str
+    severity: str
+    description: str
+    regulation: str | None = None
+
+
+class ComplianceReport(msgspec.Struct, frozen=True, kw_only=True):
+    """Governance's answer to `POST /api/v1/compliance/check`."""
+
+    compliant: bool
+    violations: tuple[ComplianceViolation, ...] = ()
+    recommendations: tuple[Any, ...] = ()
+
+
+class OutboxStatus(msgspec.Struct, frozen=True, kw_only=True):
+    """What a durable outbox reports (for /metrics): events waiting, age of the oldest, fates."""
+
+    sink: str
+    depth: int
+    oldest_age_seconds: float
+    delivered: dict[str, int]
+
+
 @runtime_checkable
 class GovernanceSink(Protocol):
-    """Receives decision records for an external governance system (fire and forget)."""
+    """Takes audited decision records to Governance `POST /api/v1/audit/log`.
+
+    `submit` only queues (no I/O, no await, a few hundred nanoseconds): the
+    adapter delivers at least once, durably, and never drops a record.
+    """
 
     def submit(self, record: DecisionRecord) -> None:
-        """Queue a record; never blocks, never raises (drops are counted by the adapter)."""
+        """Queue a record; never blocks, never raises."""
+        ...
+
+
+@runtime_checkable
+class UsageSink(Protocol):
+    """Takes recorded usage to CostOps `POST /api/v1/track` (queue only, like GovernanceSink)."""
+
+    def submit(self, event: UsageEvent) -> None:
+        """Queue an event; never blocks, never raises."""
         ...
 
 
 @runtime_checkable
 class EdgePublisher(Protocol):
-    """Pushes the active policy set to edge enforcement points."""
+    """Distributes policy changes to the Edge agent.
 
-    async def publish(self, policy_set: str, policies: Sequence[PolicyRecord]) -> None:
-        """Publish the full set; raises when the edge cannot be reached."""
+    `deploy` queues the change of one policy (`POST /api/v1/deploy`), retried
+    until acknowledged; a newer change of the same policy id supersedes one
+    still queued. `sync` pushes a whole set at once (`POST /api/v1/sync`) and
+    raises IntegrationError when the agent does not acknowledge it.
+    """
+
+    def deploy(self, record: PolicyRecord, policy_set: str) -> None:
+        """Queue the revision `record` (deleted when `record.deleted`); never blocks."""
+        ...
+
+    async def sync(self, policy_set: str, policies: Sequence[PolicyRecord]) -> None:
+        """Push the full set; raises IntegrationError unless the agent answers 2xx."""
+        ...
+
+
+@runtime_checkable
+class ComplianceChecker(Protocol):
+    """Asks Governance whether a policy write may proceed (`POST /api/v1/compliance/check`)."""
+
+    async def check(
+        self, document: dict[str, Any], action: Literal["create", "update", "activate"]
+    ) -> ComplianceReport:
+        """Governance's verdict; raises IntegrationError when it cannot be had."""
         ...
 
 

@@ -11,8 +11,10 @@ from typing import Any, TypeVar
 
 import click
 from policy_core.errors import (
+    ComplianceUnavailable,
     PolicyAlreadyExists,
     PolicyLoadError,
+    PolicyNotCompliant,
     PolicyNotFound,
     RevisionConflict,
     RevisionNotFound,
@@ -116,6 +118,19 @@ def core_error(exc: Exception) -> CliError | None:
             return CliError(str(exc), ExitCode.USAGE)
         case RevisionConflict():
             return CliError(str(exc), ExitCode.DENIED)
+        case PolicyNotCompliant():
+            return CliError(
+                str(exc),
+                ExitCode.INVALID_POLICY,
+                hint="change the policy so that Governance's compliance check passes",
+            )
+        case ComplianceUnavailable():
+            return CliError(
+                str(exc),
+                ExitCode.UNREACHABLE,
+                hint="check LLM_POLICY_GOVERNANCE_URL and that Governance is up "
+                "(`llm-policy integrations status`)",
+            )
     return None
 
 

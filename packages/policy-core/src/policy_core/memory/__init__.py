@@ -7,11 +7,13 @@ from policy_core.memory.decision_log import MemoryDecisionLog
 from policy_core.memory.feed import MemoryChangeFeed
 from policy_core.memory.integrations import (
     FakeService,
+    MemoryCompliance,
     MemoryCostOps,
     MemoryEdgePublisher,
     MemoryGovernance,
     MemoryGovernanceSink,
     MemoryShield,
+    MemoryUsageSink,
 )
 from policy_core.memory.ratelimit import MemoryRateLimiter, RateStrategy
 from policy_core.memory.store import MemoryPolicyStore
@@ -29,6 +31,7 @@ __all__ = [
     "ManualClock",
     "MemoryApiKeyStore",
     "MemoryChangeFeed",
+    "MemoryCompliance",
     "MemoryCostOps",
     "MemoryDecisionCache",
     "MemoryDecisionLog",
@@ -38,6 +41,7 @@ __all__ = [
     "MemoryPolicyStore",
     "MemoryRateLimiter",
     "MemoryShield",
+    "MemoryUsageSink",
     "MemoryUsageStore",
     "RateStrategy",
     "SystemClock",

@@ -9,11 +9,13 @@ from policy_core.memory.cache import MemoryDecisionCache
 from policy_core.memory.decision_log import MemoryDecisionLog
 from policy_core.memory.feed import MemoryChangeFeed
 from policy_core.memory.integrations import (
+    MemoryCompliance,
     MemoryCostOps,
     MemoryEdgePublisher,
     MemoryGovernance,
     MemoryGovernanceSink,
     MemoryShield,
+    MemoryUsageSink,
 )
 from policy_core.memory.store import MemoryPolicyStore
 from policy_core.memory.tiered import TieredDecisionCache
@@ -35,4 +37,6 @@ def _check(clock: ManualClock) -> None:  # pragma: no cover
     _probe: ports.IntegrationProbe = MemoryShield()
     _gov: ports.GovernanceSink = MemoryGovernanceSink()
     _edge: ports.EdgePublisher = MemoryEdgePublisher()
+    _usage_sink: ports.UsageSink = MemoryUsageSink()
+    _compliance: ports.ComplianceChecker = MemoryCompliance()
     _tiered: ports.DecisionCache = TieredDecisionCache(_cache, _cache)

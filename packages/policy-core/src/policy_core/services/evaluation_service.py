@@ -222,15 +222,13 @@ class EvaluationService:
             return
         context: Mapping[str, Any] = request.context
         # Deferred to the log's writer (see with_digest) unless redaction is about
-        # to change the context, or a governance sink takes the record as it is.
+        # to change the context. The governance sink sends no digest (audit/log has none).
         digest = ""
         if decision.obligations and any(
             isinstance(o, RedactObligation) for o in decision.obligations
         ):
             digest = context_digest(context)
             context = _redacted(context, decision)
-        elif self._governance is not None:
-            digest = context_digest(context)
         record = DecisionRecord(
             request_id=request_id,
             policy_set=decision.policy_set,

@@ -9,6 +9,7 @@ instances reload.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import logging
 import re
 import uuid
@@ -18,7 +19,13 @@ from typing import Any, Literal
 import msgspec
 
 from policy_core.engine import PolicyEngine
-from policy_core.errors import Issue, PolicyLoadError
+from policy_core.errors import (
+    ComplianceUnavailable,
+    IntegrationError,
+    Issue,
+    PolicyLoadError,
+    PolicyNotCompliant,
+)
 from policy_core.language import (
     ContextSchema,
     ValidationReport,
@@ -29,6 +36,8 @@ from policy_core.language import (
 from policy_core.model import Policy
 from policy_core.ports import (
     ChangeFeed,
+    ComplianceChecker,
+    EdgePublisher,
     NewRevision,
     Page,
     PolicyChange,
@@ -56,7 +65,9 @@ class PolicyService:
     `holder.current` is the engine compiled from every live stored policy;
     with a `context_schema`, validation also warns about paths it lacks;
     `instance_id` tags this instance's change notifications so it does not
-    reload for its own writes.
+    reload for its own writes. With `compliance` (LLM_POLICY_GOVERNANCE_ENFORCE)
+    every create, update, rollback and activation is admitted by Governance
+    first; with `edge` every change is queued for the Edge agent.
     """
 
     def __init__(
@@ -70,7 +81,10 @@ class PolicyService:
         instance_id: str | None = None,
         context_schema: ContextSchema | None = None,
         integrations: Collection[str] | None = None,
+        compliance: ComplianceChecker | None = None,
+        edge: EdgePublisher | None = None,
     ) -> None:
+        self._compliance, self._edge = compliance, edge
         self._reader, self._writer, self._holder, self._feed = reader, writer, holder, feed
         self._context_schema = context_schema
         # The integrations the deployment provides: validation warns about the others.
@@ -165,11 +179,13 @@ class PolicyService:
         async with self._lock:
             policy = self._parse_one(text, file)
             engine = self._compile_with(policy)
+            await self._admit(policy, "create")
             record = await self._writer.create(
                 self._revision(policy, text, author, summarize_change(None, policy.source))
             )
             self._install(engine, record, policy)
             await self._publish(record, "created")
+            self._deploy(record)
         return record
 
     async def update(
@@ -243,6 +259,7 @@ class PolicyService:
             self._loaded.pop(policy_id, None)
             self._holder.swap(engine)
             await self._publish(current, "deleted")
+            self._deploy(msgspec.structs.replace(current, deleted=True))
 
     # --- internals ----------------------------------------------------------
 
@@ -257,13 +274,55 @@ class PolicyService:
     ) -> PolicyRecord:
         # Called with the lock held.
         engine = self._compile_with(policy)
+        if kind != "status":
+            await self._admit(policy, "update")
+        elif policy.status.value == "active":
+            await self._admit(policy, "activate")
         record = await self._writer.update(
             self._revision(policy, text, author, summary), expected_revision=expected
         )
         self._install(engine, record, policy)
         # Publishing under the lock keeps notifications in write order.
         await self._publish(record, kind)
+        self._deploy(record)
         return record
+
+    async def _admit(self, policy: Policy, action: Literal["create", "update", "activate"]) -> None:
+        """Governance's compliance check of a write (enforced: refuse unless it says compliant)."""
+        if self._compliance is None:
+            return
+        try:
+            report = await self._compliance.check(policy.source, action)
+        except IntegrationError as exc:
+            raise ComplianceUnavailable(policy.id, action, str(exc)) from None
+        except Exception as exc:  # never a silent pass
+            raise ComplianceUnavailable(policy.id, action, type(exc).__name__) from None
+        if not report.compliant:
+            raise PolicyNotCompliant(
+                policy.id, action, [msgspec.to_builtins(v) for v in report.violations]
+            )
+
+    def _deploy(self, record: PolicyRecord) -> None:
+        """Queue the change for the Edge agent (never fails the write: the queue retries)."""
+        if self._edge is None:
+            return
+        try:
+            self._edge.deploy(record, self._holder.current.policy_set())
+        except Exception:
+            _log.exception("could not queue policy %r for the edge", record.id)
+
+    async def edge_sync(self) -> builtins.list[PolicyRecord]:
+        """Push every active policy to the Edge agent at once (`POST /api/v1/sync`).
+
+        Returns what was pushed; raises ValueError when no Edge agent is
+        configured and IntegrationError when it does not acknowledge.
+        """
+        if self._edge is None:
+            raise ValueError("no Edge agent is configured (LLM_POLICY_EDGE_URL)")
+        records = [r for r in await self._reader.load_all() if r.status == "active"]
+        records.sort(key=lambda r: r.id)
+        await self._edge.sync(self._holder.current.policy_set(), records)
+        return records
 
     def _install(self, engine: PolicyEngine, record: PolicyRecord, policy: Policy) -> None:
         self._loaded[record.id] = (record.revision, policy)

@@ -1,0 +1,363 @@
+"""A durable outbox: events queued in memory, made durable on disk, delivered at least once.
+
+`submit(item)` is the whole cost on the caller's path: a deque append (no
+encoding, no I/O, no await). A background task (started by `start()`) takes
+what was queued every `flush_interval` seconds, encodes it (`encode` gives the
+idempotency key and the JSON body) and appends it to the open segment file in
+`directory` (JSON lines, like the decision log's spool); a segment is closed
+(fsynced, renamed `*.seg`) when it holds `segment_events` events or has been
+open for `segment_seconds`. A second task delivers closed segments oldest
+first, `concurrency` events at a time, each with `deliver(key, body)`; an
+event that fails is retried (exponential backoff up to `retry_max` seconds)
+until it is acknowledged; a segment is deleted only once every event in it
+is. An event the receiver refuses for good (a 4xx other than 408/429:
+`Rejected`) is appended to `rejected.jsonl` for a human, never dropped.
+
+Memory is bounded: when `memory_limit` events wait in the deque (the writer
+fell behind), `submit` writes them to the open segment itself (a buffered
+file append, still no network). A segment holds at most `segment_events`
+events in memory while it is delivered.
+
+At least once, across restarts: `close()` writes what is still queued to
+disk; a new Outbox over the same directory delivers every segment left (an
+interrupted segment is delivered again from its start: the receiver sees the
+same `Idempotency-Key` twice and keeps one).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import BinaryIO, Generic, TypeVar
+
+import msgspec
+from policy_core.ports import OutboxStatus
+
+__all__ = ["Outbox", "Rejected", "Slot", "claim_slot"]
+
+_log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+_line = msgspec.json.Decoder(tuple[str, msgspec.Raw])
+_encoder = msgspec.json.Encoder()
+
+
+class Slot:
+    """A directory this process owns exclusively while it holds the lock (see `claim_slot`)."""
+
+    def __init__(self, path: Path, fd: int) -> None:
+        self.path, self._fd = path, fd
+
+    def release(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)  # closing the descriptor releases the lock
+            self._fd = -1
+
+
+def claim_slot(base: Path) -> Slot:
+    """The first `base/slot-N` no other live process holds (flock), locked for this one.
+
+    Several workers on one data directory each get their own outbox; after a
+    restart the same slots are free again, so what a process left behind is
+    delivered by whoever claims its slot next.
+    """
+    import fcntl
+
+    base.mkdir(parents=True, exist_ok=True)
+    n = 0
+    while True:
+        path = base / f"slot-{n}"
+        path.mkdir(exist_ok=True)
+        fd = os.open(path / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            n += 1
+            continue
+        return Slot(path, fd)
+
+
+class Rejected(Exception):
+    """The receiver refused an event for good (retrying cannot help): it is kept aside."""
+
+
+class _Segment:
+    __slots__ = ("count", "path", "started")
+
+    def __init__(self, path: Path, count: int, started: float) -> None:
+        self.path, self.count, self.started = path, count, started
+
+
+class Outbox(Generic[T]):
+    """At-least-once delivery of `T` events through `deliver`, durable in `directory`."""
+
+    def __init__(
+        self,
+        sink: str,
+        directory: Path,
+        *,
+        encode: Callable[[T], tuple[str, bytes]],
+        deliver: Callable[[str, bytes], Awaitable[None]],
+        memory_limit: int = 10_000,
+        segment_events: int = 1_000,
+        segment_seconds: float = 0.2,
+        flush_interval: float = 0.02,
+        concurrency: int = 16,
+        retry_initial: float = 0.05,
+        retry_max: float = 5.0,
+        fsync: bool = True,
+    ) -> None:
+        self.sink = sink
+        self.directory = Path(directory)
+        self._encode, self._deliver = encode, deliver
+        self._limit = max(1, memory_limit)
+        self._segment_events = max(1, segment_events)
+        self._segment_seconds = segment_seconds
+        self._flush_interval = flush_interval
+        self._concurrency = max(1, concurrency)
+        self._retry_initial, self._retry_max = retry_initial, retry_max
+        self._fsync = fsync
+        self._queue: deque[T] = deque()
+        self._ready: deque[_Segment] = deque()
+        self._open: _Segment | None = None
+        self._fh: BinaryIO | None = None
+        self._seq = 0
+        self._on_disk = 0  # events in segments (open or closed), not yet delivered
+        self._tasks: list[asyncio.Task[None]] = []
+        self._segment_ready = asyncio.Event()
+        self.delivered: dict[str, int] = {}
+        self._recover()
+
+    # --- the caller's side ------------------------------------------------
+
+    def submit(self, item: T) -> None:
+        """Queue one event (never blocks on the network, never raises, never drops)."""
+        queue = self._queue
+        queue.append(item)
+        if len(queue) >= self._limit:
+            self._spill()
+
+    def status(self) -> OutboxStatus:
+        """Events waiting (memory and disk), age of the oldest, deliveries by outcome."""
+        oldest = self._ready[0].started if self._ready else None
+        if oldest is None and self._open is not None:
+            oldest = self._open.started
+        if oldest is None and self._queue:
+            oldest = time.time()
+        age = 0.0 if oldest is None else max(0.0, time.time() - oldest)
+        return OutboxStatus(
+            sink=self.sink,
+            depth=len(self._queue) + self._on_disk,
+            oldest_age_seconds=age,
+            delivered=dict(self.delivered),
+        )
+
+    # --- lifecycle --------------------------------------------------------
+
+    async def start(self) -> None:
+        if not self._tasks:
+            self._segment_ready = asyncio.Event()
+            if self._ready:
+                self._segment_ready.set()
+            self._tasks = [
+                asyncio.create_task(self._write_loop(), name=f"outbox-{self.sink}-write"),
+                asyncio.create_task(self._deliver_loop(), name=f"outbox-{self.sink}-deliver"),
+            ]
+
+    async def close(self) -> None:
+        """Stop delivering and make everything still queued durable (delivered after a restart)."""
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._spill()
+        self._close_segment()
+
+    async def drain(self, within: float) -> bool:
+        """Wait until every queued event was delivered (True) or `within` seconds passed (False)."""
+        deadline = time.monotonic() + within
+        while self._queue or self._on_disk:
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(self._flush_interval)
+        return True
+
+    # --- disk -------------------------------------------------------------
+
+    def _recover(self) -> None:
+        """Segments an earlier run left: closed ones, and an open one cut short by a crash."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        found = [
+            (int(path.stem), path)
+            for path in self.directory.iterdir()
+            if path.suffix in (".seg", ".open") and path.stem.isdigit() and path.is_file()
+        ]
+        for seq, path in sorted(found):
+            if path.suffix == ".open":
+                closed = path.with_suffix(".seg")
+                os.replace(path, closed)
+                path = closed
+            with open(path, "rb") as fh:
+                count = sum(1 for line in fh if line.strip())
+            if count == 0:
+                path.unlink(missing_ok=True)
+                continue
+            self._ready.append(_Segment(path, count, path.stat().st_mtime))
+            self._on_disk += count
+            self._seq = max(self._seq, seq)
+
+    def _spill(self) -> None:
+        """Encode what is queued and append it to the open segment."""
+        queue = self._queue
+        if not queue:
+            return
+        if self._open is None:
+            self._seq += 1
+            path = self.directory / f"{self._seq:012d}.open"
+            self._fh = open(path, "ab")  # noqa: SIM115 - kept open until the segment closes
+            self._open = _Segment(path, 0, time.time())
+        assert self._fh is not None
+        buf = bytearray()
+        count = 0
+        while queue:
+            item = queue.popleft()
+            try:
+                key, body = self._encode(item)
+            except Exception:
+                _log.exception(
+                    "outbox %s: an event could not be encoded; it is kept aside", self.sink
+                )
+                self._keep_aside(repr(item).encode())
+                continue
+            _encoder.encode_into((key, msgspec.Raw(body)), buf, len(buf))
+            buf += b"\n"
+            count += 1
+        self._fh.write(buf)
+        self._fh.flush()
+        self._open.count += count
+        self._on_disk += count
+        if self._open.count >= self._segment_events:
+            self._close_segment()
+
+    def _close_segment(self) -> None:
+        segment, self._open = self._open, None
+        if segment is None:
+            return
+        if self._fh is not None:
+            self._fh.flush()
+            if self._fsync:
+                os.fsync(self._fh.fileno())
+            self._fh.close()
+            self._fh = None
+        if segment.count == 0:
+            segment.path.unlink(missing_ok=True)
+            return
+        closed = segment.path.with_suffix(".seg")
+        os.replace(segment.path, closed)
+        segment.path = closed
+        self._ready.append(segment)
+        self._segment_ready.set()
+
+    def _keep_aside(self, line: bytes) -> None:
+        with open(self.directory / "rejected.jsonl", "ab") as fh:
+            fh.write(line.rstrip(b"\n") + b"\n")
+
+    def _count(self, outcome: str, n: int = 1) -> None:
+        self.delivered[outcome] = self.delivered.get(outcome, 0) + n
+
+    # --- background tasks -------------------------------------------------
+
+    async def _write_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._flush_interval)
+            try:
+                self._spill()
+                segment = self._open
+                if segment is not None and (
+                    time.time() - segment.started >= self._segment_seconds or not self._ready
+                ):
+                    self._close_segment()
+            except OSError:
+                _log.exception("outbox %s: cannot write to %s; retrying", self.sink, self.directory)
+                await asyncio.sleep(1.0)
+
+    async def _deliver_loop(self) -> None:
+        while True:
+            if not self._ready:
+                self._segment_ready.clear()
+                await self._segment_ready.wait()
+                continue
+            segment = self._ready[0]
+            await self._deliver_segment(segment)
+            self._ready.popleft()
+            segment.path.unlink(missing_ok=True)
+
+    def _read_segment(self, path: Path) -> list[tuple[str, bytes, bytes]]:
+        """(key, body, line) of each event in a segment (a few hundred kB at most)."""
+        entries: list[tuple[str, bytes, bytes]] = []
+        with open(path, "rb") as fh:
+            for raw in fh:
+                if not raw.strip():
+                    continue
+                try:
+                    key, body = _line.decode(raw)
+                except msgspec.DecodeError:
+                    # A line torn by a crash mid-write: keep it for a human.
+                    self._keep_aside(raw)
+                    continue
+                entries.append((key, bytes(body), raw))
+        return entries
+
+    async def _deliver_segment(self, segment: _Segment) -> None:
+        entries = self._read_segment(segment.path)
+        # Counted in _on_disk when written; the torn ones are gone from the count now.
+        self._on_disk -= segment.count - len(entries)
+        segment.count = len(entries)
+        pending = list(range(len(entries)))
+        delay = self._retry_initial
+        gate = asyncio.Semaphore(self._concurrency)
+
+        async def one(index: int) -> bool:
+            key, body, raw = entries[index]
+            async with gate:
+                try:
+                    await self._deliver(key, body)
+                except Rejected:
+                    self._keep_aside(raw)
+                    self._count("rejected")
+                    return True
+                except TimeoutError:
+                    self._count("timeout")
+                    return False
+                except Exception as exc:  # IntegrationError says why: error, timeout, breaker_open
+                    self._count(str(getattr(exc, "outcome", "error")))
+                    return False
+            self._count("ok")
+            return True
+
+        probing = False
+        while pending:
+            # After a round with no acknowledgement, one event probes before the rest follow.
+            batch = pending[:1] if probing else pending
+            done = await asyncio.gather(*(one(i) for i in batch))
+            left = [i for i, ok in zip(batch, done, strict=True) if not ok]
+            acknowledged = len(batch) - len(left)
+            self._on_disk -= acknowledged
+            segment.count -= acknowledged
+            pending = left + pending[len(batch) :]
+            probing = acknowledged == 0
+            if probing:
+                await asyncio.sleep(delay)
+                delay = min(self._retry_max, delay * 2)
+            else:
+                delay = self._retry_initial
