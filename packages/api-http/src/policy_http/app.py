@@ -17,16 +17,18 @@ from typing import cast
 from litestar import Litestar, Router
 from litestar.config.cors import CORSConfig
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import JsonRenderPlugin, SwaggerRenderPlugin, YamlRenderPlugin
+from litestar.openapi.plugins import JsonRenderPlugin, YamlRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme, Tag
 from litestar.types import LifeSpanReceive, LifeSpanScope, LifeSpanSend, Receive, Scope, Send
 
+from policy_http._docs_page import ReferencePage
 from policy_http._evaluation import Evaluations
 from policy_http._fastpath import FastPath
 from policy_http._guard import Gatekeeper
 from policy_http._middleware import observe
 from policy_http._problems import exception_handlers
 from policy_http._runtime import HttpServices, Runtime, ServicesFactory
+from policy_http._security import with_security_headers
 from policy_http.routes_admin import admin_routes
 from policy_http.routes_evaluate import evaluate_routes
 from policy_http.routes_ops import ops_routes
@@ -108,6 +110,8 @@ class PolicyApp(Litestar):
         receive: Receive | LifeSpanReceive,
         send: Send | LifeSpanSend,
     ) -> None:
+        if scope["type"] == "http":  # type: ignore[comparison-overlap]  # ScopeType is a str enum
+            send = with_security_headers(cast("Send", send))
         fast = self.fast_path
         if fast is not None and fast.handles(scope):
             await fast(scope, cast("Receive", receive), cast("Send", send))
@@ -132,5 +136,6 @@ def _openapi(settings: HttpSettings) -> OpenAPIConfig:
         path="/schema",
         components=components,
         tags=[Tag(name="operations", description="Health, readiness and metrics.")],
-        render_plugins=[JsonRenderPlugin(), YamlRenderPlugin(), SwaggerRenderPlugin()],
+        # The first plugin also answers /schema itself: the self-hosted reference page.
+        render_plugins=[ReferencePage(), JsonRenderPlugin(), YamlRenderPlugin()],
     )
