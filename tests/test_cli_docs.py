@@ -97,3 +97,28 @@ def test_what_the_guide_says_about_exceptions_and_trees() -> None:
     assert tree["decision"] == "warn"
     admin = {"llm": {"model": "gpt-4o", "max_tokens": 5000}, "user": {"roles": ["admin"]}}
     assert decide("tree-demo", admin)["decision"] == "allow"
+
+
+def test_what_the_guide_says_about_the_response_phase() -> None:
+    import msgspec
+
+    engine = engine_for("answer-guard")
+    context = {"user": {"id": "u1", "roles": []}, "llm": {"model": "gpt-4o"}}
+    pii = engine.evaluate_response(context, {"text": "mail ann@example.com"})  # type: ignore[attr-defined]
+    assert pii.decision == "warn"
+    assert pii.modifications == {"response.text": "mail [REDACTED:email]"}
+    tools = engine.evaluate_response(  # type: ignore[attr-defined]
+        context, {"text": "", "tool_calls": [{"name": "drop_table", "arguments": {}}]}
+    )
+    assert tools.decision == "deny"
+    assert tools.reason == "drop_table needs the dba role"
+    assert engine.evaluate(context).decision == "allow"  # type: ignore[attr-defined]
+    judge = engine.response_stream(context)  # type: ignore[attr-defined]
+    assert judge.window == 508
+    text = "hello " * 200 + "mail ann@example.com"
+    released = "".join(judge.feed(text[i : i + 4]).text for i in range(0, len(text), 4))
+    final = judge.close()
+    assert (
+        released + final.text
+        == msgspec.to_builtins(final.decision)["modifications"]["response.text"]
+    )

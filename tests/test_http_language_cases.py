@@ -37,10 +37,7 @@ from policy_core.testing.cases import (
 )
 from policy_http.testing import bearer, make_token
 
-ALL_CASES = load_case_files(Path(__file__).parent / "cases")
-# Response-phase cases (spec 7.1) run through the library only until this API judges
-# responses (issue 14): the request endpoint would judge the request instead.
-CASES = [c for c in ALL_CASES if c.response is None]
+CASES = load_case_files(Path(__file__).parent / "cases")
 
 
 class CaseClock:
@@ -153,12 +150,33 @@ def test_language_case_over_http(
             body["policies"] = list(opts.policies)
         if opts.namespace is not None:
             body["namespace"] = opts.namespace
-        r = client.post("/api/v1/evaluate", json=body, headers=h.headers)
+        if c.response is not None:  # spec 7.1: the response endpoint judges it
+            body["response"] = c.response
+            r = client.post("/api/v1/evaluate/response", json=body, headers=h.headers)
+        else:
+            r = client.post("/api/v1/evaluate", json=body, headers=h.headers)
         if r.status_code == 404 and r.json()["type"].endswith("policy_not_found"):
             raise PolicyNotFound(str(opts.policies))
         assert r.status_code == 200, r.text
         decision: dict[str, Any] = r.json()
         facts = CaseFacts(opts)
+        if c.response is not None:
+            judged = asyncio.run(
+                engine.evaluate_response_async(
+                    c.context,
+                    c.response,
+                    usage=facts,
+                    integrations=facts,
+                    policies=list(opts.policies) if opts.policies is not None else None,
+                    namespace=opts.namespace,
+                    trace=opts.trace,
+                    now=opts.now,
+                )
+            )
+            assert _untimed(decision) == _untimed(
+                msgspec.json.decode(msgspec.json.encode(judged))
+            ), "the HTTP decision differs from the engine's"
+            return decision
         direct = asyncio.run(
             engine.evaluate_async(
                 c.context,

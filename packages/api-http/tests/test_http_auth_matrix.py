@@ -100,6 +100,15 @@ ROUTES = [
     ),
     Route(
         "POST",
+        "/api/v1/evaluate/response",
+        "evaluate",
+        "auditor",
+        "evaluator",
+        200,
+        json={"context": {}, "response": {"text": "ok"}},
+    ),
+    Route(
+        "POST",
         "/api/v1/evaluate/batch",
         "evaluate",
         "auditor",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from policy_core.services import EvaluationRequest, EvaluationResult
+from policy_core.services import EvaluationRequest, EvaluationResult, ResponseEvaluationRequest
 
 from policy_http._limits import ContextTooLarge, check_context, within_limits
 from policy_http._problems import PROBLEM_TYPE_PREFIX, ApiProblem, classify
@@ -20,6 +20,7 @@ from policy_http.schemas import (
     BatchResponse,
     EvaluateRequest,
     EvaluateResponse,
+    EvaluateResponseRequest,
 )
 
 __all__ = ["Evaluations"]
@@ -78,6 +79,34 @@ class Evaluations:
                 result = await service.evaluate(core)
         else:
             result = await service.evaluate(core)
+        return self.to_wire(result)
+
+    async def response(
+        self, body: EvaluateResponseRequest, default_id: str | None
+    ) -> EvaluateResponse:
+        """Judge a model's response (spec 7.1); the context and the response within the limits."""
+        try:
+            check_context(
+                {"context": body.context, "response": body.response}, self._depth, self._items
+            )
+        except ContextTooLarge as exc:
+            raise ApiProblem(422, str(exc), code="context_too_large") from None
+        core = ResponseEvaluationRequest(
+            context=body.context,
+            response=body.response,
+            policies=body.policies,
+            namespace=body.namespace,
+            dry_run=body.dry_run,
+            trace=body.trace,
+            request_id=body.request_id or default_id,
+            reservation=body.reservation,
+        )
+        service = self._rt.services.evaluation
+        if self._telemetry.enabled:
+            with self._telemetry.span("policy.evaluate_response", dry_run=core.dry_run):
+                result = await service.evaluate_response(core)
+        else:
+            result = await service.evaluate_response(core)
         return self.to_wire(result)
 
     async def batch(self, body: BatchRequest, checked: bool = False) -> BatchResponse:

@@ -20,6 +20,7 @@ from policy_http.schemas import (
     BatchResponse,
     EvaluateRequest,
     EvaluateResponse,
+    EvaluateResponseRequest,
     HistoryItem,
     HistoryList,
     StatsResponse,
@@ -52,6 +53,26 @@ def evaluate_routes(rt: Runtime, evaluations: Evaluations) -> list[HTTPRouteHand
         request: Request[Any, Any, Any], data: JSONBody[EvaluateRequest]
     ) -> EvaluateResponse:
         return await evaluations.one(data, request.scope["state"].get("request_id"))
+
+    @post(
+        "/evaluate/response",
+        opt={"permission": "evaluate", "rate_class": "evaluate"},
+        status_code=200,
+        responses=problems(404, 413, 422),
+        security=_SECURITY,
+        summary="Judge a model's response with the response-phase rules",
+        description=(
+            "`{context, response, request_id?, reservation?}`: the request's context and the "
+            "response section (text, finish_reason, model, tool_calls, usage). The decision is "
+            "logged as `<request_id>.response`, linked to the request's decision; a redaction "
+            'of the text is `modifications["response.text"]`; with `reservation` and `usage` '
+            "the reservation is settled at `response.cost`."
+        ),
+    )
+    async def evaluate_response(
+        request: Request[Any, Any, Any], data: JSONBody[EvaluateResponseRequest]
+    ) -> EvaluateResponse:
+        return await evaluations.response(data, request.scope["state"].get("request_id"))
 
     @post(
         "/evaluate/batch",
@@ -126,7 +147,7 @@ def evaluate_routes(rt: Runtime, evaluations: Evaluations) -> list[HTTPRouteHand
             until=s.until,
         )
 
-    return [evaluate, evaluate_batch, history, stats]
+    return [evaluate, evaluate_response, evaluate_batch, history, stats]
 
 
 def _aware(moment: datetime | None) -> datetime | None:

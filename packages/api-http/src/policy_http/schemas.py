@@ -69,6 +69,21 @@ class EvaluateRequest(_Wire, frozen=True):
     request_id: RequestId | None = None
 
 
+class EvaluateResponseRequest(_Wire, frozen=True):
+    """A model's response to judge (policy language 7.1): the request's context and the
+    response section; `request_id` links the decision to the request's, `reservation`
+    (the request decision's `reservation.id`) is settled at `response.cost`."""
+
+    context: dict[str, Any]
+    response: dict[str, Any]
+    policies: Annotated[list[Identifier], msgspec.Meta(max_length=1000)] | None = None
+    namespace: Namespace | None = None
+    dry_run: bool = False
+    trace: bool = False
+    request_id: RequestId | None = None
+    reservation: Annotated[str, msgspec.Meta(max_length=128)] | None = None
+
+
 class EvaluateResponse(msgspec.Struct, frozen=True, kw_only=True):
     """The decision (policy language 5.7), its request id, and whether it came from cache."""
 
