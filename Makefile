@@ -43,6 +43,13 @@ lint: install ## ruff and the import-linter architecture contracts
 typecheck: install ## mypy --strict over every package
 	$(UV) run --frozen mypy packages/*/src
 
+PROFILE ?= full
+
+.PHONY: reliability
+
+reliability: install ## Faults under load, soak, fuzzing, hostile input; PROFILE=ci is CI's shorter run (docs/reliability.md)
+	$(UV) run --frozen python reliability/run.py --profile $(PROFILE)
+
 bench: install ## Run the benchmarks and print their figures (see docs/benchmarks.md)
 	$(UV) run --frozen python bench/bench_engine.py
 

@@ -87,6 +87,9 @@ def _serve(
         log_access=False,
         log_level=LogLevels(log_level),
         workers_kill_timeout=GRACEFUL_SECONDS,
+        # A worker that dies (OOM killer, SIGKILL) is started again; without this granian
+        # shuts the whole server down when one worker exits (found by `make reliability`).
+        respawn_failed_workers=True,
         websockets=False,
     ).serve()
 
