@@ -53,6 +53,7 @@ __all__ = [
     "CircuitBreaker",
     "CostOpsCalls",
     "FakeService",
+    "GivenFacts",
     "GovernanceCalls",
     "IntegrationFacts",
     "IntegrationSet",
@@ -69,6 +70,7 @@ __all__ = [
     "TtlCache",
     "caller_ids",
     "decode_answer",
+    "fake_integrations",
     "shield_cache_key",
 ]
 
@@ -887,3 +889,60 @@ class IntegrationSet:
             state["healthy"] = bool(up)
             out[name] = state
         return out
+
+
+def fake_integrations(
+    specs: Mapping[Any, Any] | None, *, timeout: float = 0.05
+) -> IntegrationFacts:
+    """IntegrationFacts over memory fakes described by `specs` (name -> FakeIntegration-like:
+    `threats`, `limit`, `spent`, `models`, `fault`); an integration not listed is not configured.
+    """
+    fakes: dict[str, Any] = {}
+    for name, spec in (specs or {}).items():
+        fake: Any
+        if name == "shield":
+            fake = MemoryShield(spec.threats)
+        elif name == "costops":
+            fake = MemoryCostOps(limit=spec.limit, spent=spec.spent)
+        else:
+            fake = MemoryGovernance(spec.models)
+        fake.service.fault = spec.fault
+        fakes[name] = fake
+    return IntegrationFacts(
+        shield=fakes.get("shield"),
+        costops=fakes.get("costops"),
+        governance=fakes.get("governance"),
+        timeout=timeout,
+    )
+
+
+class GivenFacts:
+    """A usage store and an integration source answering given facts first (test cases, suites).
+
+    A fact in `given` answers as given; other integration facts come from
+    `integrations` (memory fakes, usually); counters not given are missing.
+    """
+
+    def __init__(
+        self, given: Mapping[FactRequest, Any] | None, integrations: IntegrationFacts
+    ) -> None:
+        self.given: dict[FactRequest, Any] = dict(given or {})
+        self.integrations = integrations
+
+    async def fetch(
+        self,
+        requests: Sequence[FactRequest],
+        *,
+        record: bool = True,
+        context: Mapping[str, Any] | None = None,
+    ) -> dict[FactRequest, Any]:
+        out = {r: self.given[r] for r in requests if r in self.given}
+        if context is None:  # the usage store's side
+            return out
+        rest = [r for r in requests if r not in out]
+        if rest:
+            out.update(await self.integrations.fetch(rest, context=context, record=record))
+        return out
+
+    async def record_spend(self, *_: Any, **__: Any) -> None:
+        return None

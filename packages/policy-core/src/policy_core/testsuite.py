@@ -20,6 +20,7 @@ fields against the same fields of the actual decision.
 
 from __future__ import annotations
 
+import asyncio
 import difflib
 import io
 import re
@@ -34,6 +35,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
 from policy_core.errors import PolicyEngineError
+from policy_core.integrations import GivenFacts, fake_integrations
 from policy_core.model import Decision
 
 __all__ = [
@@ -347,6 +349,20 @@ def _run_case(file: str, case: SuiteCase, engine: Any, diff_format: DiffFormat) 
                 trace=opts.trace,
                 now=opts.now,
                 facts=opts.fact_map(),
+            )
+        elif opts.integrations is not None:
+            # Integration facts from memory fakes (policy_core.integrations), given facts first.
+            facts = GivenFacts(opts.fact_map(), fake_integrations(opts.integrations))
+            decision = asyncio.run(
+                engine.evaluate_async(
+                    case.context,
+                    usage=facts,
+                    integrations=facts,
+                    policies=list(opts.policies) if opts.policies is not None else None,
+                    namespace=opts.namespace,
+                    trace=opts.trace,
+                    now=opts.now,
+                )
             )
         else:
             decision = engine.evaluate(

@@ -33,9 +33,7 @@ import msgspec
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
-from policy_core.engine import USAGE_FACTS
-from policy_core.integrations import IntegrationFacts, MemoryCostOps, MemoryGovernance, MemoryShield
-from policy_core.model import FactFailure
+from policy_core.integrations import GivenFacts, fake_integrations
 from policy_core.testsuite import CaseOptions, FactValue, FakeIntegration, compare_decision
 
 __all__ = [
@@ -259,19 +257,7 @@ def _run_evaluation(case: LanguageCase, evaluate: Evaluate) -> list[str]:
 # --- facts of a case ---------------------------------------------------------------
 
 
-def _fake(name: str, spec: FakeIntegration) -> Any:
-    fake: Any
-    if name == "shield":
-        fake = MemoryShield(spec.threats)
-    elif name == "costops":
-        fake = MemoryCostOps(limit=spec.limit, spent=spec.spent)
-    else:
-        fake = MemoryGovernance(spec.models)
-    fake.service.fault = spec.fault
-    return fake
-
-
-class CaseFacts:
+class CaseFacts(GivenFacts):
     """The usage store and the integration source of one case, for every target.
 
     A fact listed in the case's ``facts`` answers as given; the other
@@ -281,31 +267,6 @@ class CaseFacts:
     """
 
     def __init__(self, options: CaseOptions, *, timeout: float = 0.05) -> None:
-        self.given: dict[tuple[Any, ...], Any] = options.fact_map() or {}
-        fakes = {k: _fake(k, v) for k, v in (options.integrations or {}).items()}
-        self.integrations = IntegrationFacts(
-            shield=fakes.get("shield"),
-            costops=fakes.get("costops"),
-            governance=fakes.get("governance"),
-            timeout=timeout,
+        super().__init__(
+            options.fact_map(), fake_integrations(options.integrations, timeout=timeout)
         )
-
-    async def fetch(
-        self,
-        requests: Sequence[tuple[Any, ...]],
-        *,
-        record: bool = True,
-        context: Mapping[str, Any] | None = None,
-    ) -> dict[tuple[Any, ...], Any]:
-        out = {r: self.given[r] for r in requests if r in self.given}
-        if context is None:  # the usage store's side
-            return out
-        rest = [r for r in requests if r not in out and r[0] not in USAGE_FACTS]
-        if rest:
-            out.update(await self.integrations.fetch(rest, context=context, record=record))
-        for r in requests:
-            out.setdefault(r, FactFailure(r[0].split(".", 1)[0], "is not configured"))
-        return out
-
-    async def record_spend(self, *_: Any, **__: Any) -> None:
-        return None
