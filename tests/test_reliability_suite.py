@@ -1,0 +1,92 @@
+"""`make reliability` (reliability/run.py): its verdicts, its profiles, and CI running it.
+
+The suite itself runs in CI (`make reliability PROFILE=ci` in .ci/run) and on demand; these
+tests check the judging code and that the commands docs/reliability.md shows exist.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "reliability"))
+
+import run  # noqa: E402
+
+
+def fault(**changes: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "fault": "PostgreSQL stopped, restarted",
+        "deployment": "single",
+        "evaluations": 1000,
+        "failed_evaluations": 0,
+        "records_lost": 0,
+        "writes_acked": 10,
+        "writes_503": 1,
+        "writes_failed": 0,
+        "writes_lost": 0,
+        "usage_ok": 5,
+        "usage_503": 0,
+        "usage_failed": 0,
+        "recovery_s": 1.5,
+        "http_alive": True,
+        "grpc_alive": True,
+    }
+    return base | changes
+
+
+def test_a_fault_holds_only_with_nothing_failed_or_lost() -> None:
+    assert run.fault_ok(fault())
+    for broken in (
+        {"failed_evaluations": 1},
+        {"records_lost": 1},
+        {"writes_lost": 1},
+        {"writes_failed": 1},
+        {"usage_failed": 1},
+        {"recovery_s": None},
+        {"http_alive": False},
+    ):
+        assert not run.fault_ok(fault(**broken)), broken
+
+
+def test_the_sigkill_record_loss_is_a_stated_limit_shown_in_the_table() -> None:
+    killed = fault(fault="HTTP worker SIGKILL", records_lost=14)
+    assert run.fault_ok(killed)
+    assert "14 records lost (known limit)" in run.table({"faults": [killed]})
+    assert not run.fault_ok(fault(fault="HTTP worker SIGKILL", failed_evaluations=1))
+
+
+def test_the_soak_verdict() -> None:
+    soak = {
+        "seconds": 600,
+        "rate_rps": 200,
+        "peak_rps": 400,
+        "failed": 0,
+        "server_alive": True,
+        "rss_start_mb": 200,
+        "rss_end_mb": 210,
+        "rss_growth_pct": 5.0,
+        "fds_start": 150,
+        "fds_end": 150,
+        "p99_first_ms": 40,
+        "p99_last_ms": 50,
+    }
+    assert run.soak_ok(soak)
+    assert not run.soak_ok(soak | {"rss_growth_pct": 10.0})
+    assert not run.soak_ok(soak | {"fds_end": 150 + run.FD_SLACK + 1})
+    assert not run.soak_ok(soak | {"p99_last_ms": 81})
+    assert not run.soak_ok(soak | {"failed": 1})
+    assert run.all_held({"soak": soak, "hostile": {"exit": 0}})
+    assert not run.all_held({"soak": soak, "hostile": {"exit": 1}})
+
+
+def test_the_documented_commands_exist_and_ci_runs_the_short_profile() -> None:
+    doc = (ROOT / "docs" / "reliability.md").read_text()
+    makefile = (ROOT / "Makefile").read_text()
+    assert re.search(r"^reliability: ", makefile, flags=re.MULTILINE)
+    for profile in re.findall(r"make reliability PROFILE=(\w+)", doc):
+        assert profile in run.PROFILES
+    assert "make reliability PROFILE=ci" in (ROOT / ".ci" / "run").read_text()
