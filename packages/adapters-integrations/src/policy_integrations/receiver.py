@@ -9,13 +9,15 @@ started again on the same port (an outage), answer a status instead
 
 from __future__ import annotations
 
+import asyncio
 import json
+import threading
 from collections import defaultdict
 from typing import Any
 
 from aiohttp import web
 
-__all__ = ["Received", "Receiver"]
+__all__ = ["Received", "Receiver", "ThreadedReceiver"]
 
 
 class Received:
@@ -101,3 +103,33 @@ class Receiver:
 
     async def __aexit__(self, *_: Any) -> None:
         await self.stop()
+
+
+class ThreadedReceiver:
+    """A Receiver on its own event loop in a daemon thread (for sync tests and subprocesses).
+
+    `with ThreadedReceiver() as r:` serves until the block ends; `r.receiver`
+    is the Receiver (its `received`, `fail_with`, `compliance`).
+    """
+
+    def __init__(self) -> None:
+        self.receiver = Receiver()
+        self._loop = asyncio.new_event_loop()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        return self.receiver.url
+
+    def __enter__(self) -> Receiver:
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self.receiver.start(), self._loop).result(10)
+        return self.receiver
+
+    def __exit__(self, *_: Any) -> None:
+        asyncio.run_coroutine_threadsafe(self.receiver.stop(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        if self._thread is not None:
+            self._thread.join(10)
+        self._loop.close()
