@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import Any, Protocol, TypeVar
 
@@ -175,6 +176,8 @@ class PolicyGrpcService:
                         message = request_type.FromString(data)
                     except Exception as exc:
                         raise InvalidRequestError(f"malformed {request_type.__name__}") from exc
+                    if _has_missing_scalars(message):
+                        raise InvalidRequestError(f"malformed {request_type.__name__}")
                     reply = await func(principal, message)
                 except GRPCError:
                     raise
@@ -271,3 +274,19 @@ def _policy_id(value: str) -> str:
     if not value:
         raise InvalidRequestError("`id` is required")
     return value
+
+
+def _has_missing_scalars(message: betterproto2.Message) -> bool:
+    """True when a non-optional scalar field decoded as None.
+
+    betterproto2 leaves a field None when the wire holds it with an impossible
+    wire type (a group, say) instead of refusing the message; the handlers
+    would then fail on it as if it were an internal error.
+    """
+    for field in dataclasses.fields(message):  # type: ignore[arg-type]
+        meta = field.metadata.get("betterproto")
+        if meta is None or meta.optional or meta.repeated or meta.proto_type == "message":
+            continue
+        if getattr(message, field.name) is None:
+            return True
+    return False

@@ -74,7 +74,13 @@ def grpc_error(exc: BaseException) -> GRPCError:
     """The GRPCError to answer `exc` with (message without internals)."""
     status = status_of(exc)
     if status is Status.INTERNAL:
-        _log.error("internal error while serving a gRPC call", exc_info=exc)
+        # One line, no stack trace (docs/grpc.md): the type and message say what broke.
+        _log.error(
+            "internal error while serving a gRPC call: %s: %s",
+            type(exc).__name__,
+            exc,
+            extra={"error_type": type(exc).__name__},
+        )
         return GRPCError(Status.INTERNAL, "internal error")
     if isinstance(exc, ComplianceUnavailable):
         return GRPCError(status, str(exc))

@@ -18,6 +18,7 @@ from grpclib.protocol import H2Protocol
 from grpclib.reflection.service import ServerReflection
 from grpclib.server import Server
 
+from policy_grpc._mapped import mapped_handlers
 from policy_grpc._service import CallTracker, GrpcServices, PolicyGrpcService
 from policy_grpc.settings import GrpcSettings
 
@@ -82,7 +83,7 @@ class GrpcServer:
         ]
         if settings.reflection:
             handlers = ServerReflection.extend(handlers, pool=_descriptor_pool())
-        self.server = _Server(handlers)
+        self.server = _Server(mapped_handlers(handlers))
 
     async def start(self, host: str | None = None, port: int | None = None, **kw: Any) -> None:
         """Listen (see grpclib's Server.start for the keyword arguments)."""
