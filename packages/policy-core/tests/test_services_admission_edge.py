@@ -148,3 +148,47 @@ async def test_recorded_usage_is_reported_to_the_usage_sink() -> None:
     with pytest.raises(ValueError, match="finite"):
         await usage.record_spend("k", -1.0)
     assert len(sink.events) == 2  # a refused spend is not reported
+
+
+async def test_a_settled_response_is_reported_to_the_usage_sink() -> None:
+    from policy_core import PolicyEngine, load_policy_text
+    from policy_core.memory import ManualClock
+    from policy_core.services import EvaluationRequest, EvaluationService, ResponseEvaluationRequest
+    from policy_core.testing import T0
+
+    spend = """\
+metadata: {id: spend}
+rules:
+  - id: cap
+    condition: "budget.spent(team.id, 'day') + llm.estimated_cost > 10"
+    action: {decision: deny, reason: over budget}
+"""
+    clock = ManualClock(T0)
+    sink = MemoryUsageSink()
+    svc = EvaluationService(
+        EngineHolder(PolicyEngine(load_policy_text(spend))),
+        usage=MemoryUsageStore(clock),
+        clock=clock,
+        usage_sink=sink,
+    )
+    context = {
+        "user": {"id": "u1"},
+        "team": {"id": "t1"},
+        "llm": {"provider": "openai", "model": "gpt-4o", "max_tokens": 1000},
+    }
+    allowed = await svc.evaluate(EvaluationRequest(context=context, request_id="q-1"))
+    reservation = allowed.decision.reservation
+    assert reservation is not None
+    assert sink.events == []  # a reservation is not usage yet
+    response = {"text": "ok", "usage": {"prompt_tokens": 1000, "completion_tokens": 100}}
+    request = ResponseEvaluationRequest(
+        context=context, response=response, reservation=reservation.id, request_id="q-1"
+    )
+    await svc.evaluate_response(request)
+    (event,) = sink.events
+    assert (event.request_id, event.cost, event.timestamp) == ("q-1", 0.0035, T0)
+    assert (event.user_id, event.team_id, event.project_id) == ("u1", "t1", None)
+    assert (event.provider, event.model) == ("openai", "gpt-4o")
+    assert (event.prompt_tokens, event.completion_tokens) == (1000, 100)
+    await svc.evaluate_response(request)  # already settled: nothing more is reported
+    assert len(sink.events) == 1

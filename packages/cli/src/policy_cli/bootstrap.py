@@ -206,6 +206,7 @@ async def wire(
         ),
         reservation_ttl=settings.reservation_ttl_seconds,
         governance=sinks.governance,
+        usage_sink=sinks.usage,
     )
     api_keys = ApiKeyService(adapters.api_keys, adapters.clock)
     verifier = authenticator(settings, api_keys)  # an unusable JWKS fails before anything starts

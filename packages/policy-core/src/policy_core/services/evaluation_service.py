@@ -32,6 +32,8 @@ from policy_core.ports import (
     DecisionLog,
     DecisionRecord,
     GovernanceSink,
+    UsageEvent,
+    UsageSink,
     UsageStore,
 )
 from policy_core.primitives import redact_context
@@ -91,6 +93,7 @@ class EvaluationService:
         clock: Clock | None = None,
         integrations: IntegrationSource | None = None,
         governance: GovernanceSink | None = None,
+        usage_sink: UsageSink | None = None,
         reservation_ttl: float = DEFAULT_RESERVATION_TTL,
     ) -> None:
         self._holder = holder
@@ -98,6 +101,8 @@ class EvaluationService:
         self._cache, self._usage, self._log = cache, usage, log
         self._clock: Clock = clock or SystemClock()
         self._governance = governance
+        # CostOps `track`: a reservation settled by a response is recorded usage.
+        self._usage_sink = usage_sink
         # Integration facts (policy_core.integrations.IntegrationFacts); without
         # it a rule using one has the error "<integration> is not configured".
         self._integrations = integrations
@@ -171,7 +176,13 @@ class EvaluationService:
             cost = response_cost(request.context, request.response)
             if cost is not None:
                 try:
-                    await self._usage.settle(request.reservation, cost)
+                    keys = await self._usage.settle(request.reservation, cost)
+                    if keys is not None and self._usage_sink is not None:
+                        self._usage_sink.submit(
+                            _usage_event(
+                                request_id, cost, self._clock, request.context, request.response
+                            )
+                        )
                 except Exception:
                     # The reservation then expires after its TTL (spec 7.3); the decision stands.
                     _log.warning(
@@ -246,6 +257,40 @@ class EvaluationService:
             self._log.append(record)
         if self._governance is not None:
             self._governance.submit(record)
+
+
+def _text(section: Any, key: str) -> str | None:
+    value = section.get(key) if isinstance(section, Mapping) else None
+    return str(value) if isinstance(value, str | int) and not isinstance(value, bool) else None
+
+
+def _tokens(usage: Any, key: str) -> int:
+    value = usage.get(key) if isinstance(usage, Mapping) else None
+    return value if type(value) is int and value >= 0 else 0
+
+
+def _usage_event(
+    request_id: str,
+    cost: float,
+    clock: Clock,
+    context: Mapping[str, Any],
+    response: Mapping[str, Any],
+) -> UsageEvent:
+    """The CostOps track event of a response's settled usage (ids from the request's context)."""
+    llm = context.get("llm")
+    usage = response.get("usage")
+    return UsageEvent(
+        request_id=request_id,
+        cost=cost,
+        timestamp=clock.now(),
+        user_id=_text(context.get("user"), "id"),
+        team_id=_text(context.get("team"), "id"),
+        project_id=_text(context.get("project"), "id"),
+        provider=_text(llm, "provider"),
+        model=_text(response, "model") or _text(llm, "model"),
+        prompt_tokens=_tokens(usage, "prompt_tokens"),
+        completion_tokens=_tokens(usage, "completion_tokens"),
+    )
 
 
 def _cache_key(selection: Selection, request: EvaluationRequest) -> str:
