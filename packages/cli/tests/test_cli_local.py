@@ -367,3 +367,72 @@ def test_policy_export_into_an_unwritable_place_is_a_usage_error(
     result = cli("policy", "export", "-p", str(policy_dir), "--dir", str(blocker / "sub"))
     assert result.exit_code == 2
     assert f"cannot write to {blocker / 'sub'}" in result.stderr
+
+
+# --- evaluate response ------------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def test_evaluate_response_as_docs_cli_md_shows(
+    cli: Invoke, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(ROOT)
+    doc = (ROOT / "docs" / "cli.md").read_text()
+    command = next(
+        line.removeprefix("$ llm-policy ")
+        for line in doc.splitlines()
+        if line.startswith("$ llm-policy evaluate response")
+    )
+    result = cli(*command.split())
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert "decision            warn" in lines
+    assert "matched_rules       response-guard/redact-pii-in-answers" in lines
+    assert 'modifications       {"response.text":"You can reach Ann at [REDACTED:email]."}' in lines
+
+
+def test_evaluate_response_exits_1_on_deny(cli: Invoke, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(ROOT)
+    result = cli(
+        "-o",
+        "json",
+        "evaluate",
+        "response",
+        "--policies",
+        "examples/policies",
+        "--context",
+        "examples/contexts/allowed.json",
+        "--response",
+        "examples/responses/credential.json",
+    )
+    assert result.exit_code == 1
+    decision = json.loads(result.stdout)
+    assert decision["matched_rules"] == ["response-guard/no-credentials-in-answers"]
+
+
+def test_evaluate_response_reads_one_of_its_files_from_stdin(cli: Invoke, tmp_path: Path) -> None:
+    ctx = write_json(tmp_path / "ctx.json", CTX_OK)
+    both = cli("evaluate", "response", "--policies", "x.yaml", "--context", "-", "--response", "-")
+    assert both.exit_code == 2
+    assert "only one of --context and --response" in both.stderr
+    policy = tmp_path / "p.yaml"
+    policy.write_text(
+        "metadata: {id: p}\nrules:\n  - {id: r, phase: response, "
+        "condition: \"response.finish_reason == 'length'\", action: {decision: warn}}\n"
+    )
+    result = cli(
+        "-o",
+        "json",
+        "evaluate",
+        "response",
+        "--policies",
+        str(policy),
+        "--context",
+        ctx,
+        "--response",
+        "-",
+        input='{"text": "cut", "finish_reason": "length"}',
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["matched_rules"] == ["p/r"]

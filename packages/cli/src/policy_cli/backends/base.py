@@ -43,6 +43,19 @@ class EvaluateRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     request_id: str | None = None
 
 
+class ResponseRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A model's response to judge, as `POST /api/v1/evaluate/response` takes it."""
+
+    context: dict[str, Any]
+    response: dict[str, Any]
+    policies: list[str] | None = None
+    namespace: str | None = None
+    dry_run: bool = False
+    trace: bool = False
+    request_id: str | None = None
+    reservation: str | None = None
+
+
 class PolicyQuery(msgspec.Struct, frozen=True, kw_only=True):
     """Which policies `policy list` (and `policy export`) asks for: filters and one page."""
 
@@ -78,6 +91,10 @@ class Backend(Protocol):
 
     async def evaluate(self, requests: Sequence[EvaluateRequest]) -> list[Json]:
         """Decisions (policy language 5.7 plus request_id, cached), in request order."""
+        ...
+
+    async def evaluate_response(self, request: ResponseRequest) -> Json:
+        """The response decision (policy language 7.1) plus request_id and cached."""
         ...
 
     async def validate(self, text: str, file: str) -> ValidationOutcome: ...

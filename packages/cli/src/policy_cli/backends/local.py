@@ -17,6 +17,7 @@ from policy_cli.backends.base import (
     EvaluateRequest,
     Json,
     PolicyQuery,
+    ResponseRequest,
     ValidationOutcome,
     batch_item_error,
     not_supported,
@@ -86,6 +87,28 @@ class LocalBackend:
                 decision = selection.evaluate(req.context, trace=req.trace)
             out.append(decision_json(decision, req.request_id))
         return out
+
+    async def evaluate_response(self, request: ResponseRequest) -> Json:
+        try:
+            selection = self.engine.select(request.policies, request.namespace)
+        except PolicyNotFound as exc:
+            raise CliError(str(exc), ExitCode.USAGE) from None
+        facts = None
+        if selection.response_uses_facts:
+            if self._usage is None:
+                from policy_core.memory import MemoryUsageStore
+
+                self._usage = MemoryUsageStore()
+            facts = await selection.gather_facts(
+                request.context,
+                usage=self._usage,
+                record=not request.dry_run,
+                response=request.response,
+            )
+        decision = selection.evaluate_response(
+            request.context, request.response, trace=request.trace, facts=facts
+        )
+        return decision_json(decision, request.request_id)
 
     async def _evaluate_stateful(self, req: EvaluateRequest) -> Any:
         # Local mode has no shared counters: a fresh in-memory usage store per

@@ -19,6 +19,7 @@ from policy_cli.backends.base import (
     EvaluateRequest,
     Json,
     PolicyQuery,
+    ResponseRequest,
     ValidationOutcome,
     batch_item_error,
 )
@@ -93,6 +94,11 @@ class RemoteBackend:
             answers = self._json("POST", "/evaluate/batch", {"requests": chunk})["decisions"]
             out.extend(_batch_entry(a) for a in answers)
         return out
+
+    async def evaluate_response(self, request: ResponseRequest) -> Json:
+        body: Json = {k: v for k, v in msgspec.to_builtins(request).items() if v is not None}
+        result: Json = self._json("POST", "/evaluate/response", body)
+        return result
 
     async def history(self, filters: Json, *, limit: int, cursor: str | None) -> Json:
         result: Json = self._json(

@@ -10,12 +10,13 @@ from typing import Any, Literal, cast
 
 import msgspec
 from policy_core.ports import DecisionRecord, HistoryQuery, PolicyRecord, PolicyResource
-from policy_core.services import EvaluationRequest, EvaluationResult
+from policy_core.services import EvaluationRequest, EvaluationResult, ResponseEvaluationRequest
 
 from policy_cli.backends.base import (
     EvaluateRequest,
     Json,
     PolicyQuery,
+    ResponseRequest,
     ValidationOutcome,
     batch_item_error,
 )
@@ -93,6 +94,21 @@ class StoreBackend:
             r.to_builtins() if isinstance(r, EvaluationResult) else batch_item_error(r.code, str(r))
             for r in results
         ]
+
+    async def evaluate_response(self, request: ResponseRequest) -> Json:
+        result = await self.services.evaluation.evaluate_response(
+            ResponseEvaluationRequest(
+                context=request.context,
+                response=request.response,
+                policies=request.policies,
+                namespace=request.namespace,
+                dry_run=request.dry_run,
+                trace=request.trace,
+                request_id=request.request_id,
+                reservation=request.reservation,
+            )
+        )
+        return result.to_builtins()
 
     async def validate(self, text: str, file: str) -> ValidationOutcome:
         return validate_text(text, file)

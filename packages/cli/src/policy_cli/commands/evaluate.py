@@ -1,4 +1,4 @@
-"""`llm-policy evaluate run|batch|history|stats`."""
+"""`llm-policy evaluate run|response|batch|history|stats`."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import IO, Any
 import click
 import msgspec
 
-from policy_cli.backends.base import Backend, EvaluateRequest, Json
+from policy_cli.backends.base import Backend, EvaluateRequest, Json, ResponseRequest
 from policy_cli.commands.common import (
     open_backend,
     policies_option,
@@ -124,6 +124,74 @@ def run(
     async def go() -> Json:
         async with open_backend(state, paths) as backend:
             return (await backend.evaluate([request]))[0]
+
+    decision = run_async(go())
+    _show_decision(decision, state.output)
+    if decision.get("decision") == "deny":
+        raise click.exceptions.Exit(int(ExitCode.DENIED))
+
+
+@evaluate.command("response")
+@click.option(
+    "--context",
+    "-c",
+    "context_path",
+    required=True,
+    metavar="FILE|-",
+    help="The request's context (JSON or YAML object); - reads stdin.",
+)
+@click.option(
+    "--response",
+    "-r",
+    "response_path",
+    required=True,
+    metavar="FILE",
+    help="The model's response: text, finish_reason, model, tool_calls, usage.",
+)
+@policies_option
+@click.option("--policy", "policy_ids", multiple=True, metavar="ID", help="Only these ids.")
+@click.option("--namespace", help="Only policies of this namespace.")
+@click.option("--trace", is_flag=True, help="Explain every evaluated rule.")
+@click.option("--dry-run", is_flag=True, help="Count nothing, log nothing, settle nothing.")
+@click.option("--request-id", help="The request's id, which the response decision is linked to.")
+@click.option("--reservation", help="The request's reservation id, settled at response.cost.")
+@output_option
+@pass_state
+def response(
+    state: State,
+    context_path: str,
+    response_path: str,
+    policies: tuple[str, ...],
+    policy_ids: tuple[str, ...],
+    namespace: str | None,
+    trace: bool,
+    dry_run: bool,
+    request_id: str | None,
+    reservation: str | None,
+) -> None:
+    """Judge a model's response with the response-phase rules. Exit 0 unless denied (1)."""
+    paths, ids = split_policies(policies)
+    ids += list(policy_ids)
+    if context_path == "-" and response_path == "-":
+        raise CliError("only one of --context and --response can read stdin", ExitCode.USAGE)
+    request = ResponseRequest(
+        context=_parse_context(
+            read_input(context_path), "<stdin>" if context_path == "-" else context_path
+        ),
+        response=_parse_context(
+            read_input(response_path), "<stdin>" if response_path == "-" else response_path
+        ),
+        policies=ids or None,
+        namespace=namespace,
+        trace=trace,
+        dry_run=dry_run,
+        request_id=request_id,
+        reservation=reservation,
+    )
+
+    async def go() -> Json:
+        async with open_backend(state, paths) as backend:
+            return await backend.evaluate_response(request)
 
     decision = run_async(go())
     _show_decision(decision, state.output)
