@@ -348,3 +348,17 @@ async def test_acceptance_10000_audited_decisions_governance_down_and_restart(
         f"{len(set(arrived))} distinct ids, {len(arrived) - len(set(arrived))} duplicates; "
         f"outbox outcomes {outbox.status().delivered}"
     )
+
+
+def test_each_process_claims_its_own_slot(tmp_path: Path) -> None:
+    """Workers on one data directory never share an outbox; a released slot is taken again."""
+    from policy_integrations.outbox import claim_slot
+
+    first = claim_slot(tmp_path)
+    second = claim_slot(tmp_path)
+    assert (first.path.name, second.path.name) == ("slot-0", "slot-1")
+    first.release()
+    again = claim_slot(tmp_path)
+    assert again.path.name == "slot-0"  # what the first left is delivered by whoever takes it
+    second.release()
+    again.release()

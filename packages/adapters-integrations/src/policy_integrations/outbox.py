@@ -5,7 +5,7 @@ encoding, no I/O, no await). A background task (started by `start()`) takes
 what was queued every `flush_interval` seconds, encodes it (`encode` gives the
 idempotency key and the JSON body) and appends it to the open segment file in
 `directory` (JSON lines, like the decision log's spool); a segment is closed
-(fsynced, renamed `*.seg`) when it holds `segment_events` events or has been
+(renamed `*.seg`, then fsynced in a worker thread) when it holds `segment_events` events or has been
 open for `segment_seconds`. A second task delivers closed segments oldest
 first, `concurrency` events at a time, each with `deliver(key, body)`; an
 event that fails is retried (exponential backoff up to `retry_max` seconds)
@@ -47,6 +47,19 @@ T = TypeVar("T")
 
 _line = msgspec.json.Decoder(tuple[str, msgspec.Raw])
 _encoder = msgspec.json.Encoder()
+
+
+def _fsync_files(paths: list[Path]) -> None:
+    """fsync each file (one already delivered and deleted is simply skipped)."""
+    for path in paths:
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            continue
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 class Slot:
@@ -133,6 +146,7 @@ class Outbox(Generic[T]):
         self._on_disk = 0  # events in segments (open or closed), not yet delivered
         self._tasks: list[asyncio.Task[None]] = []
         self._segment_ready = asyncio.Event()
+        self._unsynced: list[Path] = []  # closed segments the writer task still fsyncs
         self.delivered: dict[str, int] = {}
         self._recover()
 
@@ -181,7 +195,10 @@ class Outbox(Generic[T]):
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._spill()
-        self._close_segment()
+        self._close_segment(sync=True)
+        if self._unsynced:
+            _fsync_files(self._unsynced)
+            self._unsynced = []
 
     async def drain(self, within: float) -> bool:
         """Wait until every queued event was delivered (True) or `within` seconds passed (False)."""
@@ -249,13 +266,18 @@ class Outbox(Generic[T]):
         if self._open.count >= self._segment_events:
             self._close_segment()
 
-    def _close_segment(self) -> None:
+    def _close_segment(self, *, sync: bool = False) -> None:
+        """Close the open segment for delivery; fsynced here with `sync`, else by the writer task.
+
+        Only shutdown syncs here: on the event loop an fsync could stall
+        evaluations for milliseconds, so the writer task does it in a thread.
+        """
         segment, self._open = self._open, None
         if segment is None:
             return
         if self._fh is not None:
             self._fh.flush()
-            if self._fsync:
+            if sync and self._fsync:
                 os.fsync(self._fh.fileno())
             self._fh.close()
             self._fh = None
@@ -265,6 +287,8 @@ class Outbox(Generic[T]):
         closed = segment.path.with_suffix(".seg")
         os.replace(segment.path, closed)
         segment.path = closed
+        if not sync and self._fsync:
+            self._unsynced.append(closed)
         self._ready.append(segment)
         self._segment_ready.set()
 
@@ -287,6 +311,9 @@ class Outbox(Generic[T]):
                     time.time() - segment.started >= self._segment_seconds or not self._ready
                 ):
                     self._close_segment()
+                if self._unsynced:
+                    paths, self._unsynced = self._unsynced, []
+                    await asyncio.to_thread(_fsync_files, paths)
             except OSError:
                 _log.exception("outbox %s: cannot write to %s; retrying", self.sink, self.directory)
                 await asyncio.sleep(1.0)
