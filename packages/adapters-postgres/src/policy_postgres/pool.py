@@ -20,6 +20,7 @@ async def open_pool(
     connect_timeout: float = 10.0,
     name: str = "llm-policy",
     check: bool = True,
+    parameters: dict[str, str] | None = None,
 ) -> AsyncConnectionPool[Any]:
     """An opened pool of autocommit connections (the adapters open transactions themselves).
 
@@ -27,11 +28,15 @@ async def open_pool(
     are checked before being handed out, so a restarted server is picked up.
     `check=False` skips that check (one round trip less per checkout, for the
     usage counters' hot path: a broken connection then fails one call and is
-    replaced). Raises StoreUnavailable when no connection can be made within `connect_timeout`.
+    replaced). `parameters` are server settings of every connection (e.g.
+    `{"synchronous_commit": "off"}`). Raises StoreUnavailable when no connection can be made within `connect_timeout`.
     """
     kwargs: dict[str, Any] = {"autocommit": True}
+    options = [f"-c {k}={v}" for k, v in (parameters or {}).items()]
     if schema is not None:
-        kwargs["options"] = f"-c search_path={schema}"
+        options.append(f"-c search_path={schema}")
+    if options:
+        kwargs["options"] = " ".join(options)
     pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
         url,
         kwargs=kwargs,

@@ -184,9 +184,18 @@ async def postgres(
         return True
 
     # Usage counters: one statement per evaluation that needs facts, on connections
-    # handed out without the pool's liveness check (which would cost a round trip).
+    # handed out without the pool's liveness check (which would cost a round trip), and
+    # committed without waiting for the WAL flush (a PostgreSQL crash, not a restart,
+    # may lose the last fraction of a second of counts; measured in docs/benchmarks.md).
     usage_pool = await _open_pool(
-        settings, url, stack, min_size=1, max_size=8, check=False, name="llm-policy-usage"
+        settings,
+        url,
+        stack,
+        min_size=1,
+        max_size=8,
+        check=False,
+        parameters={"synchronous_commit": "off"},
+        name="llm-policy-usage",
     )
     return PostgresParts(
         store=PostgresPolicyStore(pool, clock=clock),

@@ -53,6 +53,7 @@ class MemoryUsageStore:
         # reservation id -> (amount, keys, expires epoch); key -> its reservation ids
         self._reserved: dict[str, tuple[float, tuple[str, ...], float]] = {}
         self._by_key: dict[str, set[str]] = defaultdict(set)
+        self._pruned = 0.0  # when forgotten reservations were last dropped
 
     async def fetch(
         self,
@@ -121,6 +122,9 @@ class MemoryUsageStore:
         return held[1]
 
     def _prune(self, now: float) -> None:
+        if now - self._pruned < 60:
+            return  # at most once a minute: a sweep is linear in the reservations held
+        self._pruned = now
         forgotten = [
             rid
             for rid, (_, _, expires) in self._reserved.items()
