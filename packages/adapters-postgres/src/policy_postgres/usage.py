@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from policy_core.errors import StoreUnavailable
 from policy_core.memory import SETTLE_GRACE_SECONDS, period_start, window_seconds
 from policy_core.ports import Clock, FactRequest, Reservation
 from psycopg.types.json import Jsonb
@@ -14,7 +16,10 @@ from psycopg_pool import AsyncConnectionPool
 
 from policy_postgres.errors import translate_errors
 
-__all__ = ["PostgresUsageStore"]
+__all__ = ["FETCH_TIMEOUT_SECONDS", "PostgresUsageStore"]
+
+# The longest an evaluation waits for its usage facts (then it fails per its fail mode).
+FETCH_TIMEOUT_SECONDS = 2.0
 
 _FETCH = b"SELECT usage_fetch(%s)"
 _SETTLE = b"SELECT usage_settle(%s, %s, %s)"
@@ -38,10 +43,16 @@ class PostgresUsageStore:
     """
 
     def __init__(
-        self, pool: AsyncConnectionPool[Any], *, clock: Clock | None = None, owns_pool: bool = False
+        self,
+        pool: AsyncConnectionPool[Any],
+        *,
+        clock: Clock | None = None,
+        owns_pool: bool = False,
+        timeout: float = FETCH_TIMEOUT_SECONDS,
     ) -> None:
         self._pool, self._clock = pool, clock
         self.owns_pool = owns_pool
+        self._timeout = timeout
 
     async def close(self) -> None:
         if self.owns_pool:
@@ -86,9 +97,21 @@ class PostgresUsageStore:
             "budgets": [{"key": k, "since": since} for k, since in budgets],
             "reserve": held,
         }
-        async with translate_errors("read usage counters"), self._pool.connection() as conn:
-            cur = await conn.execute(_FETCH, (Jsonb(payload),))
-            row = await cur.fetchone()
+        # Bounded: an evaluation waits at most `timeout` for its facts, then its rules fail
+        # as their policy's fail mode says. Without it an evaluation waited for the pool's
+        # 10 s (PostgreSQL down) or for ever (network stalled): found by `make reliability`.
+        try:
+            async with (
+                asyncio.timeout(self._timeout),
+                translate_errors("read usage counters"),
+                self._pool.connection() as conn,
+            ):
+                cur = await conn.execute(_FETCH, (Jsonb(payload),))
+                row = await cur.fetchone()
+        except TimeoutError:
+            raise StoreUnavailable(
+                f"PostgreSQL did not answer the usage counters within {self._timeout:g} s"
+            ) from None
         assert row is not None
         answer = row[0]
         extra = 0 if record else 1  # a dry run still counts itself
