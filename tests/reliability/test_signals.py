@@ -10,6 +10,7 @@ it with exit status 0 and its shutdown logged, every time.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -34,13 +35,13 @@ def _start(tmp_path: Path, workers: int) -> tuple[subprocess.Popen[bytes], Path]
         LLM_POLICY_WORKERS=str(workers),
     )
     log = tmp_path / f"server-{port}.log"
-    with log.open("wb") as out:
+    with log.open("wb") as out, (tmp_path / f"server-{port}.err").open("wb") as err:
         proc = subprocess.Popen(
             llm_policy("serve"),
             cwd=ROOT,
             env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
+            stdout=out,  # the banner
+            stderr=err,  # the logs
             start_new_session=True,
         )
     wait_ready(f"http://127.0.0.1:{port}", proc, log, 90)
@@ -81,5 +82,11 @@ def test_repeated_sigterms_end_in_a_clean_exit(
     code = _stopped(proc)
     text = log.read_text(errors="replace")
     assert code is not None, f"needed SIGKILL after {count} SIGTERMs to the {target}:\n{text}"
-    assert code == 0, text
-    assert "Traceback" not in text
+    errors = log.with_suffix(".err").read_text(errors="replace")
+    assert code == 0, text + errors
+    assert "Traceback" not in text + errors
+    # Regression (issue 13): granian's "[INFO] ..." lines among the JSON logs.
+    lines = errors.splitlines()
+    assert any("granian" in line for line in lines), errors
+    for line in lines:
+        assert isinstance(json.loads(line), dict), line

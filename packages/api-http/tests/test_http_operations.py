@@ -318,3 +318,34 @@ def test_metrics_in_multiprocess_mode_read_the_directory(tmp_path: Any) -> None:
         assert r.status_code == 200
         assert "llm_policy_policies_loaded 0.0" in r.text
         assert "llm_policy_http_requests_total{" not in r.text
+
+
+def test_standard_library_records_are_json_lines_too() -> None:
+    """Regression (issue 13): psycopg's pool, granian and pg_ctl wrote plain-text lines
+    among the JSON logs; a multi-line message stays one line, an exception its type."""
+    import io
+    import json as jsonlib
+    import logging
+
+    from loguru import logger as loguru_logger
+    from policy_http.logs import configure_json_logging
+
+    out = io.StringIO()
+    handler_id = configure_json_logging("INFO", out)
+    try:
+        log = logging.getLogger("psycopg.pool")
+        log.warning("error connecting in 'pool-1': connection refused\n\tIs the server running?")
+        try:
+            raise ConnectionError("could not connect")
+        except ConnectionError:
+            logging.getLogger("pg_ctl").exception("pg_ctl: stop failed\nno server running")
+    finally:
+        loguru_logger.remove(handler_id)
+        logging.basicConfig(handlers=[logging.NullHandler()], force=True)
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 2
+    first, second = (jsonlib.loads(line) for line in lines)
+    assert first["logger"] == "psycopg.pool"
+    assert "Is the server running?" in first["message"]
+    assert second["error"] == "ConnectionError: could not connect"
+    assert "Traceback" not in out.getvalue()

@@ -76,6 +76,7 @@ def _serve(
         return
     from granian.constants import Interfaces
     from granian.log import LogLevels
+    from policy_http.logs import stdlib_json_config
 
     _granian_server()(
         target,
@@ -91,6 +92,8 @@ def _serve(
         # shuts the whole server down when one worker exits (found by `make reliability`).
         respawn_failed_workers=True,
         websockets=False,
+        # Every line JSON (granian's own default writes "[INFO] ..." text lines).
+        log_dictconfig=stdlib_json_config(log_level),
     ).serve()
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 import shlex
 import socket
@@ -49,6 +48,16 @@ def _embedded_for(settings: Settings) -> Iterator[Settings]:
         yield msgspec.structs.replace(settings, database_url=url)
     finally:
         run_async(stack.aclose())
+
+
+def _json_logs(settings: Settings) -> None:
+    """Every log line of the parent process JSON too (the store's driver, the embedded
+    PostgreSQL's pg_ctl, granian): the workers configure theirs in policy_cli.asgi."""
+    import logging.config
+
+    from policy_http.logs import stdlib_json_config
+
+    logging.config.dictConfig(stdlib_json_config(settings.log_level))
 
 
 def _prepare(settings: Settings) -> None:
@@ -180,6 +189,7 @@ def serve(state: State, /, server_impl: str, **flags: Any) -> None:
     token and a curl command to try the API.
     """
     settings = state.load(serving=True, **flags)
+    _json_logs(settings)
     if settings.deployment == "memory" and settings.workers > 1:
         raise CliError(
             "the memory deployment keeps its state per process: it cannot run several workers",
@@ -222,9 +232,7 @@ def grpc() -> None:
 def grpc_serve(state: State, /, **flags: Any) -> None:
     """Run the gRPC API (PolicyService, Health, reflection) until SIGINT/SIGTERM."""
     settings = state.load(serving=True, **flags)
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    _json_logs(settings)  # one JSON object per line, as the HTTP server's
     from policy_grpc import serve as serve_grpc
 
     from policy_cli.api_settings import grpc_settings
