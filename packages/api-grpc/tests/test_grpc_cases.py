@@ -28,21 +28,23 @@ from policy_cli.testing import NoDecisionCache, grpc_server, memory_settings
 from policy_core import PolicyEngine, PolicyLoadError, errors as core_errors, load_policy_text
 from policy_core.auth import CredentialAuthenticator
 from policy_core.memory import ManualClock, SystemClock
-from policy_core.services import EvaluationRequest, EvaluationResult
+from policy_core.services import EvaluationRequest, EvaluationResult, ResponseEvaluationRequest
 from policy_core.testing.cases import CaseFacts, LanguageCase, load_case_files, run_case
 from policy_grpc._generated.llm_policy.v1 import (
     Decision,
     EvaluatePolicyRequest,
     EvaluatePolicyStreamRequest,
+    EvaluateResponseRequest,
     PolicyServiceStub,
     ValidatePolicyRequest,
 )
 
 ALL_CASES = load_case_files(Path(__file__).resolve().parents[3] / "tests" / "cases")
-# Response-phase cases (spec 7.1) run through the library only until this API judges
-# responses (issue 14): the request endpoint would judge the request instead.
+# Response-phase cases (spec 7.1) go through EvaluateResponse, the others through
+# EvaluatePolicy and the stream.
 CASES = [c for c in ALL_CASES if c.response is None]
 EVALUATING = [c for c in CASES if c.evaluates and not c.xfail]
+RESPONDING = [c for c in ALL_CASES if c.response is not None and c.evaluates and not c.xfail]
 
 
 @asynccontextmanager
@@ -74,13 +76,16 @@ class _Router:
     async def evaluate(self, request: EvaluationRequest) -> EvaluationResult:
         return await self.services[request.request_id or ""].evaluate(request)
 
+    async def evaluate_response(self, request: ResponseEvaluationRequest) -> EvaluationResult:
+        return await self.services[request.request_id or ""].evaluate_response(request)
+
 
 @pytest.fixture
 async def case_stub() -> AsyncIterator[PolicyServiceStub]:
     settings = memory_settings()
     async with AsyncExitStack() as stack:
         router = _Router()
-        for case in EVALUATING:
+        for case in EVALUATING + RESPONDING:
             router.services[case.id] = await stack.enter_async_context(
                 _case_evaluation(settings, case)
             )
@@ -185,7 +190,36 @@ async def test_cases_through_one_stream(case_stub: PolicyServiceStub) -> None:
     assert not failures, "\n".join(failures)
 
 
-async def _compare(answers: Mapping[str, Any]) -> list[str]:
+def test_there_are_response_cases_to_run() -> None:
+    assert len(RESPONDING) >= 15
+
+
+async def test_response_cases_through_evaluate_response(case_stub: PolicyServiceStub) -> None:
+    answers: dict[str, Any] = {}
+    for case in RESPONDING:
+        opts = case.options
+        request = EvaluateResponseRequest(
+            request_id=case.id,
+            context_json=json.dumps(case.context).encode(),
+            response_json=json.dumps(case.response).encode(),
+            policies=list(opts.policies or ()),
+            namespace=opts.namespace or "",
+            trace=opts.trace,
+        )
+        try:
+            reply = await case_stub.evaluate_response(request)
+            assert reply.decision is not None
+            assert reply.decision.request_id == case.id
+            answers[case.id] = as_builtins(reply.decision)
+        except GRPCError as exc:
+            answers[case.id] = _unary_error(exc)
+    failures = await _compare(answers, RESPONDING)
+    assert not failures, "\n".join(failures)
+
+
+async def _compare(
+    answers: Mapping[str, Any], cases: Sequence[LanguageCase] = EVALUATING
+) -> list[str]:
     def evaluate(case: LanguageCase) -> Mapping[str, Any]:
         answer = answers[case.id]
         if isinstance(answer, Exception):
@@ -194,7 +228,7 @@ async def _compare(answers: Mapping[str, Any]) -> list[str]:
         return result
 
     failures = []
-    for case in EVALUATING:
+    for case in cases:
         evaluation_only = msgspec.structs.replace(
             case, expect_load_error=None, expect_warnings=None
         )
@@ -215,6 +249,18 @@ async def _engine_decision(case: LanguageCase) -> dict[str, Any]:
         load_policy_text(case.policies, file=case.id), default_decision=opts.default_decision
     )
     facts = CaseFacts(opts)
+    if case.response is not None:
+        judged = await engine.evaluate_response_async(
+            case.context,
+            case.response,
+            usage=facts,
+            integrations=facts,
+            policies=list(opts.policies) if opts.policies is not None else None,
+            namespace=opts.namespace,
+            trace=opts.trace,
+            now=opts.now,
+        )
+        return msgspec.to_builtins(judged)  # type: ignore[no-any-return]
     decision = await engine.evaluate_async(
         case.context,
         usage=facts,
@@ -280,3 +326,11 @@ def test_error_classes_round_trip() -> None:
     with pytest.raises(core_errors.PolicyNotFound):
         raise _error_class("policy_not_found")("x")
     assert issubclass(_error_class("invalid_policy"), PolicyLoadError)
+
+
+async def test_evaluate_response_refuses_a_missing_response(case_stub: PolicyServiceStub) -> None:
+    request = EvaluateResponseRequest(request_id="x", context_json=b"{}")
+    with pytest.raises(GRPCError) as raised:
+        await case_stub.evaluate_response(request)
+    assert raised.value.status is Status.INVALID_ARGUMENT
+    assert "response_json" in str(raised.value.message)

@@ -28,7 +28,11 @@ from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 from policy_core.errors import PolicyEngineError
 from policy_core.model import Decision, EvaluationError
-from policy_core.services import EvaluationRequest, EvaluationResult
+from policy_core.services import (
+    EvaluationRequest,
+    EvaluationResult,
+    ResponseEvaluationRequest,
+)
 
 from policy_grpc._eager import start_eagerly
 from policy_grpc._status import InvalidRequestError, grpc_error, status_of
@@ -40,7 +44,13 @@ from policy_grpc._wire import (
     wrap_decision,
 )
 
-__all__ = ["StreamPipeline", "answer", "error_answer", "to_evaluation_request"]
+__all__ = [
+    "StreamPipeline",
+    "answer",
+    "error_answer",
+    "to_evaluation_request",
+    "to_response_request",
+]
 
 Evaluate = Callable[[EvaluationRequest], Awaitable[EvaluationResult]]
 
@@ -70,6 +80,29 @@ def to_evaluation_request(wire: WireRequest) -> EvaluationRequest:
         dry_run=wire.dry_run,
         trace=wire.trace,
         request_id=wire.request_id or None,
+    )
+
+
+def _json_object(raw: bytes, field: str) -> dict[str, Any]:
+    if not raw:
+        raise InvalidRequestError(f"the request has no `{field}`")
+    try:
+        return _context_decoder.decode(raw)
+    except msgspec.DecodeError as exc:
+        raise InvalidRequestError(f"`{field}` must be a JSON object: {exc}") from exc
+
+
+def to_response_request(wire: Any) -> ResponseEvaluationRequest:
+    """The core request for an EvaluateResponseRequest; InvalidRequestError when malformed."""
+    return ResponseEvaluationRequest(
+        context=_json_object(wire.context_json, "context_json"),
+        response=_json_object(wire.response_json, "response_json"),
+        policies=list(wire.policies) or None,
+        namespace=wire.namespace or None,
+        dry_run=wire.dry_run,
+        trace=wire.trace,
+        request_id=wire.request_id or None,
+        reservation=wire.reservation or None,
     )
 
 

@@ -24,12 +24,18 @@ from policy_core.ports import Authenticator, Principal
 from policy_core.services import EvaluationService, PolicyService
 
 from policy_grpc import _convert as convert
-from policy_grpc._evaluation import StreamPipeline, answer, to_evaluation_request
+from policy_grpc._evaluation import (
+    StreamPipeline,
+    answer,
+    to_evaluation_request,
+    to_response_request,
+)
 from policy_grpc._generated.llm_policy.v1 import (
     CreatePolicyRequest,
     CreatePolicyResponse,
     DeletePolicyRequest,
     DeletePolicyResponse,
+    EvaluateResponseRequest,
     GetPolicyRequest,
     GetPolicyResponse,
     ListPoliciesRequest,
@@ -121,6 +127,7 @@ class PolicyGrpcService:
         table: dict[str, Handler] = {
             "EvaluatePolicy": Handler(self._evaluate, unary, RawMessage, RawMessage),
             "EvaluatePolicyStream": Handler(self._evaluate_stream, stream, RawMessage, RawMessage),
+            "EvaluateResponse": Handler(self._evaluate_response, unary, RawMessage, RawMessage),
             "CreatePolicy": self._admin(
                 "policies:write", CreatePolicyRequest, CreatePolicyResponse, self._create
             ),
@@ -195,6 +202,23 @@ class PolicyGrpcService:
                 await self._authorize(stream, "evaluate")
                 request = to_evaluation_request(decode_request(await self._read_one(stream)))
                 result = await self._evaluation.evaluate(request)
+            except GRPCError:
+                raise
+            except Exception as exc:
+                raise grpc_error(exc) from None
+            await stream.send_message(RawMessage(answer(result)))
+
+    async def _evaluate_response(self, stream: Stream[Any, Any]) -> None:
+        """Judge a model's response (policy language 7.1); the answer is shaped as EvaluatePolicy's."""
+        with self._calls.track():
+            try:
+                await self._authorize(stream, "evaluate")
+                data = await self._read_one(stream)
+                try:
+                    wire = EvaluateResponseRequest.FromString(data)
+                except Exception as exc:
+                    raise InvalidRequestError(f"malformed EvaluateResponseRequest: {exc}") from None
+                result = await self._evaluation.evaluate_response(to_response_request(wire))
             except GRPCError:
                 raise
             except Exception as exc:

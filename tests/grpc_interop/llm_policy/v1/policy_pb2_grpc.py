@@ -46,6 +46,11 @@ class PolicyServiceStub:
                 request_serializer=llm__policy_dot_v1_dot_policy__pb2.EvaluatePolicyStreamRequest.SerializeToString,
                 response_deserializer=llm__policy_dot_v1_dot_policy__pb2.EvaluatePolicyStreamResponse.FromString,
                 _registered_method=True)
+        self.EvaluateResponse = channel.unary_unary(
+                '/llm_policy.v1.PolicyService/EvaluateResponse',
+                request_serializer=llm__policy_dot_v1_dot_policy__pb2.EvaluateResponseRequest.SerializeToString,
+                response_deserializer=llm__policy_dot_v1_dot_policy__pb2.EvaluateResponseResponse.FromString,
+                _registered_method=True)
         self.CreatePolicy = channel.unary_unary(
                 '/llm_policy.v1.PolicyService/CreatePolicy',
                 request_serializer=llm__policy_dot_v1_dot_policy__pb2.CreatePolicyRequest.SerializeToString,
@@ -90,6 +95,12 @@ class PolicyServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def EvaluatePolicyStream(self, request_iterator, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def EvaluateResponse(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -143,6 +154,11 @@ def add_PolicyServiceServicer_to_server(servicer, server):
                     servicer.EvaluatePolicyStream,
                     request_deserializer=llm__policy_dot_v1_dot_policy__pb2.EvaluatePolicyStreamRequest.FromString,
                     response_serializer=llm__policy_dot_v1_dot_policy__pb2.EvaluatePolicyStreamResponse.SerializeToString,
+            ),
+            'EvaluateResponse': grpc.unary_unary_rpc_method_handler(
+                    servicer.EvaluateResponse,
+                    request_deserializer=llm__policy_dot_v1_dot_policy__pb2.EvaluateResponseRequest.FromString,
+                    response_serializer=llm__policy_dot_v1_dot_policy__pb2.EvaluateResponseResponse.SerializeToString,
             ),
             'CreatePolicy': grpc.unary_unary_rpc_method_handler(
                     servicer.CreatePolicy,
@@ -231,6 +247,33 @@ class PolicyService:
             '/llm_policy.v1.PolicyService/EvaluatePolicyStream',
             llm__policy_dot_v1_dot_policy__pb2.EvaluatePolicyStreamRequest.SerializeToString,
             llm__policy_dot_v1_dot_policy__pb2.EvaluatePolicyStreamResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EvaluateResponse(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/llm_policy.v1.PolicyService/EvaluateResponse',
+            llm__policy_dot_v1_dot_policy__pb2.EvaluateResponseRequest.SerializeToString,
+            llm__policy_dot_v1_dot_policy__pb2.EvaluateResponseResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -13,6 +13,8 @@ __all__ = (
     "EvaluatePolicyResponse",
     "EvaluatePolicyStreamRequest",
     "EvaluatePolicyStreamResponse",
+    "EvaluateResponseRequest",
+    "EvaluateResponseResponse",
     "GetPolicyRequest",
     "GetPolicyResponse",
     "ListPoliciesRequest",
@@ -221,6 +223,46 @@ class EvaluatePolicyStreamResponse(betterproto2.Message):
 
 default_message_pool.register_message(
     "llm_policy.v1", "EvaluatePolicyStreamResponse", EvaluatePolicyStreamResponse
+)
+
+
+@dataclass(eq=False, repr=False)
+class EvaluateResponseRequest(betterproto2.Message):
+    """
+    A model's response to judge (policy language 7.1): the request's context and the
+    response section, as JSON objects; request_id links the decision to the request's
+    (logged as "<request_id>.response"); reservation is settled at response.cost.
+    """
+
+    request_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    context_json: "bytes" = betterproto2.field(2, betterproto2.TYPE_BYTES)
+
+    response_json: "bytes" = betterproto2.field(3, betterproto2.TYPE_BYTES)
+
+    policies: "list[str]" = betterproto2.field(4, betterproto2.TYPE_STRING, repeated=True)
+
+    namespace: "str" = betterproto2.field(5, betterproto2.TYPE_STRING)
+
+    dry_run: "bool" = betterproto2.field(6, betterproto2.TYPE_BOOL)
+
+    trace: "bool" = betterproto2.field(7, betterproto2.TYPE_BOOL)
+
+    reservation: "str" = betterproto2.field(8, betterproto2.TYPE_STRING)
+
+
+default_message_pool.register_message(
+    "llm_policy.v1", "EvaluateResponseRequest", EvaluateResponseRequest
+)
+
+
+@dataclass(eq=False, repr=False)
+class EvaluateResponseResponse(betterproto2.Message):
+    decision: "Decision | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
+
+
+default_message_pool.register_message(
+    "llm_policy.v1", "EvaluateResponseResponse", EvaluateResponseResponse
 )
 
 
@@ -464,6 +506,24 @@ class PolicyServiceStub(betterproto2_grpclib.ServiceStub):
         ):
             yield response
 
+    async def evaluate_response(
+        self,
+        message: "EvaluateResponseRequest",
+        *,
+        timeout: "float | None" = None,
+        deadline: "Deadline | None" = None,
+        metadata: "MetadataLike | None" = None,
+    ) -> "EvaluateResponseResponse":
+
+        return await self._unary_unary(
+            "/llm_policy.v1.PolicyService/EvaluateResponse",
+            message,
+            EvaluateResponseResponse,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
     async def create_policy(
         self,
         message: "CreatePolicyRequest",
@@ -592,6 +652,12 @@ class PolicyServiceBase(betterproto2_grpclib.ServiceBase):
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
         yield EvaluatePolicyStreamResponse()
 
+    async def evaluate_response(
+        self, message: "EvaluateResponseRequest"
+    ) -> "EvaluateResponseResponse":
+
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
     async def create_policy(self, message: "CreatePolicyRequest") -> "CreatePolicyResponse":
 
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
@@ -634,6 +700,14 @@ class PolicyServiceBase(betterproto2_grpclib.ServiceBase):
             stream,
             request,
         )
+
+    async def __rpc_evaluate_response(
+        self, stream: "grpclib.server.Stream[EvaluateResponseRequest, EvaluateResponseResponse]"
+    ) -> None:
+        request = await stream.recv_message()
+        assert request is not None
+        response = await self.evaluate_response(request)
+        await stream.send_message(response)
 
     async def __rpc_create_policy(
         self, stream: "grpclib.server.Stream[CreatePolicyRequest, CreatePolicyResponse]"
@@ -696,6 +770,12 @@ class PolicyServiceBase(betterproto2_grpclib.ServiceBase):
                 grpclib.const.Cardinality.STREAM_STREAM,
                 EvaluatePolicyStreamRequest,
                 EvaluatePolicyStreamResponse,
+            ),
+            "/llm_policy.v1.PolicyService/EvaluateResponse": grpclib.const.Handler(
+                self.__rpc_evaluate_response,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                EvaluateResponseRequest,
+                EvaluateResponseResponse,
             ),
             "/llm_policy.v1.PolicyService/CreatePolicy": grpclib.const.Handler(
                 self.__rpc_create_policy,
