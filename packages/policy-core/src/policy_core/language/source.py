@@ -8,6 +8,7 @@ schema pass can report `file:line:column` for anything it rejects.
 from __future__ import annotations
 
 import datetime
+import re
 from typing import Any
 
 from policy_core.errors import Issue
@@ -25,9 +26,11 @@ __all__ = [
 # Hostile documents: a YAML alias bomb (`&a [*b, *b, ...]` a few levels deep) is
 # small text that expands to billions of values once copied, and deep nesting
 # exhausts the parser's stack. A policy needs neither; the loader refuses both
-# before anything walks or copies the tree.
+# before anything walks or copies the tree. ruamel's pure-Python parser takes
+# about 0.2 ms per value on this 2-core machine, so the value limit also bounds the
+# CPU one document costs (20,000 values: about 4 s).
 MAX_DOCUMENT_DEPTH = 100
-MAX_DOCUMENT_VALUES = 100_000
+MAX_DOCUMENT_VALUES = 20_000
 
 
 class SourceText:
@@ -112,6 +115,13 @@ def parse_documents(src: SourceText) -> tuple[list[Any], list[Issue]]:
     from ruamel.yaml import YAML
     from ruamel.yaml.error import MarkedYAMLError
 
+    if _FLOW_TOO_DEEP.search(src.text):
+        # ruamel's pure-Python scanner is quadratic in flow nesting (10,000 `[` take
+        # 20 s of CPU before the composer's RecursionError): refuse it from the text.
+        return [], [src.issue(0, 0, _TOO_DEEP)]
+    if src.text.count(",") + src.text.count("\n") > MAX_DOCUMENT_VALUES:
+        # Each value needs a separator or a line; counted in C before the (slow) parse.
+        return [], [src.issue(0, 0, _TOO_LARGE)]
     yaml = YAML(typ="rt", pure=True)
     yaml.allow_duplicate_keys = False
     try:
@@ -141,6 +151,13 @@ def parse_documents(src: SourceText) -> tuple[list[Any], list[Issue]]:
 
 
 _TOO_DEEP = f"document is nested too deeply (at most {MAX_DOCUMENT_DEPTH} levels)"
+_TOO_LARGE = (
+    f"document is too large: more than {MAX_DOCUMENT_VALUES} keys and values "
+    "(each use of a YAML alias counts again)"
+)
+# More than MAX_DOCUMENT_DEPTH flow openers with no closer between them: that deep at
+# least (brackets inside quoted strings can only make this refuse a weird document).
+_FLOW_TOO_DEEP = re.compile(r"(?:[\[{][^\]}\[{]*){" + str(MAX_DOCUMENT_DEPTH + 1) + "}")
 
 
 def _oversized(raw: list[Any]) -> str | None:
@@ -159,10 +176,7 @@ def _oversized(raw: list[Any]) -> str | None:
             return _TOO_DEEP
         budget -= len(children)
         if budget < 0:
-            return (
-                f"document is too large: more than {MAX_DOCUMENT_VALUES} keys and values "
-                "(each use of a YAML alias counts again)"
-            )
+            return _TOO_LARGE
         stack.extend((child, depth + 1) for child in children)
     return None
 
