@@ -9,7 +9,7 @@ from typing import Any
 
 import msgspec
 from policy_core.model import Decision
-from policy_core.ports import DecisionRecord
+from policy_core.ports import ChainLink, DecisionRecord
 from policy_core.services import with_digest
 
 __all__ = ["COPY", "copy_data", "from_row", "instant"]
@@ -39,7 +39,7 @@ def copy_data(batch: Sequence[DecisionRecord]) -> bytes:
     """
     buf = bytearray()
     for record in batch:
-        _encoder.encode_into(with_digest(record), buf, len(buf))
+        _encoder.encode_into(with_digest(record), buf, len(buf))  # linked by the writer
         buf += b"\n"
     data = bytes(buf)
     if b"\\u0000" in data:
@@ -60,4 +60,7 @@ def from_row(row: Any) -> DecisionRecord:
         context=_context_decoder.decode(row[8]),
         detail=_decision_decoder.decode(row[9]),
         latency_ms=row[10],
+        chain=None
+        if row[11] is None
+        else ChainLink(writer=row[11], seq=row[12], prev=row[13], hash=row[14]),
     )

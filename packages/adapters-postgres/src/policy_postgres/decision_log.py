@@ -15,7 +15,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,7 @@ from policy_core.ports import (
     HistoryQuery,
     Page,
 )
+from policy_core.services import ChainWriter
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
@@ -60,11 +61,15 @@ class PostgresDecisionLog:
         flush_interval: float = 0.05,
         retry_interval: float = 1.0,
         connect_timeout: float = 2.0,
+        writer: str | None = None,
     ) -> None:
         self._pool = pool
         self.owns_pool = owns_pool
         self._spool = Spool(Path(spool_path))
         self._queue: deque[DecisionRecord] = deque()
+        # The hash chain of this writer: records are linked as they leave the queue
+        # (off the request path), in the order they were appended.
+        self.chain = ChainWriter(writer)
         self._queue_size, self._batch = queue_size, batch_size
         self._interval, self._retry, self._timeout = flush_interval, retry_interval, connect_timeout
         self._wakeup = asyncio.Event()
@@ -95,7 +100,7 @@ class PostgresDecisionLog:
             await self._task
             self._task = None
         if self._queue:
-            self._spool_batch(list(self._queue))
+            self._spool_batch([self.chain.link(r) for r in self._queue])
             self._queue.clear()
         self._spool.close()
         await self._close_connection()
@@ -113,7 +118,7 @@ class PostgresDecisionLog:
             return
         # Queue full: the writer is behind. The spool keeps the record without waiting.
         self._backpressure += 1
-        self._spool_batch([record], sync=False)
+        self._spool_batch([self.chain.link(record)], sync=False)
 
     async def flush(self) -> None:
         target = self._appended
@@ -199,6 +204,27 @@ class PostgresDecisionLog:
             until=until,
         )
 
+    async def chain_size(self) -> int:
+        async with translate_errors("count the decision log"), self._pool.connection() as conn:
+            cur = await conn.execute(
+                b"SELECT (SELECT count(*) FROM decision_log)"
+                b" + (SELECT count(*) FROM decision_log_duplicates)"
+            )
+            row = await cur.fetchone()
+        return int(row[0]) if row else 0
+
+    async def chain_records(self, *, batch_size: int = 1000) -> AsyncIterator[DecisionRecord]:
+        async with (
+            translate_errors("read the decision chains"),
+            self._pool.connection() as conn,
+            conn.transaction(),
+            conn.cursor(name="decision_chain") as cur,
+        ):
+            cur.itersize = batch_size
+            await cur.execute(sql("decision_chain"))
+            async for row in cur:
+                yield from_row(row)
+
     # --- the writer ---------------------------------------------------------
 
     async def _run(self) -> None:
@@ -220,7 +246,8 @@ class PostgresDecisionLog:
 
     async def _step(self) -> None:
         while self._queue:
-            batch = [self._queue.popleft() for _ in range(min(self._batch, len(self._queue)))]
+            popleft, link = self._queue.popleft, self.chain.link
+            batch = [link(popleft()) for _ in range(min(self._batch, len(self._queue)))]
             try:
                 await self._write(batch)
             except Exception:

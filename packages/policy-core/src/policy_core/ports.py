@@ -14,7 +14,7 @@ malformed one raises ValueError (the APIs answer 400).
 from __future__ import annotations
 
 import builtins
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, Generic, Literal, Protocol, TypeAlias, TypeVar, runtime_checkable
 
@@ -29,6 +29,7 @@ __all__ = [
     "BreakerState",
     "BudgetCheck",
     "CallerIds",
+    "ChainLink",
     "ChangeFeed",
     "Clock",
     "ComplianceChecker",
@@ -36,6 +37,7 @@ __all__ = [
     "ComplianceViolation",
     "CostOpsBudget",
     "DecisionCache",
+    "DecisionChainSource",
     "DecisionHistory",
     "DecisionLog",
     "DecisionLogCounters",
@@ -168,6 +170,23 @@ class NewRevision(msgspec.Struct, frozen=True, kw_only=True):
     summary: str = ""
 
 
+class ChainLink(msgspec.Struct, frozen=True, kw_only=True):
+    """A decision record's place in its writer's hash chain (the tamper-evident log).
+
+    A writer is one decision log instance (one per process or worker) and
+    `writer` its id, unique per start ("<host>:<pid>:<random>"). `seq` counts
+    the writer's records from 1 without gaps; `prev` is the previous record's
+    `hash` (`GENESIS` for seq 1); `hash` is "sha256:<hex>" of the record's
+    canonical encoding with `writer`, `seq` and `prev`
+    (`policy_core.services.decision_chain.record_hash`).
+    """
+
+    writer: str
+    seq: int
+    prev: str
+    hash: str
+
+
 class DecisionRecord(msgspec.Struct, frozen=True, kw_only=True):
     """One audit record of the decision log.
 
@@ -178,6 +197,8 @@ class DecisionRecord(msgspec.Struct, frozen=True, kw_only=True):
     a log fills it in with `policy_core.services.with_digest` before it stores
     or returns the record.
     `detail` is the full decision (shadow and obligations included).
+    `chain` is None when appended; the log's writer links the record into its
+    chain before it stores it (None on records stored before chains existed).
     """
 
     request_id: str
@@ -191,6 +212,7 @@ class DecisionRecord(msgspec.Struct, frozen=True, kw_only=True):
     detail: Decision
     latency_ms: float
     created_at: datetime
+    chain: ChainLink | None = None
 
 
 class HistoryQuery(msgspec.Struct, frozen=True, kw_only=True):
@@ -432,6 +454,23 @@ class DecisionLog(Protocol):
 
     def counters(self) -> DecisionLogCounters:
         """What the log has done since it started; cheap (no I/O), for /metrics."""
+        ...
+
+
+@runtime_checkable
+class DecisionChainSource(Protocol):
+    """The stored records in chain order, for `llm-policy evaluate verify`."""
+
+    async def chain_size(self) -> int:
+        """How many records are stored (chained or not; for a progress bar)."""
+        ...
+
+    def chain_records(self, *, batch_size: int = 1000) -> AsyncIterator[DecisionRecord]:
+        """Every stored record by (chain writer, seq); records without a chain last.
+
+        A skipped duplicate (an appended request_id already stored) keeps its
+        link too, so that a writer's chain has no gap.
+        """
         ...
 
 

@@ -1,6 +1,7 @@
 -- Newest first; keyset pagination on (created_at, request_id).
 SELECT request_id, created_at, policy_set, decision, matched_policies, matched_rules, reason,
-       context_digest, context::text, detail::text, latency_ms
+       context_digest, context::text, detail::text, latency_ms,
+       chain_writer, chain_seq, chain_prev, chain_hash
   FROM decision_log
  WHERE (%(request_id)s::text IS NULL OR request_id = %(request_id)s)
    AND (%(policy_id)s::text IS NULL OR matched_policies @> ARRAY[%(policy_id)s::text])

@@ -6,7 +6,7 @@ Results are plain JSON-compatible values in the wire shapes of the HTTP API
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 import msgspec
@@ -124,6 +124,14 @@ class Backend(Protocol):
     async def history(self, filters: Json, *, limit: int, cursor: str | None) -> Json: ...
 
     async def stats(self, days: int) -> Json: ...
+
+    async def chain_size(self) -> int:
+        """How many stored decision records `verify` reads (for its progress bar)."""
+        ...
+
+    async def verify(self, progress: Callable[[int], None] | None) -> Json:
+        """The decision log's hash chains checked (`ChainReport` as JSON)."""
+        ...
 
     async def create_api_key(self, name: str, roles: Sequence[str]) -> Json:
         """The new key's record plus `key`, the secret shown this once."""

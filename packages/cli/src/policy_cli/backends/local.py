@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -170,6 +170,12 @@ class LocalBackend:
 
     async def stats(self, days: int) -> Json:
         raise not_supported("decision statistics", _MODE)
+
+    async def chain_size(self) -> int:
+        raise not_supported("verifying the decision log", _MODE)
+
+    async def verify(self, progress: Callable[[int], None] | None) -> Json:
+        raise not_supported("verifying the decision log", _MODE)
 
     async def create_api_key(self, name: str, roles: Sequence[str]) -> Json:
         raise not_supported("API keys", _MODE)

@@ -10,7 +10,7 @@ import json
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import msgspec
@@ -109,6 +109,12 @@ class RemoteBackend:
     async def stats(self, days: int) -> Json:
         result: Json = self._json("GET", "/evaluate/stats", query={"days": days})
         return result
+
+    async def chain_size(self) -> int:
+        raise _store_only()
+
+    async def verify(self, progress: Callable[[int], None] | None) -> Json:
+        raise _store_only()
 
     # --- policies --------------------------------------------------------------------
 
@@ -264,3 +270,11 @@ def _http_error(exc: urllib.error.HTTPError, method: str, url: str) -> CliError:
     else:
         code = ExitCode.USAGE
     return CliError(f"{method} {url}: {status} {detail}", code, hint=hint, data=problem)
+
+
+def _store_only() -> CliError:
+    return CliError(
+        "verifying the decision log reads the store itself, not a server",
+        ExitCode.USAGE,
+        hint="unset --server / LLM_POLICY_SERVER and point LLM_POLICY_DATABASE_URL at the store",
+    )

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import getpass
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from typing import Any, Literal, cast
+from typing import Any, Literal, TypeVar, cast
 
 import msgspec
 from policy_core.ports import DecisionRecord, HistoryQuery, PolicyRecord, PolicyResource
@@ -27,6 +27,8 @@ from policy_cli.settings import Settings
 
 __all__ = ["StoreBackend", "history_item", "policy_resource", "store_backend"]
 
+T = TypeVar("T")
+
 
 def policy_resource(record: PolicyRecord) -> Json:
     """A stored revision in the API's policy resource shape."""
@@ -40,6 +42,7 @@ def history_item(record: DecisionRecord) -> Json:
     shadow are what a reviewer needs beside the record's own fields.
     """
     plain: Json = msgspec.to_builtins(record)
+    plain.pop("chain", None)  # the API's shape; `evaluate verify` checks the links
     detail = plain.pop("detail")
     for name in ("obligations", "errors", "shadow"):
         plain[name] = detail.get(name, [] if name != "shadow" else None)
@@ -174,6 +177,26 @@ class StoreBackend:
     async def stats(self, days: int) -> Json:
         result: Json = msgspec.to_builtins(await self.services.decisions.stats(days))
         return result
+
+    async def chain_size(self) -> int:
+        return await self._chains(self.services.decisions.chain_size())
+
+    async def verify(self, progress: Callable[[int], None] | None) -> Json:
+        report = await self._chains(self.services.decisions.verify(progress))
+        result: Json = msgspec.to_builtins(report)
+        result["ok"] = report.ok
+        result["first"] = result["problems"][0] if report.problems else None
+        return result
+
+    async def _chains(self, work: Awaitable[T]) -> T:
+        try:
+            return await work
+        except NotImplementedError:
+            raise CliError(
+                f"{self.mode} keeps no hash chains to verify",
+                ExitCode.USAGE,
+                hint="the PostgreSQL deployments (single, cluster) keep them",
+            ) from None
 
     async def create_api_key(self, name: str, roles: Sequence[str]) -> Json:
         key, record = await self.services.api_keys.create(name, roles)

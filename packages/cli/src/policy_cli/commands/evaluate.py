@@ -392,3 +392,44 @@ def stats(state: State, days: int) -> None:
             return await backend.stats(days)
 
     emit(run_async(go()), state.output)
+
+
+@evaluate.command("verify")
+@output_option
+@pass_state
+def verify(state: State) -> None:
+    """Check the decision log's hash chains; name the first broken or missing link.
+
+    Reads the configured store (PostgreSQL). Exit 0 when every chain is whole,
+    1 when a record was edited, deleted, moved or duplicated, 2 for a mode that
+    keeps no chains, 4 when the store is unreachable.
+    """
+
+    async def go() -> Json:
+        async with open_backend(state) as backend:
+            total = await backend.chain_size()
+            with progress_bar(total, "verifying") as bar:
+                return await backend.verify(bar.update if bar is not None else None)
+
+    report = run_async(go())
+    if state.output == "table":
+        _show_chain_report(report)
+    else:
+        emit(report, state.output)
+    if not report["ok"]:
+        raise click.exceptions.Exit(int(ExitCode.DENIED))
+
+
+def _show_chain_report(report: Json) -> None:
+    emit(
+        {k: report[k] for k in ("ok", "records", "chained", "unchained", "writers")}
+        | {"problems": report["problem_count"]},
+        "table",
+    )
+    first = report["first"]
+    if first is not None:
+        click.echo(f"first broken link: {first['kind']}: {first['message']}")
+        if first.get("request_id"):
+            click.echo(f"  request_id: {first['request_id']}")
+    for problem in report["problems"][1:]:
+        click.echo(f"also: {problem['kind']}: {problem['message']}")

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections import Counter, OrderedDict
+from collections import Counter, OrderedDict, deque
+from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
 
@@ -18,6 +19,7 @@ from policy_core.ports import (
     HistoryQuery,
     Page,
 )
+from policy_core.services.decision_chain import ChainWriter
 from policy_core.services.evaluation_service import canonical_json
 
 _context_decoder = msgspec.json.Decoder(dict[str, Any])
@@ -40,15 +42,22 @@ class MemoryDecisionLog:
     `with_digest` would give), not as the caller's objects: a full log would
     otherwise keep every caller's context alive, tens of objects each, for
     the garbage collector to scan again and again.
+
+    Records are linked into the hash chain lazily, in append order, when the
+    log is next read (or when a full log evicts a record not linked yet), so
+    that the 10 µs of hashing stay off the request path.
     """
 
-    def __init__(self, *, max_records: int | None = None) -> None:
+    def __init__(self, *, max_records: int | None = None, writer: str | None = None) -> None:
         # OrderedDict: evicting the oldest is O(1); `del d[next(iter(d))]` on a plain dict
         # walks the deleted slots at its front and degrades as the log turns over.
         self._records: OrderedDict[str, tuple[DecisionRecord, bytes]] = OrderedDict()
         self._max = max_records
         self.appended = 0
         self.dropped = 0
+        # Linked in append order when next read; a duplicate is never linked.
+        self.chain = ChainWriter(writer)
+        self._pending: deque[str] = deque()
 
     def append(self, record: DecisionRecord) -> None:
         self.appended += 1
@@ -57,9 +66,22 @@ class MemoryDecisionLog:
         context = canonical_json(record.context)
         stored = msgspec.structs.replace(record, context=_NO_CONTEXT)
         self._records[record.request_id] = (stored, context)
+        self._pending.append(record.request_id)
         if self._max is not None and len(self._records) > self._max:
+            oldest = next(iter(self._records))
+            if self._pending[0] == oldest:  # never read since: link it before it goes
+                self._link(self._pending.popleft())
             self._records.popitem(last=False)
             self.dropped += 1
+
+    def _link(self, request_id: str) -> None:
+        stored, context = self._records[request_id]
+        linked = self.chain.link(_restored(stored, context))
+        self._records[request_id] = (msgspec.structs.replace(linked, context=_NO_CONTEXT), context)
+
+    def _link_pending(self) -> None:
+        while self._pending:
+            self._link(self._pending.popleft())
 
     async def flush(self) -> None:
         return None
@@ -72,6 +94,23 @@ class MemoryDecisionLog:
             dropped=self.dropped,
         )
 
+    async def chain_size(self) -> int:
+        return len(self._records)
+
+    async def chain_records(self, *, batch_size: int = 1000) -> AsyncIterator[DecisionRecord]:
+        """In chain order; with `max_records`, the evicted oldest leave a gap at the start."""
+        self._link_pending()
+        entries = sorted(
+            self._records.values(),
+            key=lambda e: (
+                e[0].chain is None,
+                e[0].chain.writer if e[0].chain else "",
+                e[0].chain.seq if e[0].chain else 0,
+            ),
+        )
+        for entry in entries:
+            yield _restored(*entry)
+
     def __len__(self) -> int:
         return len(self._records)
 
@@ -79,6 +118,7 @@ class MemoryDecisionLog:
         self, query: HistoryQuery, *, limit: int = 50, cursor: str | None = None
     ) -> Page[DecisionRecord]:
         after = decode_cursor(cursor, str, str) if cursor else None
+        self._link_pending()
         rows = sorted(
             (e for e in self._records.values() if _matches(e[0], query)),
             key=lambda e: (e[0].created_at, e[0].request_id),

@@ -2,6 +2,13 @@
 
 from policy_core.ports import DecisionRecord, Page, PolicyRecord, RevisionInfo
 from policy_core.services.api_key_service import ApiKeyService, hash_api_key
+from policy_core.services.decision_chain import (
+    ChainProblem,
+    ChainReport,
+    ChainVerifier,
+    ChainWriter,
+    verify_records,
+)
 from policy_core.services.decision_history_service import DecisionHistoryService
 from policy_core.services.evaluation_service import (
     EvaluationService,
@@ -22,6 +29,10 @@ from policy_core.services.usage_service import UsageService
 
 __all__ = [
     "ApiKeyService",
+    "ChainProblem",
+    "ChainReport",
+    "ChainVerifier",
+    "ChainWriter",
     "DecisionHistoryService",
     "DecisionRecord",
     "EngineHolder",
@@ -39,5 +50,6 @@ __all__ = [
     "hash_api_key",
     "response_record_id",
     "summarize_change",
+    "verify_records",
     "with_digest",
 ]

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 
 from policy_core.ports import (
     Clock,
+    DecisionChainSource,
     DecisionHistory,
     DecisionLog,
     DecisionLogCounters,
@@ -14,6 +16,7 @@ from policy_core.ports import (
     HistoryQuery,
     Page,
 )
+from policy_core.services.decision_chain import ChainReport, ChainVerifier
 
 __all__ = ["DecisionHistoryService"]
 
@@ -56,6 +59,32 @@ class DecisionHistoryService:
             raise ValueError(f"days must be between 1 and {MAX_DAYS}, got {days}")
         until = self._clock.now()
         return await self._history.stats(until - timedelta(days=days), until)
+
+    async def chain_size(self) -> int:
+        """How many records `verify` will read."""
+        return await self._chain_source().chain_size()
+
+    async def verify(self, progress: Callable[[int], None] | None = None) -> ChainReport:
+        """Check every writer's hash chain; `progress(n)` after each batch of n records.
+
+        Raises NotImplementedError when the history keeps no chains.
+        """
+        verifier = ChainVerifier()
+        batch = 0
+        async for record in self._chain_source().chain_records(batch_size=1000):
+            verifier.feed(record)
+            batch += 1
+            if batch == 1000 and progress is not None:
+                progress(batch)
+                batch = 0
+        if batch and progress is not None:
+            progress(batch)
+        return verifier.report()
+
+    def _chain_source(self) -> DecisionChainSource:
+        if not isinstance(self._history, DecisionChainSource):
+            raise NotImplementedError("this decision history keeps no hash chains")
+        return self._history
 
     def counters(self) -> DecisionLogCounters:
         """What the decision log has done since it started (no I/O)."""

@@ -6,17 +6,35 @@ implements both ports.
 
 from __future__ import annotations
 
+import itertools
 from datetime import timedelta
 from typing import Protocol
 
-from policy_core.ports import DecisionHistory, DecisionLog, HistoryQuery
+import msgspec
+
+from policy_core.ports import (
+    DecisionChainSource,
+    DecisionHistory,
+    DecisionLog,
+    DecisionRecord,
+    HistoryQuery,
+)
+from policy_core.services.decision_chain import GENESIS, verify_records
 from policy_core.testing._support import T0, decision_record, raises
 
 __all__ = ["DecisionLogContract", "LogAndHistory"]
 
 
-class LogAndHistory(DecisionLog, DecisionHistory, Protocol):
-    """What every decision-log adapter is: the writer and the reader of one trail."""
+class LogAndHistory(DecisionLog, DecisionHistory, DecisionChainSource, Protocol):
+    """What every decision-log adapter is: the writer and the reader of one trail, chained."""
+
+
+def _unlinked(records: tuple[DecisionRecord, ...]) -> tuple[DecisionRecord, ...]:
+    return tuple(msgspec.structs.replace(r, chain=None) for r in records)
+
+
+async def _chain(log: LogAndHistory) -> list[DecisionRecord]:
+    return [r async for r in log.chain_records(batch_size=3)]
 
 
 def _at(minutes: float) -> timedelta:
@@ -37,8 +55,11 @@ class DecisionLogContract:
         decision_log.append(record)
         await decision_log.flush()
         page = await decision_log.history(HistoryQuery(request_id="r1"))
-        assert page.items == (record,)
+        assert _unlinked(page.items) == (record,)
         assert page.next_cursor is None
+        link = page.items[0].chain
+        assert link is not None
+        assert (link.seq, link.prev) == (1, GENESIS)
 
     async def test_same_request_id_is_stored_once(self, decision_log: LogAndHistory) -> None:
         decision_log.append(decision_record("dup", decision="allow"))
@@ -48,6 +69,35 @@ class DecisionLogContract:
         await decision_log.flush()
         page = await decision_log.history(HistoryQuery())
         assert [r.request_id for r in page.items] == ["dup"]
+        # A duplicate is not stored again, and leaves no gap in its writer's chain.
+        report = verify_records(await _chain(decision_log))
+        assert report.ok, report.problems
+        assert report.unchained == 0
+
+    async def test_records_form_one_verified_chain_in_append_order(
+        self, decision_log: LogAndHistory
+    ) -> None:
+        for i in range(10):  # created_at out of order: the chain follows the appends
+            decision_log.append(
+                decision_record(f"c{i}", at=T0 + _at(10 - i), context={"i": i, "big": 1e20})
+            )
+        await decision_log.flush()
+        chain = await _chain(decision_log)
+        assert await decision_log.chain_size() == 10
+        assert [r.request_id for r in chain] == [f"c{i}" for i in range(10)]
+        links = [r.chain for r in chain]
+        assert [link.seq for link in links if link] == list(range(1, 11))
+        assert all(b.prev == a.hash for a, b in itertools.pairwise(links) if a and b)
+        report = verify_records(chain)
+        assert report.ok, report.problems
+        assert (report.records, report.chained, report.writers) == (10, 10, 1)
+        edited = [*chain[:4], msgspec.structs.replace(chain[4], decision="deny"), *chain[5:]]
+        first = verify_records(edited).first
+        assert first is not None
+        assert (first.kind, first.seq) == ("altered", 5)
+        first = verify_records([*chain[:2], *chain[3:]]).first
+        assert first is not None
+        assert (first.kind, first.seq, first.last) == ("missing", 3, 3)
 
     async def test_history_newest_first_with_filters(self, decision_log: LogAndHistory) -> None:
         decision_log.append(decision_record("a", decision="allow", at=T0))
