@@ -55,6 +55,8 @@ __all__ = [
 Evaluate = Callable[[EvaluationRequest], Awaitable[EvaluationResult]]
 
 _context_decoder = msgspec.json.Decoder(dict[str, Any])
+# msgspec gives up (cleanly, RecursionError) this deep at the least.
+MAX_DECODE_DEPTH = 500
 
 
 def to_evaluation_request(wire: WireRequest) -> EvaluationRequest:
@@ -64,10 +66,7 @@ def to_evaluation_request(wire: WireRequest) -> EvaluationRequest:
     if wire.context_json:
         if wire.has_context:
             raise InvalidRequestError("set exactly one of `context` and `context_json`, not both")
-        try:
-            context = _context_decoder.decode(wire.context_json)
-        except msgspec.DecodeError as exc:
-            raise InvalidRequestError(f"`context_json` must be a JSON object: {exc}") from exc
+        context = _decode_object(wire.context_json, "context_json")
     elif wire.context is not None:
         context = wire.context
     else:
@@ -86,10 +85,25 @@ def to_evaluation_request(wire: WireRequest) -> EvaluationRequest:
 def _json_object(raw: bytes, field: str) -> dict[str, Any]:
     if not raw:
         raise InvalidRequestError(f"the request has no `{field}`")
+    return _decode_object(raw, field)
+
+
+def _decode_object(raw: bytes, field: str) -> dict[str, Any]:
+    """A JSON object field; hostile input (deep nesting, invalid UTF-8) is
+    INVALID_ARGUMENT naming the problem, never INTERNAL (issue 13)."""
     try:
         return _context_decoder.decode(raw)
     except msgspec.DecodeError as exc:
-        raise InvalidRequestError(f"`{field}` must be a JSON object: {exc}") from exc
+        raise InvalidRequestError(f"`{field}` must be a JSON object: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise InvalidRequestError(
+            f"`{field}` is not valid UTF-8 (byte {exc.start}); JSON text must be UTF-8"
+        ) from None
+    except RecursionError:
+        raise InvalidRequestError(
+            f"`{field}` nests deeper than {MAX_DECODE_DEPTH} levels "
+            "(a context may nest at most LLM_POLICY_MAX_CONTEXT_DEPTH levels)"
+        ) from None
 
 
 def to_response_request(wire: Any) -> ResponseEvaluationRequest:
