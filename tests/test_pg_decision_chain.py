@@ -8,6 +8,7 @@ would run it, against that schema.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -163,3 +164,17 @@ async def test_a_nulled_link_is_a_missing_record(
     assert report["unchained"] == 1
     assert (report["first"]["writer"], report["first"]["kind"]) == ("w2", "missing")
     assert (report["first"]["seq"], report["first"]["last"]) == (2, 2)
+
+
+async def test_the_documented_command_runs(
+    chained: tuple[AsyncConnectionPool[Any], str, str], tmp_path: Path
+) -> None:
+    _pool, url, schema = chained
+    text = (ROOT / "docs" / "cli.md").read_text(encoding="utf-8")
+    section = text.split("## evaluate verify", 1)[1].split("\n## ", 1)[0]
+    (command,) = re.findall(r"^\$ llm-policy (.*)$", section, flags=re.MULTILINE)
+    args = command.split()
+    out = verify(url, schema, tmp_path, *args[:-2])
+    assert args[-2:] == ["evaluate", "verify"]
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["ok"] is True
