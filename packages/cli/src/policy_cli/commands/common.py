@@ -96,6 +96,10 @@ def read_input(path: str) -> str:
         return Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise CliError(f"cannot read {path}: {exc.strerror}", ExitCode.USAGE) from None
+    except UnicodeDecodeError as exc:
+        raise CliError(
+            f"{path}: not UTF-8 text (invalid byte at offset {exc.start})", ExitCode.USAGE
+        ) from None
 
 
 def core_error(exc: Exception) -> CliError | None:

@@ -54,6 +54,12 @@ def _parse_context(text: str, source: str) -> dict[str, Any]:
             from ruamel.yaml import YAML
 
             value = YAML(typ="safe", pure=True).load(text)
+    except RecursionError:
+        raise CliError(
+            f"{source}: the context nests too deeply (a context may nest at most "
+            "LLM_POLICY_MAX_CONTEXT_DEPTH levels, 32 by default)",
+            ExitCode.USAGE,
+        ) from None
     except Exception as exc:  # both parsers raise their own families
         raise CliError(f"{source}: not valid JSON or YAML: {exc}", ExitCode.USAGE) from None
     if not isinstance(value, dict):
