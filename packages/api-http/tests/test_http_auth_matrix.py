@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from litestar import Litestar
 from litestar.testing import TestClient
+from policy_core.access import ROLE_PERMISSIONS
 from policy_http.testing import bearer, make_token
 
 POLICY = """\
@@ -227,3 +228,38 @@ def test_every_api_route_is_in_the_matrix(client: TestClient[Litestar]) -> None:
         (r.method, r.path.replace("{key}", "{key_id}").replace("p1", "{policy_id}")) for r in ROUTES
     }
     assert documented == tested
+
+
+ROLES = sorted(ROLE_PERMISSIONS)
+
+
+@pytest.mark.parametrize("role", ROLES)
+@pytest.mark.parametrize("route", ROUTES, ids=IDS)
+def test_role_x_route(seeded: TestClient[Litestar], route: Route, role: str) -> None:
+    """Every role on every route: allowed exactly when the roles table grants the permission."""
+    response = call(seeded, route, bearer(make_token(roles=[role])))
+    if route.permission in ROLE_PERMISSIONS[role]:
+        assert response.status_code not in (401, 403), response.text
+    else:
+        assert response.status_code == 403, response.text
+        assert route.permission in response.json()["detail"]
+
+
+def test_every_app_route_is_in_the_matrix_or_open(client: TestClient[Litestar]) -> None:
+    """Enumerated from the app itself (not its OpenAPI): a new route needs a matrix entry."""
+    app: Litestar = client.app
+    open_paths = {"/health", "/ready", "/metrics"}
+    served = {
+        (method, route.path)
+        for route in app.routes
+        for method in getattr(route, "methods", ())
+        if method not in ("HEAD", "OPTIONS") and route.path.startswith("/api/")
+    }
+    tested = {
+        (r.method, r.path.replace("{key}", "{key_id:str}").replace("p1", "{policy_id:str}"))
+        for r in ROUTES
+    }
+    assert served, "the app's routes were not found"
+    assert served - tested == set(), "give each new route a Route entry (and its permission)"
+    assert tested - served == set(), "a Route entry names a route the app does not serve"
+    assert open_paths <= {route.path for route in app.routes}
