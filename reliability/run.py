@@ -102,7 +102,7 @@ def run_hostile() -> dict[str, Any]:
         return {"paths": [], "exit": None, "summary": "not on main yet"}
     started = time.monotonic()
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", *paths, "-q", "-p", "no:randomly", "-rN"],
+        [sys.executable, "-m", "pytest", *paths, "-p", "no:randomly", "-rN"],
         capture_output=True,
         text=True,
         check=False,
