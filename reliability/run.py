@@ -1,10 +1,10 @@
 """`make reliability`: faults under mixed load, a soak, fuzzing and the hostile-input tests,
 then one summary table. Exits 1 when any part missed its target.
 
-    uv run --frozen python reliability/run.py --profile full   # about 20 minutes on 2 cores
+    uv run --frozen python reliability/run.py --profile full   # about 21 minutes on 2 cores
     uv run --frozen python reliability/run.py --profile ci     # about 6 minutes: what CI runs
 
-Profiles (seconds): full: faults held 10, soak 600, fuzzing 90 per target;
+Profiles (seconds): full: faults held 10, soak 600, fuzzing 60 per target;
 ci: faults held 5, soak 60, fuzzing 20 per target. Both run every fault and the
 hostile-input tests. The results also go to reliability/results/<profile>.json.
 Needs PostgreSQL's binaries (initdb, pg_ctl) and redis-server; starts its own instances
@@ -29,7 +29,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
 PROFILES: dict[str, dict[str, float]] = {
-    "full": {"hold": 10, "before": 5, "after": 5, "soak": 600, "fuzz": 90},
+    "full": {"hold": 10, "before": 5, "after": 5, "soak": 600, "fuzz": 60},
     "ci": {"hold": 5, "before": 3, "after": 3, "soak": 60, "fuzz": 20},
 }
 # Tests of hostile input (issue 13), run as part of the suite when they exist.
