@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from limits.errors import ConcurrentUpdateError, StorageError
 from policy_core.errors import StoreUnavailable
 from policy_core.ratelimits import parse_rate_limits
 from policy_redis import RedisRateLimiter
@@ -40,5 +41,31 @@ async def test_an_unreachable_redis_is_store_unavailable() -> None:
         with pytest.raises(StoreUnavailable, match="rate limits"):
             await limiter.hit("read", "u")
         assert await limiter.ping() is False
+    finally:
+        await client.aclose()  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    "error",
+    [StorageError(ConnectionError("lost")), ConcurrentUpdateError("k", 3), RuntimeError("x")],
+    ids=["limits StorageError", "limits ConcurrentUpdateError", "other"],
+)
+async def test_a_non_redis_error_of_the_limiter_is_store_unavailable(
+    error: Exception, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Regression (make reliability, cluster, Redis stopped): an error of the `limits`
+    # library that is no RedisError escaped the mapping, and a write answered 500.
+    client: Redis[bytes] = Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=1)
+    limiter = RedisRateLimiter(client, parse_rate_limits("admin=5/day"), prefix="test:down:")
+
+    async def failing(*args: object, **kwargs: object) -> bool:
+        raise error
+
+    monkeypatch.setattr(limiter._limiter, "hit", failing)
+    try:
+        with pytest.raises(StoreUnavailable, match="rate limits") as raised:
+            await limiter.hit("admin", "u")
+        assert raised.value.__cause__ is error
+        assert await limiter.hit("no-such-class", "u") is None  # nothing to count: no Redis
     finally:
         await client.aclose()  # type: ignore[attr-defined]

@@ -7,6 +7,7 @@ client and under its key prefix: `<prefix>LIMITER/<class>/<identity>/...`.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Mapping
@@ -14,6 +15,7 @@ from collections.abc import Mapping
 from limits import RateLimitItem
 from limits.aio import storage, strategies
 from limits.limits import GRANULARITIES
+from policy_core.errors import StoreUnavailable
 from policy_core.memory import RateStrategy
 from policy_core.ports import RateDecision, RateLimit
 from policy_core.ratelimits import RateLimits
@@ -22,6 +24,8 @@ from redis.asyncio import Redis
 from policy_redis.errors import UNAVAILABLE, translate_errors
 
 __all__ = ["RedisRateLimiter"]
+
+_log = logging.getLogger(__name__)
 
 _STRATEGIES: Mapping[str, type[strategies.RateLimiter]] = {
     "fixed-window": strategies.FixedWindowRateLimiter,
@@ -61,13 +65,27 @@ class RedisRateLimiter:
         items = self._items.get(route_class)
         if not items:
             return None
-        async with translate_errors("count a request against the rate limits"):
-            for item in items:
-                if await self._limiter.hit(item, route_class, identity):
-                    continue
-                stats = await self._limiter.get_window_stats(item, route_class, identity)
-                reset = max(1, math.ceil(stats.reset_time - time.time()))
-                return RateDecision(False, item.amount, stats.remaining, reset)
+        try:
+            async with translate_errors("count a request against the rate limits"):
+                for item in items:
+                    if await self._limiter.hit(item, route_class, identity):
+                        continue
+                    stats = await self._limiter.get_window_stats(item, route_class, identity)
+                    reset = max(1, math.ceil(stats.reset_time - time.time()))
+                    return RateDecision(False, item.amount, stats.remaining, reset)
+        except StoreUnavailable:
+            raise
+        except Exception as exc:
+            # The `limits` library's own errors (StorageError, ConcurrentUpdateError) and
+            # whatever else its Redis exchange raises while Redis goes away: the request
+            # could not be counted, which is the store being unavailable (503), never a
+            # 500 (make reliability: one admin write in 47 answered 500, Redis stopped).
+            _log.warning(
+                "rate limiter: %s: %s; answering store unavailable", type(exc).__name__, exc
+            )
+            raise StoreUnavailable(
+                f"the rate limits could not be counted in Redis: {type(exc).__name__}: {exc}"
+            ) from exc
         return None
 
     async def ping(self) -> bool:
