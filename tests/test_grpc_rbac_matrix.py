@@ -27,6 +27,7 @@ PERMISSION = {
     "EvaluatePolicy": "evaluate",
     "EvaluatePolicyStream": "evaluate",
     "EvaluateResponse": "evaluate",
+    "JudgeResponseStream": "evaluate",
     "GetPolicy": "policies:read",
     "ListPolicies": "policies:read",
     "ValidatePolicy": "policies:read",

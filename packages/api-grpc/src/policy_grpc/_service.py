@@ -45,6 +45,7 @@ from policy_grpc._generated.llm_policy.v1 import (
     ValidatePolicyRequest,
     ValidatePolicyResponse,
 )
+from policy_grpc._response_stream import ResponseStreamCall
 from policy_grpc._status import InvalidRequestError, PermissionDeniedError, grpc_error
 from policy_grpc._transport import FrameReader, FrameWriter, RawMessage
 from policy_grpc._wire import decode_request
@@ -128,6 +129,9 @@ class PolicyGrpcService:
             "EvaluatePolicy": Handler(self._evaluate, unary, RawMessage, RawMessage),
             "EvaluatePolicyStream": Handler(self._evaluate_stream, stream, RawMessage, RawMessage),
             "EvaluateResponse": Handler(self._evaluate_response, unary, RawMessage, RawMessage),
+            "JudgeResponseStream": Handler(
+                self._judge_response_stream, stream, RawMessage, RawMessage
+            ),
             "CreatePolicy": self._admin(
                 "policies:write", CreatePolicyRequest, CreatePolicyResponse, self._create
             ),
@@ -224,6 +228,22 @@ class PolicyGrpcService:
             except Exception as exc:
                 raise grpc_error(exc) from None
             await stream.send_message(RawMessage(answer(result)))
+
+    async def _judge_response_stream(self, stream: Stream[Any, Any]) -> None:
+        """A streamed response judged delta by delta (spec 7.2; policy_grpc._response_stream)."""
+        with self._calls.track():
+            try:
+                await self._authorize(stream, "evaluate")
+                call = ResponseStreamCall(
+                    self._evaluation,
+                    FrameReader(stream, self._settings.max_message_bytes),
+                    FrameWriter(stream),
+                )
+                await call.run()
+            except GRPCError:
+                raise
+            except Exception as exc:
+                raise grpc_error(exc) from None
 
     async def _evaluate_stream(self, stream: Stream[Any, Any]) -> None:
         with self._calls.track():

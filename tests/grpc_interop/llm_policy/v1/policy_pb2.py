@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1allm_policy/v1/policy.proto\x12\rllm_policy.v1\x1a\x1cgoogle/protobuf/struct.proto\"\xb0\x01\n\x15\x45valuatePolicyRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12(\n\x07\x63ontext\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x14\n\x0c\x63ontext_json\x18\x07 \x01(\x0c\x12\x10\n\x08policies\x18\x03 \x03(\t\x12\x11\n\tnamespace\x18\x04 \x01(\t\x12\x0f\n\x07\x64ry_run\x18\x05 \x01(\x08\x12\r\n\x05trace\x18\x06 \x01(\x08\"\xb4\x04\n\x08\x44\x65\x63ision\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x10\n\x08\x64\x65\x63ision\x18\x02 \x01(\t\x12\x0f\n\x07\x61llowed\x18\x03 \x01(\x08\x12\x13\n\x06reason\x18\x04 \x01(\tH\x00\x88\x01\x01\x12\x18\n\x10matched_policies\x18\x05 \x03(\t\x12\x15\n\rmatched_rules\x18\x06 \x03(\t\x12\x1a\n\x12matched_exceptions\x18\x07 \x03(\t\x12\x10\n\x08warnings\x18\x08 \x03(\t\x12.\n\rmodifications\x18\t \x01(\x0b\x32\x17.google.protobuf.Struct\x12,\n\x0bobligations\x18\n \x03(\x0b\x32\x17.google.protobuf.Struct\x12)\n\x08metadata\x18\x0b \x01(\x0b\x32\x17.google.protobuf.Struct\x12\'\n\x06\x65rrors\x18\x0c \x03(\x0b\x32\x17.google.protobuf.Struct\x12\'\n\x06shadow\x18\r \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x12\n\npolicy_set\x18\x0e \x01(\t\x12\x1a\n\x12\x65valuation_time_ms\x18\x0f \x01(\x01\x12)\n\x05trace\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.ListValue\x12\x0e\n\x06\x63\x61\x63hed\x18\x11 \x01(\x08\x12,\n\x0breservation\x18\x12 \x01(\x0b\x32\x17.google.protobuf.StructB\t\n\x07_reason\"C\n\x16\x45valuatePolicyResponse\x12)\n\x08\x64\x65\x63ision\x18\x01 \x01(\x0b\x32\x17.llm_policy.v1.Decision\"\xb4\x01\n\x17\x45valuateResponseRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x14\n\x0c\x63ontext_json\x18\x02 \x01(\x0c\x12\x15\n\rresponse_json\x18\x03 \x01(\x0c\x12\x10\n\x08policies\x18\x04 \x03(\t\x12\x11\n\tnamespace\x18\x05 \x01(\t\x12\x0f\n\x07\x64ry_run\x18\x06 \x01(\x08\x12\r\n\x05trace\x18\x07 \x01(\x08\x12\x13\n\x0breservation\x18\x08 \x01(\t\"E\n\x18\x45valuateResponseResponse\x12)\n\x08\x64\x65\x63ision\x18\x01 \x01(\x0b\x32\x17.llm_policy.v1.Decision\"T\n\x1b\x45valuatePolicyStreamRequest\x12\x35\n\x07request\x18\x01 \x01(\x0b\x32$.llm_policy.v1.EvaluatePolicyRequest\"I\n\x1c\x45valuatePolicyStreamResponse\x12)\n\x08\x64\x65\x63ision\x18\x01 \x01(\x0b\x32\x17.llm_policy.v1.Decision\"\xaa\x01\n\x06Policy\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x10\n\x08revision\x18\x03 \x01(\x03\x12\x0e\n\x06status\x18\x04 \x01(\t\x12)\n\x08\x64ocument\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x12\n\ncreated_at\x18\x06 \x01(\t\x12\x12\n\nupdated_at\x18\x07 \x01(\t\x12\x0c\n\x04\x65tag\x18\x08 \x01(\t\"n\n\x0fValidationIssue\x12\x0c\n\x04\x66ile\x18\x01 \x01(\t\x12\x0c\n\x04line\x18\x02 \x01(\x05\x12\x0e\n\x06\x63olumn\x18\x03 \x01(\x05\x12\x0f\n\x07message\x18\x04 \x01(\t\x12\x10\n\x08severity\x18\x05 \x01(\t\x12\x0c\n\x04path\x18\x06 \x01(\t\"\'\n\x13\x43reatePolicyRequest\x12\x10\n\x08\x64ocument\x18\x01 \x01(\t\"=\n\x14\x43reatePolicyResponse\x12%\n\x06policy\x18\x01 \x01(\x0b\x32\x15.llm_policy.v1.Policy\"0\n\x10GetPolicyRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08revision\x18\x02 \x01(\x03\":\n\x11GetPolicyResponse\x12%\n\x06policy\x18\x01 \x01(\x0b\x32\x15.llm_policy.v1.Policy\"N\n\x13UpdatePolicyRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08\x64ocument\x18\x02 \x01(\t\x12\x19\n\x11\x65xpected_revision\x18\x03 \x01(\x03\"=\n\x14UpdatePolicyResponse\x12%\n\x06policy\x18\x01 \x01(\x0b\x32\x15.llm_policy.v1.Policy\"!\n\x13\x44\x65letePolicyRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\x16\n\x14\x44\x65letePolicyResponse\"l\n\x13ListPoliciesRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\t\x12\x0b\n\x03tag\x18\x03 \x01(\t\x12\x11\n\tpage_size\x18\x04 \x01(\x05\x12\x12\n\npage_token\x18\x05 \x01(\t\"X\n\x14ListPoliciesResponse\x12\'\n\x08policies\x18\x01 \x03(\x0b\x32\x15.llm_policy.v1.Policy\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\")\n\x15ValidatePolicyRequest\x12\x10\n\x08\x64ocument\x18\x01 \x01(\t\"\x9d\x01\n\x16ValidatePolicyResponse\x12\r\n\x05valid\x18\x01 \x01(\x08\x12.\n\x06\x65rrors\x18\x02 \x03(\x0b\x32\x1e.llm_policy.v1.ValidationIssue\x12\x30\n\x08warnings\x18\x03 \x03(\x0b\x32\x1e.llm_policy.v1.ValidationIssue\x12\x12\n\npolicy_ids\x18\x04 \x03(\t2\xdb\x06\n\rPolicyService\x12]\n\x0e\x45valuatePolicy\x12$.llm_policy.v1.EvaluatePolicyRequest\x1a%.llm_policy.v1.EvaluatePolicyResponse\x12s\n\x14\x45valuatePolicyStream\x12*.llm_policy.v1.EvaluatePolicyStreamRequest\x1a+.llm_policy.v1.EvaluatePolicyStreamResponse(\x01\x30\x01\x12\x63\n\x10\x45valuateResponse\x12&.llm_policy.v1.EvaluateResponseRequest\x1a\'.llm_policy.v1.EvaluateResponseResponse\x12W\n\x0c\x43reatePolicy\x12\".llm_policy.v1.CreatePolicyRequest\x1a#.llm_policy.v1.CreatePolicyResponse\x12N\n\tGetPolicy\x12\x1f.llm_policy.v1.GetPolicyRequest\x1a .llm_policy.v1.GetPolicyResponse\x12W\n\x0cUpdatePolicy\x12\".llm_policy.v1.UpdatePolicyRequest\x1a#.llm_policy.v1.UpdatePolicyResponse\x12W\n\x0c\x44\x65letePolicy\x12\".llm_policy.v1.DeletePolicyRequest\x1a#.llm_policy.v1.DeletePolicyResponse\x12W\n\x0cListPolicies\x12\".llm_policy.v1.ListPoliciesRequest\x1a#.llm_policy.v1.ListPoliciesResponse\x12]\n\x0eValidatePolicy\x12$.llm_policy.v1.ValidatePolicyRequest\x1a%.llm_policy.v1.ValidatePolicyResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1allm_policy/v1/policy.proto\x12\rllm_policy.v1\x1a\x1cgoogle/protobuf/struct.proto\"\xb0\x01\n\x15\x45valuatePolicyRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12(\n\x07\x63ontext\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x14\n\x0c\x63ontext_json\x18\x07 \x01(\x0c\x12\x10\n\x08policies\x18\x03 \x03(\t\x12\x11\n\tnamespace\x18\x04 \x01(\t\x12\x0f\n\x07\x64ry_run\x18\x05 \x01(\x08\x12\r\n\x05trace\x18\x06 \x01(\x08\"\xb4\x04\n\x08\x44\x65\x63ision\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x10\n\x08\x64\x65\x63ision\x18\x02 \x01(\t\x12\x0f\n\x07\x61llowed\x18\x03 \x01(\x08\x12\x13\n\x06reason\x18\x04 \x01(\tH\x00\x88\x01\x01\x12\x18\n\x10matched_policies\x18\x05 \x03(\t\x12\x15\n\rmatched_rules\x18\x06 \x03(\t\x12\x1a\n\x12matched_exceptions\x18\x07 \x03(\t\x12\x10\n\x08warnings\x18\x08 \x03(\t\x12.\n\rmodifications\x18\t \x01(\x0b\x32\x17.google.protobuf.Struct\x12,\n\x0bobligations\x18\n \x03(\x0b\x32\x17.google.protobuf.Struct\x12)\n\x08metadata\x18\x0b \x01(\x0b\x32\x17.google.protobuf.Struct\x12\'\n\x06\x65rrors\x18\x0c \x03(\x0b\x32\x17.google.protobuf.Struct\x12\'\n\x06shadow\x18\r \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x12\n\npolicy_set\x18\x0e \x01(\t\x12\x1a\n\x12\x65valuation_time_ms\x18\x0f \x01(\x01\x12)\n\x05trace\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.ListValue\x12\x0e\n\x06\x63\x61\x63hed\x18\x11 \x01(\x08\x12,\n\x0breservation\x18\x12 \x01(\x0b\x32\x17.google.protobuf.StructB\t\n\x07_reason\"C\n\x16\x45valuatePolicyResponse\x12)\n\x08\x64\x65\x63ision\x18\x01 \x01(\x0b\x32\x17.llm_policy.v1.Decision\"\xb4\x01\n\x17\x45valuateResponseRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x14\n\x0c\x63ontext_json\x18\x02 \x01(\x0c\x12\x15\n\rresponse_json\x18\x03 \x01(\x0c\x12\x10\n\x08policies\x18\x04 \x03(\t\x12\x11\n\tnamespace\x18\x05 \x01(\t\x12\x0f\n\x07\x64ry_run\x18\x06 \x01(\x08\x12\r\n\x05trace\x18\x07 \x01(\x08\x12\x13\n\x0breservation\x18\x08 \x01(\t\"E\n\x18\x45valuateResponseResponse\x12)\n\x08\x64\x65\x63ision\x18\x01 \x01(\x0b\x32\x17.llm_policy.v1.Decision\"T\n\x1b\x45valuatePolicyStreamRequest\x12\x35\n\x07request\x18\x01 \x01(\x0b\x32$.llm_policy.v1.EvaluatePolicyRequest\"I\n\x1c\x45valuatePolicyStreamResponse\x12)\n\x08\x64\x65\x63ision\x18\x01 \x01(\x0b\x32\x17.llm_policy.v1.Decision\"\x9b\x01\n\x15ResponseStreamRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x14\n\x0c\x63ontext_json\x18\x02 \x01(\x0c\x12\x10\n\x08policies\x18\x03 \x03(\t\x12\x11\n\tnamespace\x18\x04 \x01(\t\x12\x0f\n\x07\x64ry_run\x18\x05 \x01(\x08\x12\x13\n\x0breservation\x18\x06 \x01(\t\x12\r\n\x05model\x18\x07 \x01(\t\"\xaf\x01\n\x13ResponseStreamClose\x12&\n\x05usage\x18\x01 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x15\n\rfinish_reason\x18\x02 \x01(\t\x12.\n\ntool_calls\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.ListValue\x12\r\n\x05model\x18\x04 \x01(\t\x12\x11\n\x04\x63ost\x18\x05 \x01(\x01H\x00\x88\x01\x01\x42\x07\n\x05_cost\"\x9e\x01\n\x15ResponseStreamMessage\x12\x37\n\x07request\x18\x01 \x01(\x0b\x32$.llm_policy.v1.ResponseStreamRequestH\x00\x12\x0f\n\x05\x64\x65lta\x18\x02 \x01(\tH\x00\x12\x33\n\x05\x63lose\x18\x03 \x01(\x0b\x32\".llm_policy.v1.ResponseStreamCloseH\x00\x42\x06\n\x04kind\"@\n\nSettlement\x12\x13\n\x0breservation\x18\x01 \x01(\t\x12\x0f\n\x07settled\x18\x02 \x01(\x08\x12\x0c\n\x04\x63ost\x18\x03 \x01(\x01\"\x91\x01\n\x14ResponseStreamAnswer\x12\x10\n\x08released\x18\x01 \x01(\t\x12)\n\x08\x64\x65\x63ision\x18\x02 \x01(\x0b\x32\x17.llm_policy.v1.Decision\x12\r\n\x05\x66inal\x18\x03 \x01(\x08\x12-\n\nsettlement\x18\x04 \x01(\x0b\x32\x19.llm_policy.v1.Settlement\"\xaa\x01\n\x06Policy\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x10\n\x08revision\x18\x03 \x01(\x03\x12\x0e\n\x06status\x18\x04 \x01(\t\x12)\n\x08\x64ocument\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x12\n\ncreated_at\x18\x06 \x01(\t\x12\x12\n\nupdated_at\x18\x07 \x01(\t\x12\x0c\n\x04\x65tag\x18\x08 \x01(\t\"n\n\x0fValidationIssue\x12\x0c\n\x04\x66ile\x18\x01 \x01(\t\x12\x0c\n\x04line\x18\x02 \x01(\x05\x12\x0e\n\x06\x63olumn\x18\x03 \x01(\x05\x12\x0f\n\x07message\x18\x04 \x01(\t\x12\x10\n\x08severity\x18\x05 \x01(\t\x12\x0c\n\x04path\x18\x06 \x01(\t\"\'\n\x13\x43reatePolicyRequest\x12\x10\n\x08\x64ocument\x18\x01 \x01(\t\"=\n\x14\x43reatePolicyResponse\x12%\n\x06policy\x18\x01 \x01(\x0b\x32\x15.llm_policy.v1.Policy\"0\n\x10GetPolicyRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08revision\x18\x02 \x01(\x03\":\n\x11GetPolicyResponse\x12%\n\x06policy\x18\x01 \x01(\x0b\x32\x15.llm_policy.v1.Policy\"N\n\x13UpdatePolicyRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08\x64ocument\x18\x02 \x01(\t\x12\x19\n\x11\x65xpected_revision\x18\x03 \x01(\x03\"=\n\x14UpdatePolicyResponse\x12%\n\x06policy\x18\x01 \x01(\x0b\x32\x15.llm_policy.v1.Policy\"!\n\x13\x44\x65letePolicyRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\x16\n\x14\x44\x65letePolicyResponse\"l\n\x13ListPoliciesRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\t\x12\x0b\n\x03tag\x18\x03 \x01(\t\x12\x11\n\tpage_size\x18\x04 \x01(\x05\x12\x12\n\npage_token\x18\x05 \x01(\t\"X\n\x14ListPoliciesResponse\x12\'\n\x08policies\x18\x01 \x03(\x0b\x32\x15.llm_policy.v1.Policy\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\")\n\x15ValidatePolicyRequest\x12\x10\n\x08\x64ocument\x18\x01 \x01(\t\"\x9d\x01\n\x16ValidatePolicyResponse\x12\r\n\x05valid\x18\x01 \x01(\x08\x12.\n\x06\x65rrors\x18\x02 \x03(\x0b\x32\x1e.llm_policy.v1.ValidationIssue\x12\x30\n\x08warnings\x18\x03 \x03(\x0b\x32\x1e.llm_policy.v1.ValidationIssue\x12\x12\n\npolicy_ids\x18\x04 \x03(\t2\xc1\x07\n\rPolicyService\x12]\n\x0e\x45valuatePolicy\x12$.llm_policy.v1.EvaluatePolicyRequest\x1a%.llm_policy.v1.EvaluatePolicyResponse\x12s\n\x14\x45valuatePolicyStream\x12*.llm_policy.v1.EvaluatePolicyStreamRequest\x1a+.llm_policy.v1.EvaluatePolicyStreamResponse(\x01\x30\x01\x12\x63\n\x10\x45valuateResponse\x12&.llm_policy.v1.EvaluateResponseRequest\x1a\'.llm_policy.v1.EvaluateResponseResponse\x12\x64\n\x13JudgeResponseStream\x12$.llm_policy.v1.ResponseStreamMessage\x1a#.llm_policy.v1.ResponseStreamAnswer(\x01\x30\x01\x12W\n\x0c\x43reatePolicy\x12\".llm_policy.v1.CreatePolicyRequest\x1a#.llm_policy.v1.CreatePolicyResponse\x12N\n\tGetPolicy\x12\x1f.llm_policy.v1.GetPolicyRequest\x1a .llm_policy.v1.GetPolicyResponse\x12W\n\x0cUpdatePolicy\x12\".llm_policy.v1.UpdatePolicyRequest\x1a#.llm_policy.v1.UpdatePolicyResponse\x12W\n\x0c\x44\x65letePolicy\x12\".llm_policy.v1.DeletePolicyRequest\x1a#.llm_policy.v1.DeletePolicyResponse\x12W\n\x0cListPolicies\x12\".llm_policy.v1.ListPoliciesRequest\x1a#.llm_policy.v1.ListPoliciesResponse\x12]\n\x0eValidatePolicy\x12$.llm_policy.v1.ValidatePolicyRequest\x1a%.llm_policy.v1.ValidatePolicyResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -46,34 +46,44 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_EVALUATEPOLICYSTREAMREQUEST']._serialized_end=1228
   _globals['_EVALUATEPOLICYSTREAMRESPONSE']._serialized_start=1230
   _globals['_EVALUATEPOLICYSTREAMRESPONSE']._serialized_end=1303
-  _globals['_POLICY']._serialized_start=1306
-  _globals['_POLICY']._serialized_end=1476
-  _globals['_VALIDATIONISSUE']._serialized_start=1478
-  _globals['_VALIDATIONISSUE']._serialized_end=1588
-  _globals['_CREATEPOLICYREQUEST']._serialized_start=1590
-  _globals['_CREATEPOLICYREQUEST']._serialized_end=1629
-  _globals['_CREATEPOLICYRESPONSE']._serialized_start=1631
-  _globals['_CREATEPOLICYRESPONSE']._serialized_end=1692
-  _globals['_GETPOLICYREQUEST']._serialized_start=1694
-  _globals['_GETPOLICYREQUEST']._serialized_end=1742
-  _globals['_GETPOLICYRESPONSE']._serialized_start=1744
-  _globals['_GETPOLICYRESPONSE']._serialized_end=1802
-  _globals['_UPDATEPOLICYREQUEST']._serialized_start=1804
-  _globals['_UPDATEPOLICYREQUEST']._serialized_end=1882
-  _globals['_UPDATEPOLICYRESPONSE']._serialized_start=1884
-  _globals['_UPDATEPOLICYRESPONSE']._serialized_end=1945
-  _globals['_DELETEPOLICYREQUEST']._serialized_start=1947
-  _globals['_DELETEPOLICYREQUEST']._serialized_end=1980
-  _globals['_DELETEPOLICYRESPONSE']._serialized_start=1982
-  _globals['_DELETEPOLICYRESPONSE']._serialized_end=2004
-  _globals['_LISTPOLICIESREQUEST']._serialized_start=2006
-  _globals['_LISTPOLICIESREQUEST']._serialized_end=2114
-  _globals['_LISTPOLICIESRESPONSE']._serialized_start=2116
-  _globals['_LISTPOLICIESRESPONSE']._serialized_end=2204
-  _globals['_VALIDATEPOLICYREQUEST']._serialized_start=2206
-  _globals['_VALIDATEPOLICYREQUEST']._serialized_end=2247
-  _globals['_VALIDATEPOLICYRESPONSE']._serialized_start=2250
-  _globals['_VALIDATEPOLICYRESPONSE']._serialized_end=2407
-  _globals['_POLICYSERVICE']._serialized_start=2410
-  _globals['_POLICYSERVICE']._serialized_end=3269
+  _globals['_RESPONSESTREAMREQUEST']._serialized_start=1306
+  _globals['_RESPONSESTREAMREQUEST']._serialized_end=1461
+  _globals['_RESPONSESTREAMCLOSE']._serialized_start=1464
+  _globals['_RESPONSESTREAMCLOSE']._serialized_end=1639
+  _globals['_RESPONSESTREAMMESSAGE']._serialized_start=1642
+  _globals['_RESPONSESTREAMMESSAGE']._serialized_end=1800
+  _globals['_SETTLEMENT']._serialized_start=1802
+  _globals['_SETTLEMENT']._serialized_end=1866
+  _globals['_RESPONSESTREAMANSWER']._serialized_start=1869
+  _globals['_RESPONSESTREAMANSWER']._serialized_end=2014
+  _globals['_POLICY']._serialized_start=2017
+  _globals['_POLICY']._serialized_end=2187
+  _globals['_VALIDATIONISSUE']._serialized_start=2189
+  _globals['_VALIDATIONISSUE']._serialized_end=2299
+  _globals['_CREATEPOLICYREQUEST']._serialized_start=2301
+  _globals['_CREATEPOLICYREQUEST']._serialized_end=2340
+  _globals['_CREATEPOLICYRESPONSE']._serialized_start=2342
+  _globals['_CREATEPOLICYRESPONSE']._serialized_end=2403
+  _globals['_GETPOLICYREQUEST']._serialized_start=2405
+  _globals['_GETPOLICYREQUEST']._serialized_end=2453
+  _globals['_GETPOLICYRESPONSE']._serialized_start=2455
+  _globals['_GETPOLICYRESPONSE']._serialized_end=2513
+  _globals['_UPDATEPOLICYREQUEST']._serialized_start=2515
+  _globals['_UPDATEPOLICYREQUEST']._serialized_end=2593
+  _globals['_UPDATEPOLICYRESPONSE']._serialized_start=2595
+  _globals['_UPDATEPOLICYRESPONSE']._serialized_end=2656
+  _globals['_DELETEPOLICYREQUEST']._serialized_start=2658
+  _globals['_DELETEPOLICYREQUEST']._serialized_end=2691
+  _globals['_DELETEPOLICYRESPONSE']._serialized_start=2693
+  _globals['_DELETEPOLICYRESPONSE']._serialized_end=2715
+  _globals['_LISTPOLICIESREQUEST']._serialized_start=2717
+  _globals['_LISTPOLICIESREQUEST']._serialized_end=2825
+  _globals['_LISTPOLICIESRESPONSE']._serialized_start=2827
+  _globals['_LISTPOLICIESRESPONSE']._serialized_end=2915
+  _globals['_VALIDATEPOLICYREQUEST']._serialized_start=2917
+  _globals['_VALIDATEPOLICYREQUEST']._serialized_end=2958
+  _globals['_VALIDATEPOLICYRESPONSE']._serialized_start=2961
+  _globals['_VALIDATEPOLICYRESPONSE']._serialized_end=3118
+  _globals['_POLICYSERVICE']._serialized_start=3121
+  _globals['_POLICYSERVICE']._serialized_end=4082
 # @@protoc_insertion_point(module_scope)

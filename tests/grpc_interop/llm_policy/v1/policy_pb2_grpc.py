@@ -51,6 +51,11 @@ class PolicyServiceStub:
                 request_serializer=llm__policy_dot_v1_dot_policy__pb2.EvaluateResponseRequest.SerializeToString,
                 response_deserializer=llm__policy_dot_v1_dot_policy__pb2.EvaluateResponseResponse.FromString,
                 _registered_method=True)
+        self.JudgeResponseStream = channel.stream_stream(
+                '/llm_policy.v1.PolicyService/JudgeResponseStream',
+                request_serializer=llm__policy_dot_v1_dot_policy__pb2.ResponseStreamMessage.SerializeToString,
+                response_deserializer=llm__policy_dot_v1_dot_policy__pb2.ResponseStreamAnswer.FromString,
+                _registered_method=True)
         self.CreatePolicy = channel.unary_unary(
                 '/llm_policy.v1.PolicyService/CreatePolicy',
                 request_serializer=llm__policy_dot_v1_dot_policy__pb2.CreatePolicyRequest.SerializeToString,
@@ -101,6 +106,12 @@ class PolicyServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def EvaluateResponse(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def JudgeResponseStream(self, request_iterator, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -159,6 +170,11 @@ def add_PolicyServiceServicer_to_server(servicer, server):
                     servicer.EvaluateResponse,
                     request_deserializer=llm__policy_dot_v1_dot_policy__pb2.EvaluateResponseRequest.FromString,
                     response_serializer=llm__policy_dot_v1_dot_policy__pb2.EvaluateResponseResponse.SerializeToString,
+            ),
+            'JudgeResponseStream': grpc.stream_stream_rpc_method_handler(
+                    servicer.JudgeResponseStream,
+                    request_deserializer=llm__policy_dot_v1_dot_policy__pb2.ResponseStreamMessage.FromString,
+                    response_serializer=llm__policy_dot_v1_dot_policy__pb2.ResponseStreamAnswer.SerializeToString,
             ),
             'CreatePolicy': grpc.unary_unary_rpc_method_handler(
                     servicer.CreatePolicy,
@@ -274,6 +290,33 @@ class PolicyService:
             '/llm_policy.v1.PolicyService/EvaluateResponse',
             llm__policy_dot_v1_dot_policy__pb2.EvaluateResponseRequest.SerializeToString,
             llm__policy_dot_v1_dot_policy__pb2.EvaluateResponseResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def JudgeResponseStream(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/llm_policy.v1.PolicyService/JudgeResponseStream',
+            llm__policy_dot_v1_dot_policy__pb2.ResponseStreamMessage.SerializeToString,
+            llm__policy_dot_v1_dot_policy__pb2.ResponseStreamAnswer.FromString,
             options,
             channel_credentials,
             insecure,

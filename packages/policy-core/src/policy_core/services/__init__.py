@@ -12,6 +12,7 @@ from policy_core.services.decision_chain import (
 from policy_core.services.decision_history_service import DecisionHistoryService
 from policy_core.services.evaluation_service import (
     EvaluationService,
+    ServiceResponseStream,
     canonical_json,
     context_digest,
     with_digest,
@@ -22,6 +23,7 @@ from policy_core.services.records import (
     EvaluationRequest,
     EvaluationResult,
     ResponseEvaluationRequest,
+    Settlement,
     response_record_id,
 )
 from policy_core.services.summary import summarize_change
@@ -44,6 +46,8 @@ __all__ = [
     "PolicyService",
     "ResponseEvaluationRequest",
     "RevisionInfo",
+    "ServiceResponseStream",
+    "Settlement",
     "UsageService",
     "canonical_json",
     "context_digest",

@@ -42,10 +42,18 @@ from policy_core.services.records import (
     EvaluationRequest,
     EvaluationResult,
     ResponseEvaluationRequest,
+    Settlement,
     response_record_id,
 )
+from policy_core.streams import ResponseStream, StreamChunk
 
-__all__ = ["EvaluationService", "canonical_json", "context_digest", "with_digest"]
+__all__ = [
+    "EvaluationService",
+    "ServiceResponseStream",
+    "canonical_json",
+    "context_digest",
+    "with_digest",
+]
 
 _log = logging.getLogger(__name__)
 # enc_hook: a library caller may pass values JSON cannot hold; digest their str().
@@ -146,6 +154,12 @@ class EvaluationService:
         return EvaluationResult(decision=decision, request_id=request_id, cached=False)
 
     async def evaluate_response(self, request: ResponseEvaluationRequest) -> EvaluationResult:
+        """Judge a model's response (spec 7.1); see `judge_response`."""
+        return (await self.judge_response(request))[0]
+
+    async def judge_response(
+        self, request: ResponseEvaluationRequest
+    ) -> tuple[EvaluationResult, Settlement | None]:
         """Judge a model's response (spec 7.1) with the response-phase rules.
 
         Facts are gathered for the response phase's rules; the decision is
@@ -154,6 +168,8 @@ class EvaluationService:
         stored context (redacted as the decision says). With `reservation` and
         `usage` in the response, the reservation is settled at `response.cost`
         (spec 7.3). Never cached. The result's `request_id` is the request's.
+        Also answers the settlement: None without a reservation (or a usage
+        store), else whether the reservation was settled and at what cost.
         """
         start = _perf()
         selection = self._holder.current.select(request.policies, request.namespace)
@@ -172,11 +188,16 @@ class EvaluationService:
         decision = selection.evaluate_response(
             request.context, request.response, trace=request.trace, now=now, facts=facts
         )
+        settlement: Settlement | None = None
         if request.reservation and self._usage is not None and not request.dry_run:
             cost = response_cost(request.context, request.response)
+            settlement = Settlement(reservation=request.reservation, settled=False, cost=cost)
             if cost is not None:
                 try:
                     keys = await self._usage.settle(request.reservation, cost)
+                    settlement = Settlement(
+                        reservation=request.reservation, settled=keys is not None, cost=cost
+                    )
                     if keys is not None and self._usage_sink is not None:
                         self._usage_sink.submit(
                             _usage_event(
@@ -197,7 +218,33 @@ class EvaluationService:
             decision,
             start,
         )
-        return EvaluationResult(decision=decision, request_id=request_id, cached=False)
+        return EvaluationResult(decision=decision, request_id=request_id, cached=False), settlement
+
+    async def response_stream(self, request: ResponseEvaluationRequest) -> ServiceResponseStream:
+        """A stream judge (spec 7.2) for the response to `request.context`.
+
+        `request.response` may hold what is known before the first delta
+        (`model`). Facts of the response phase are gathered once, here, without
+        recording (the close's `judge_response` gathers and records them).
+        Raises PolicyNotFound for an unknown id in `request.policies`.
+        """
+        selection = self._holder.current.select(request.policies, request.namespace)
+        now = self._clock.time()
+        model = request.response.get("model")
+        facts = None
+        if selection.response_uses_facts:
+            facts = await selection.gather_facts(
+                request.context,
+                usage=self._usage,
+                integrations=self._integrations,
+                record=False,
+                now=now,
+                response={"text": ""},
+            )
+        judge = selection.response_stream(
+            request.context, now=now, facts=facts, model=model if isinstance(model, str) else None
+        )
+        return ServiceResponseStream(self, request, judge)
 
     async def evaluate_batch(self, requests: Sequence[EvaluationRequest]) -> list[EvaluationResult]:
         """Decide each request in order; results are in the same order."""
@@ -324,3 +371,69 @@ def _redacted(context: Mapping[str, Any], decision: Decision) -> Mapping[str, An
 
 def _wants(mode: str, decision: Decision) -> bool:
     return mode == "all" or (mode == "decisions_other_than_allow" and decision.decision != "allow")
+
+
+class ServiceResponseStream:
+    """One streamed response judged through the service (spec 7.2).
+
+    `feed` is the engine's stream judge; `close` is `judge_response` on the
+    whole text (facts, settlement of the reservation, the decision logged
+    and linked to the request's), so the final decision is exactly the one
+    `evaluate_response` gives; the rest is the text that decision passes on,
+    after what was released.
+    """
+
+    __slots__ = ("_closed", "_judge", "_parts", "_request", "_service")
+
+    def __init__(
+        self,
+        service: EvaluationService,
+        request: ResponseEvaluationRequest,
+        judge: ResponseStream,
+    ) -> None:
+        self._service = service
+        self._request = request
+        self._judge = judge
+        self._parts: list[str] = []
+        self._closed = False
+
+    def feed(self, delta: str) -> StreamChunk:
+        """The text that may be released now (possibly ""), and the deny once a rule denies."""
+        if self._closed:
+            raise RuntimeError("the stream is closed")
+        self._parts.append(delta)
+        return self._judge.feed(delta)
+
+    async def close(
+        self,
+        usage: Mapping[str, Any] | None = None,
+        *,
+        finish_reason: str | None = None,
+        tool_calls: list[Any] | None = None,
+        model: str | None = None,
+        cost: float | None = None,
+    ) -> tuple[StreamChunk, EvaluationResult, Settlement | None]:
+        """The rest of the text with the final decision, the result, and the settlement."""
+        if self._closed:
+            raise RuntimeError("the stream is closed")
+        self._closed = True
+        given = {
+            "model": model,
+            "usage": usage,
+            "finish_reason": finish_reason,
+            "tool_calls": tool_calls,
+            "cost": cost,
+        }
+        response: dict[str, Any] = dict(self._request.response)
+        response["text"] = "".join(self._parts)
+        response.update({k: v for k, v in given.items() if v is not None})
+        result, settlement = await self._service.judge_response(
+            msgspec.structs.replace(self._request, response=response)
+        )
+        decision = result.decision
+        if decision.decision == "deny":
+            return StreamChunk("", decision), result, settlement
+        passed = decision.modifications.get("response.text", response["text"])
+        if type(passed) is not str:
+            passed = response["text"]
+        return StreamChunk(passed[self._judge.released :], decision), result, settlement

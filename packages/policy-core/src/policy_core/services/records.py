@@ -13,6 +13,7 @@ __all__ = [
     "EvaluationRequest",
     "EvaluationResult",
     "ResponseEvaluationRequest",
+    "Settlement",
     "response_record_id",
 ]
 
@@ -52,6 +53,19 @@ class ResponseEvaluationRequest(msgspec.Struct, frozen=True, kw_only=True):
     trace: bool = False
     request_id: str | None = None
     reservation: str | None = None
+
+
+class Settlement(msgspec.Struct, frozen=True, kw_only=True):
+    """What judging a response did to its reservation (spec 7.3).
+
+    `cost` is `response.cost` (None without usage or prices: nothing to
+    settle); `settled` is False for an unknown, already settled or long
+    expired reservation, or a store that failed (it then expires).
+    """
+
+    reservation: str
+    settled: bool
+    cost: float | None = None
 
 
 def response_record_id(request_id: str) -> str:

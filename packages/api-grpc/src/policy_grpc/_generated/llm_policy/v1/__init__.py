@@ -22,6 +22,11 @@ __all__ = (
     "Policy",
     "PolicyServiceBase",
     "PolicyServiceStub",
+    "ResponseStreamAnswer",
+    "ResponseStreamClose",
+    "ResponseStreamMessage",
+    "ResponseStreamRequest",
+    "Settlement",
     "UpdatePolicyRequest",
     "UpdatePolicyResponse",
     "ValidatePolicyRequest",
@@ -374,6 +379,158 @@ default_message_pool.register_message("llm_policy.v1", "Policy", Policy)
 
 
 @dataclass(eq=False, repr=False)
+class ResponseStreamAnswer(betterproto2.Message):
+    released: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    text to release now (the rest of the text when final)
+    """
+
+    decision: "Decision | None" = betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True)
+    """
+    set on a deny and on the final answer
+    """
+
+    final: "bool" = betterproto2.field(3, betterproto2.TYPE_BOOL)
+    """
+    the answer to `close`
+    """
+
+    settlement: "Settlement | None" = betterproto2.field(
+        4, betterproto2.TYPE_MESSAGE, optional=True
+    )
+    """
+    on the final answer, when a reservation was given
+    """
+
+
+default_message_pool.register_message("llm_policy.v1", "ResponseStreamAnswer", ResponseStreamAnswer)
+
+
+@dataclass(eq=False, repr=False)
+class ResponseStreamClose(betterproto2.Message):
+    usage: "__google__protobuf__.Struct | None" = betterproto2.field(
+        1, betterproto2.TYPE_MESSAGE, optional=True
+    )
+    """
+    response.usage; settles the reservation
+    """
+
+    finish_reason: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+
+    tool_calls: "__google__protobuf__.ListValue | None" = betterproto2.field(
+        3, betterproto2.TYPE_MESSAGE, optional=True
+    )
+
+    model: "str" = betterproto2.field(4, betterproto2.TYPE_STRING)
+
+    cost: "float | None" = betterproto2.field(5, betterproto2.TYPE_DOUBLE, optional=True)
+    """
+    response.cost, USD; else usage at the model's prices
+    """
+
+
+default_message_pool.register_message("llm_policy.v1", "ResponseStreamClose", ResponseStreamClose)
+
+
+@dataclass(eq=False, repr=False)
+class ResponseStreamMessage(betterproto2.Message):
+    """
+
+
+    Oneofs:
+        - kind:
+    """
+
+    request: "ResponseStreamRequest | None" = betterproto2.field(
+        1, betterproto2.TYPE_MESSAGE, optional=True, group="kind"
+    )
+    """
+    first, once
+    """
+
+    delta: "str | None" = betterproto2.field(
+        2, betterproto2.TYPE_STRING, optional=True, group="kind"
+    )
+    """
+    then each delta, in order
+    """
+
+    close: "ResponseStreamClose | None" = betterproto2.field(
+        3, betterproto2.TYPE_MESSAGE, optional=True, group="kind"
+    )
+    """
+    last, once
+    """
+
+
+default_message_pool.register_message(
+    "llm_policy.v1", "ResponseStreamMessage", ResponseStreamMessage
+)
+
+
+@dataclass(eq=False, repr=False)
+class ResponseStreamRequest(betterproto2.Message):
+    """
+    ------------------------------------------------------- the response stream
+
+    JudgeResponseStream (policy language 7.2, docs/grpc.md): the client sends one
+    `request`, then the model's deltas in order, then `close`; the server answers
+    each delta with the text that may be released now (possibly empty) or with
+    the deny (the call then ends), and `close` with the final decision, the rest
+    of the text, and the settlement of the reservation.
+    """
+
+    request_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    the request's decision id; generated when empty
+    """
+
+    context_json: "bytes" = betterproto2.field(2, betterproto2.TYPE_BYTES)
+    """
+    the request's context, a JSON object (UTF-8)
+    """
+
+    policies: "list[str]" = betterproto2.field(3, betterproto2.TYPE_STRING, repeated=True)
+
+    namespace: "str" = betterproto2.field(4, betterproto2.TYPE_STRING)
+
+    dry_run: "bool" = betterproto2.field(5, betterproto2.TYPE_BOOL)
+
+    reservation: "str" = betterproto2.field(6, betterproto2.TYPE_STRING)
+    """
+    the request's reservation id, settled at close
+    """
+
+    model: "str" = betterproto2.field(7, betterproto2.TYPE_STRING)
+    """
+    response.model, when known at the start
+    """
+
+
+default_message_pool.register_message(
+    "llm_policy.v1", "ResponseStreamRequest", ResponseStreamRequest
+)
+
+
+@dataclass(eq=False, repr=False)
+class Settlement(betterproto2.Message):
+    reservation: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    settled: "bool" = betterproto2.field(2, betterproto2.TYPE_BOOL)
+    """
+    false: unknown, already settled or expired long ago
+    """
+
+    cost: "float" = betterproto2.field(3, betterproto2.TYPE_DOUBLE)
+    """
+    response.cost, USD
+    """
+
+
+default_message_pool.register_message("llm_policy.v1", "Settlement", Settlement)
+
+
+@dataclass(eq=False, repr=False)
 class UpdatePolicyRequest(betterproto2.Message):
     id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
@@ -524,6 +681,26 @@ class PolicyServiceStub(betterproto2_grpclib.ServiceStub):
             metadata=metadata,
         )
 
+    async def judge_response_stream(
+        self,
+        messages: "AsyncIterable[ResponseStreamMessage] | Iterable[ResponseStreamMessage]",
+        *,
+        timeout: "float | None" = None,
+        deadline: "Deadline | None" = None,
+        metadata: "MetadataLike | None" = None,
+    ) -> "AsyncIterator[ResponseStreamAnswer]":
+
+        async for response in self._stream_stream(
+            "/llm_policy.v1.PolicyService/JudgeResponseStream",
+            messages,
+            ResponseStreamMessage,
+            ResponseStreamAnswer,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        ):
+            yield response
+
     async def create_policy(
         self,
         message: "CreatePolicyRequest",
@@ -658,6 +835,13 @@ class PolicyServiceBase(betterproto2_grpclib.ServiceBase):
 
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
 
+    async def judge_response_stream(
+        self, messages: "AsyncIterator[ResponseStreamMessage]"
+    ) -> "AsyncIterator[ResponseStreamAnswer]":
+
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+        yield ResponseStreamAnswer()
+
     async def create_policy(self, message: "CreatePolicyRequest") -> "CreatePolicyResponse":
 
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
@@ -708,6 +892,16 @@ class PolicyServiceBase(betterproto2_grpclib.ServiceBase):
         assert request is not None
         response = await self.evaluate_response(request)
         await stream.send_message(response)
+
+    async def __rpc_judge_response_stream(
+        self, stream: "grpclib.server.Stream[ResponseStreamMessage, ResponseStreamAnswer]"
+    ) -> None:
+        request = stream.__aiter__()
+        await self._call_rpc_handler_server_stream(
+            self.judge_response_stream,
+            stream,
+            request,
+        )
 
     async def __rpc_create_policy(
         self, stream: "grpclib.server.Stream[CreatePolicyRequest, CreatePolicyResponse]"
@@ -776,6 +970,12 @@ class PolicyServiceBase(betterproto2_grpclib.ServiceBase):
                 grpclib.const.Cardinality.UNARY_UNARY,
                 EvaluateResponseRequest,
                 EvaluateResponseResponse,
+            ),
+            "/llm_policy.v1.PolicyService/JudgeResponseStream": grpclib.const.Handler(
+                self.__rpc_judge_response_stream,
+                grpclib.const.Cardinality.STREAM_STREAM,
+                ResponseStreamMessage,
+                ResponseStreamAnswer,
             ),
             "/llm_policy.v1.PolicyService/CreatePolicy": grpclib.const.Handler(
                 self.__rpc_create_policy,
