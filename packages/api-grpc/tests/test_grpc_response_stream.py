@@ -6,10 +6,12 @@ import json
 from pathlib import Path
 from typing import Any
 
+import betterproto2
 import pytest
 from grpclib.client import Channel
 from grpclib.const import Cardinality, Status
 from grpclib.exceptions import GRPCError
+from hypothesis import given, strategies as st
 from policy_cli.bootstrap import Services
 from policy_core.ports import HistoryQuery
 from policy_core.services import response_record_id
@@ -268,3 +270,28 @@ async def test_the_stream_needs_the_evaluate_permission(
         with pytest.raises(GRPCError) as caught:
             await stream.recv_message()
     assert caught.value.status is Status.UNAUTHENTICATED
+
+
+@given(st.one_of(st.text(), st.binary()))
+def test_the_delta_fast_path_decodes_as_the_generated_code(value: str | bytes) -> None:
+    from policy_grpc._response_stream import _decode
+    from policy_grpc._status import InvalidRequestError
+
+    if isinstance(value, str):
+        data = bytes(ResponseStreamMessage(delta=value))
+        assert _decode(data) == ("delta", value)
+        return
+    try:
+        expected: object = betterproto2.which_one_of(
+            ResponseStreamMessage.FromString(value), "kind"
+        )
+    except Exception:
+        expected = None
+    try:
+        got: object = _decode(value)
+    except InvalidRequestError:
+        got = None
+    if expected is not None and expected[0]:  # type: ignore[index]
+        assert got == expected
+    else:
+        assert got is None

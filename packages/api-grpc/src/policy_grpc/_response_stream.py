@@ -36,7 +36,7 @@ from policy_grpc._generated.llm_policy.v1 import (
     ResponseStreamRequest,
     Settlement as SettlementMessage,
 )
-from policy_grpc._protobuf import encode_varint
+from policy_grpc._protobuf import WireError, encode_varint, varint
 from policy_grpc._status import InvalidRequestError
 from policy_grpc._transport import FrameReader, FrameWriter
 from policy_grpc._wire import encode_decision
@@ -80,6 +80,14 @@ def _answer(
 
 
 def _decode(data: bytes) -> tuple[str, Any]:
+    # The fast path: a message that is one `delta` (tag 2, length-delimited) and nothing else.
+    if data[:1] == b"\x12":
+        try:
+            size, pos = varint(data, 1)
+            if pos + size == len(data):
+                return "delta", data[pos:].decode("utf-8")
+        except (WireError, IndexError, UnicodeDecodeError):
+            pass  # the generated decoder says what is wrong
     try:
         message = ResponseStreamMessage.FromString(data)
     except Exception as exc:
