@@ -156,6 +156,11 @@ async def test_a_denied_stream_is_cut_before_the_offending_span(
     assert "sk-" not in released
     assert text.startswith(released)
     assert len(answers) < len(_deltas(text))  # cut before the end of the response
+    # The deny is logged, linked to the request's decision (the text so far).
+    page = await guarded.decisions.history(HistoryQuery(request_id=response_record_id("req-deny")))
+    [record] = page.items
+    assert record.decision == "deny"
+    assert record.context["response"]["text"].startswith(released)
 
 
 async def test_close_settles_the_reservation_and_logs_the_linked_decision(
@@ -295,3 +300,12 @@ def test_the_delta_fast_path_decodes_as_the_generated_code(value: str | bytes) -
         assert got == expected
     else:
         assert got is None
+
+
+def test_a_message_repeating_the_oneof_is_invalid_not_internal() -> None:
+    from policy_grpc._response_stream import _decode
+    from policy_grpc._status import InvalidRequestError
+
+    both = bytes(ResponseStreamMessage(delta="x")) + bytes(_open())
+    with pytest.raises(InvalidRequestError):
+        _decode(both)

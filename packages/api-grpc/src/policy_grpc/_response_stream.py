@@ -7,7 +7,8 @@ Contract (docs/grpc.md, "The response stream"):
 - each `delta` is answered by one ResponseStreamAnswer: `released`, the text
   that may be passed on now (possibly empty); once a rule denies, the answer
   carries the deny `decision` and the call ends (status OK): nothing of the
-  offending span was released;
+  offending span was released; the deny is logged as `<request_id>.response`
+  (the text so far, no usage: nothing is settled);
 - `close` (usage, finish_reason, tool_calls) is answered by the final answer
   (`final`): the decision of `evaluate_response` on the whole text, the rest
   of the text that decision passes on, and the settlement of the
@@ -90,9 +91,10 @@ def _decode(data: bytes) -> tuple[str, Any]:
             pass  # the generated decoder says what is wrong
     try:
         message = ResponseStreamMessage.FromString(data)
+        # Raises too: betterproto2 keeps every member of a oneof the wire repeats.
+        name, value = betterproto2.which_one_of(message, "kind")
     except Exception as exc:
         raise InvalidRequestError(f"malformed ResponseStreamMessage: {exc}") from None
-    name, value = betterproto2.which_one_of(message, "kind")
     if not name or value is None:
         raise InvalidRequestError("a ResponseStreamMessage must set `request`, `delta` or `close`")
     return name, value
@@ -145,6 +147,8 @@ class ResponseStreamCall:
                 if chunk.decision is not None:  # a deny: answered, and the call ends
                     writer.add(_answer(chunk.text, chunk.decision, request_id))
                     await writer.flush()
+                    # Logged (and linked) as a close without usage would be: the text so far.
+                    await judge.close()
                     return
                 writer.add(_released(chunk.text))
                 await writer.flush()
