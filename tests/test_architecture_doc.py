@@ -26,6 +26,7 @@ FAST_COPIES = [
     "packages/api-grpc/src/policy_grpc/_wire.py",
     "packages/api-grpc/src/policy_grpc/_protobuf.py",
     "packages/api-grpc/src/policy_grpc/_transport.py",
+    "packages/api-grpc/src/policy_grpc/_response_stream.py",
 ]
 _TEST_FILE = re.compile(r"\b(test_\w+\.py)\b")
 _TEST_NAME = re.compile(r"::(test_\w+)")

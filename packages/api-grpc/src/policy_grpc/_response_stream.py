@@ -15,6 +15,12 @@ Contract (docs/grpc.md, "The response stream"):
   reservation; the decision is logged as `<request_id>.response`, like
   EvaluateResponse's. The call then ends (messages after `close` are not
   read); a half-close without `close` is INVALID_ARGUMENT.
+
+Fast path: `_decode` reads a message that is one `delta` and nothing else by
+hand; it is the fast copy of betterproto2's `ResponseStreamMessage.FromString`,
+which decodes every other message and says what is wrong with a bad one.
+Parity: test_grpc_response_stream.py::test_the_delta_fast_path_decodes_as_the_generated_code
+and ::test_a_message_repeating_the_oneof_is_invalid_not_internal.
 """
 
 from __future__ import annotations
