@@ -189,6 +189,14 @@ def serve(state: State, /, server_impl: str, **flags: Any) -> None:
     token and a curl command to try the API.
     """
     settings = state.load(serving=True, **flags)
+    if settings.deployment != "memory" or settings.workers <= 1:
+        # prometheus_client picks its value class when first imported (the JSON logging
+        # below imports it) and granian forks the workers from this process: the
+        # multiprocess directory must be in the environment before that, or every worker
+        # counts in memory and /metrics sums no files.
+        settings = _with_metrics_dir(settings)
+        if settings.metrics_dir:
+            os.environ["PROMETHEUS_MULTIPROC_DIR"] = settings.metrics_dir
     _json_logs(settings)
     if settings.deployment == "memory" and settings.workers > 1:
         raise CliError(
