@@ -49,7 +49,12 @@ NON_COMPLIANT = {
     ],
     "recommendations": [],
 }
-ADMIN = {**bearer(make_token(roles=["admin"])), "Content-Type": "application/yaml"}
+
+
+def admin() -> dict[str, str]:
+    """Admin headers, minted per request: a token minted at import expires (5 minutes) before
+    this module runs late in a long suite."""
+    return {**bearer(make_token(roles=["admin"])), "Content-Type": "application/yaml"}
 
 
 @pytest.fixture
@@ -76,7 +81,7 @@ def test_http_admission_sinks_edge_and_metrics(services: Receiver, tmp_path: Pat
     )
     with TestClient(http_app(settings)) as client:
         services.compliance = NON_COMPLIANT
-        r = client.post("/api/v1/policies", content=POLICY, headers=ADMIN)
+        r = client.post("/api/v1/policies", content=POLICY, headers=admin())
         assert r.status_code == 422, r.text
         assert r.headers["content-type"].startswith("application/problem+json")
         problem = r.json()
@@ -89,14 +94,14 @@ def test_http_admission_sinks_edge_and_metrics(services: Receiver, tmp_path: Pat
                 "message": "high: decisions must be logged (EU AI Act)",
             }
         ]
-        assert client.get("/api/v1/policies", headers=ADMIN).json()["items"] == []
+        assert client.get("/api/v1/policies", headers=admin()).json()["items"] == []
         services.fail_with = 503
-        r = client.post("/api/v1/policies", content=POLICY, headers=ADMIN)
+        r = client.post("/api/v1/policies", content=POLICY, headers=admin())
         assert r.status_code == 503, r.text
         assert r.json()["type"] == "urn:llm-policy:problem:compliance_unavailable"
         services.fail_with = None
         services.compliance = {"compliant": True, "violations": [], "recommendations": []}
-        r = client.post("/api/v1/policies", content=POLICY, headers=ADMIN)
+        r = client.post("/api/v1/policies", content=POLICY, headers=admin())
         assert r.status_code == 201, r.text
         assert [b["action"] for b in services.bodies("/api/v1/compliance/check")] == [
             "create",
