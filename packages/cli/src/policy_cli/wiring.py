@@ -366,20 +366,32 @@ async def sinks(settings: Settings, stats: CallStats, stack: AsyncExitStack) -> 
 
     governance = usage = edge = compliance = None
     outboxes: list[Any] = []
-    if settings.governance_url:
-        slot = claim_slot(base / "governance_audit")
+
+    async def open_outbox(sink: str, integration: str, make: Any, url: str, token: Any) -> Any:
+        """One sink's outbox: its claimed slot, its delivery, started; closed by `stack`."""
+        slot = claim_slot(base / sink)
         stack.callback(slot.release)
-        governance, delivery = governance_audit_outbox(
-            settings.governance_url,
+        outbox, delivery = make(
+            url,
             slot.path,
-            guard("governance", delivery_timeout),
-            token=settings.governance_token,
+            guard(integration, delivery_timeout),
+            token=token,
             memory_limit=settings.outbox_memory_events,
         )
         stack.push_async_callback(delivery.close)
-        await governance.start()
-        stack.push_async_callback(governance.close)
-        outboxes.append(governance)
+        await outbox.start()
+        stack.push_async_callback(outbox.close)
+        outboxes.append(outbox)
+        return outbox
+
+    if settings.governance_url:
+        governance = await open_outbox(
+            "governance_audit",
+            "governance",
+            governance_audit_outbox,
+            settings.governance_url,
+            settings.governance_token,
+        )
         if settings.governance_enforce:
             compliance = ComplianceClient(
                 settings.governance_url,
@@ -388,19 +400,13 @@ async def sinks(settings: Settings, stats: CallStats, stack: AsyncExitStack) -> 
             )
             stack.push_async_callback(compliance.close)
     if settings.costops_url:
-        slot = claim_slot(base / "costops_track")
-        stack.callback(slot.release)
-        usage, delivery = usage_track_outbox(
+        usage = await open_outbox(
+            "costops_track",
+            "costops",
+            usage_track_outbox,
             settings.costops_url,
-            slot.path,
-            guard("costops", delivery_timeout),
-            token=settings.costops_token,
-            memory_limit=settings.outbox_memory_events,
+            settings.costops_token,
         )
-        stack.push_async_callback(delivery.close)
-        await usage.start()
-        stack.push_async_callback(usage.close)
-        outboxes.append(usage)
     if settings.edge_url:
         slot = claim_slot(base / "edge")
         stack.callback(slot.release)
