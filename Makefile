@@ -1,6 +1,9 @@
 # LLM Policy Engine: one vocabulary for people, hooks and CI.
 .DEFAULT_GOAL := help
 UV ?= uv
+# litellm (the gateway plug-in tests) fetches a price map from GitHub at import unless told
+# to use its bundled copy; nothing here may leave loopback.
+export LITELLM_LOCAL_MODEL_COST_MAP ?= True
 PYTEST_ARGS ?=
 # The other Pythons `make test-pythons` runs (3.11, the lowest, is .venv's), and its suites.
 PYTHONS ?= 3.12 3.13
