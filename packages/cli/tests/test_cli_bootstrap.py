@@ -167,3 +167,35 @@ async def test_each_process_gets_its_own_spool_slot(tmp_path: os.PathLike[str]) 
     assert _spool_slot(root, third).name == "decisions-0"
     await second.aclose()
     await third.aclose()
+
+
+async def test_a_new_slot_holder_adopts_the_journals_of_free_slots(
+    tmp_path: os.PathLike[str],
+) -> None:
+    """Journal segments of a slot whose holder died move to the next process's slot (which
+    ships them); a slot still held keeps its own."""
+    from contextlib import AsyncExitStack
+    from pathlib import Path
+
+    from policy_cli.wiring import _spool_slot
+    from policy_postgres.journal import segments
+
+    root = Path(tmp_path) / "spool"
+    held, dead = AsyncExitStack(), AsyncExitStack()
+    assert _spool_slot(root, held).name == "decisions-0"
+    assert _spool_slot(root, dead).name == "decisions-1"
+    (root / "decisions-0.journal.0").write_text("held\n")
+    (root / "decisions-1.journal.0").write_text("dead-a\n")
+    (root / "decisions-1.journal.1").write_text("dead-b\n")
+    await dead.aclose()  # as a SIGKILL would: the lock goes, the segments stay
+    (root / "decisions-2.lock").touch()
+    (root / "decisions-2.journal.4").write_text("older\n")  # a slot nobody holds now
+    heir = AsyncExitStack()
+    slot = _spool_slot(root, heir)
+    assert slot.name == "decisions-1"
+    adopted = [p.read_text() for p in segments(slot)]
+    assert sorted(adopted) == ["dead-a\n", "dead-b\n", "older\n"]
+    assert [p.read_text() for p in segments(root / "decisions-0")] == ["held\n"]
+    assert segments(root / "decisions-2") == []
+    await heir.aclose()
+    await held.aclose()

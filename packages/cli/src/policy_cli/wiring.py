@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import logging
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
@@ -138,12 +139,43 @@ def _spool_slot(root: Path, stack: AsyncExitStack) -> Path:
             lock.close()
             continue
         stack.callback(lock.close)  # closing the file releases the lock
+        _adopt_journals(root, root / f"decisions-{n}")
         return root / f"decisions-{n}"
     raise CliError(
         f"every decision-log spool slot in {root} is taken",
         ExitCode.USAGE,
         hint="too many processes share this data dir; give each deployment its own",
     )
+
+
+def _adopt_journals(root: Path, own: Path) -> None:
+    """Move the journal segments of free slots (their holders died) into slot `own`.
+
+    A killed HTTP worker's respawn usually takes its slot again and ships its
+    journal; when it takes another one (or the workers are fewer now), the
+    segments would wait for the next holder of that slot. The decision log of
+    `own` ships the adopted segments at start like its own (policy_postgres.journal).
+    """
+    from policy_postgres.journal import segments
+
+    mine = segments(own)
+    k = int(mine[-1].name.rsplit(".", 1)[1]) + 1 if mine else 0
+    for lock_path in sorted(root.glob("decisions-*.lock")):
+        slot = lock_path.with_suffix("")
+        if slot == own:
+            continue
+        orphans = segments(slot)
+        if not orphans:
+            continue
+        with lock_path.open("a") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue  # held: a live process writes that journal
+            for segment in segments(slot):
+                os.replace(segment, own.with_name(f"{own.name}.journal.{k}"))
+                k += 1
+            _log.info("decision log: adopted the journal of %s", slot.name)
 
 
 async def postgres(
