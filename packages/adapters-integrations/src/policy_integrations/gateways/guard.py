@@ -860,17 +860,14 @@ class Guard:
 
 
 def _with_content(chunk: Mapping[str, Any], text: str) -> dict[str, Any]:
-    """A copy of a chunk whose first choice's delta carries `text` and no tool calls."""
-    out = dict(chunk)
-    choices = out.get("choices")
-    if isinstance(choices, list) and choices and isinstance(choices[0], Mapping):
-        first = dict(choices[0])
-        delta = dict(first.get("delta") or {})
-        delta.pop("tool_calls", None)
-        delta["content"] = text
-        first["delta"] = delta
-        first["finish_reason"] = None
-        out["choices"] = [first, *choices[1:]]
+    """A copy of a chunk whose only choice's delta carries `text` (no tool calls, no finish)."""
+    out = {k: v for k, v in chunk.items() if k != "usage"}
+    choice = _choice0(chunk)
+    delta: dict[str, Any] = {}
+    if choice is not None and isinstance(choice.get("delta"), Mapping):
+        delta = {k: v for k, v in choice["delta"].items() if k != "tool_calls"}
+    delta["content"] = text
+    out["choices"] = [{"index": 0, "delta": delta, "finish_reason": None}]
     return out
 
 
@@ -940,11 +937,26 @@ class GuardedStream:
             released="".join(self.released),
         )
 
+    def _unjudged(self, raw: list[str]) -> str:
+        """The received text not released yet (failing open), when it lines up with the released."""
+        text, out = "".join(raw), "".join(self.released)
+        return text[len(out) :] if text.startswith(out) else ""
+
+    def _open(self, exc: BackendError) -> Decision:
+        """The decision of a backend failure: raises the deny, or answers the fail-open allow."""
+        self.failure = str(exc)
+        failed = self.guard._failed(exc)
+        if failed.decision == "deny":
+            raise self._deny(failed) from exc
+        self.decision = failed
+        return failed
+
     async def _run(self) -> AsyncIterator[dict[str, Any]]:
         guard, precall = self.guard, self.precall
         wants_usage = bool((precall.original.get("stream_options") or {}).get("include_usage"))
         acc = StreamAccumulator()
         held: list[dict[str, Any]] = []  # tool calls, finish and usage chunks: after the verdict
+        raw: list[str] = []
         last: Mapping[str, Any] | None = None
         judge: BackendStream | None = None
         try:
@@ -955,20 +967,18 @@ class GuardedStream:
                 model=precall.request.get("model"),
             )
         except BackendError as exc:
-            self.failure = str(exc)
-            failed = guard._failed(exc)
-            if failed.decision == "deny":
-                raise self._deny(failed) from exc
+            self._open(exc)
         iterator = aiter(self.chunks)
         try:
             async for chunk in iterator:
-                last = chunk
                 delta = acc.add(chunk)
                 choice = _choice0(chunk)
                 if choice is None:  # the usage chunk
                     if wants_usage:
                         held.append(dict(chunk))
                     continue
+                last = chunk
+                raw.append(delta)
                 has_calls = bool((choice.get("delta") or {}).get("tool_calls"))
                 if has_calls or choice.get("finish_reason") is not None:
                     held.append(_without_text(chunk))
@@ -977,12 +987,18 @@ class GuardedStream:
                         self.released.append(delta)
                         yield _with_content(chunk, delta)
                     continue
-                out = await self._feed(judge, delta) if delta else StreamChunk("")
+                try:
+                    out = await judge.feed(delta) if delta else StreamChunk("")
+                except BackendError as exc:
+                    self._open(exc)
+                    judge = None
+                    out = StreamChunk(self._unjudged(raw))
                 if out.decision is not None and out.decision.decision == "deny":
                     if out.text:
                         self.released.append(out.text)
                         yield _with_content(chunk, out.text)
-                    await self._close_quietly(judge, acc)
+                    if judge is not None:
+                        await self._close_quietly(judge, acc)
                     raise self._deny(out.decision)
                 if out.text:
                     self.released.append(out.text)
@@ -998,35 +1014,19 @@ class GuardedStream:
                         model=acc.model,
                     )
                 except BackendError as exc:
-                    self.failure = str(exc)
-                    failed = guard._failed(exc)
-                    if failed.decision == "deny":
-                        raise self._deny(failed) from exc
-                    final = StreamChunk("", failed)
+                    final = StreamChunk(self._unjudged(raw), self._open(exc))
                 if final.decision is not None and final.decision.decision == "deny":
                     raise self._deny(final.decision)
                 self.decision = final.decision
                 if final.text and last is not None:
                     self.released.append(final.text)
                     yield _with_content(last, final.text)
-            else:
-                self.decision = _synthetic("allow", self.failure or "not judged")
             for chunk in held:
                 yield chunk
         finally:
             closer = getattr(iterator, "aclose", None)
             if closer is not None:
                 await closer()
-
-    async def _feed(self, judge: BackendStream, delta: str) -> StreamChunk:
-        try:
-            return await judge.feed(delta)
-        except BackendError as exc:
-            self.failure = str(exc)
-            failed = self.guard._failed(exc)
-            if failed.decision == "deny":
-                return StreamChunk("", failed)
-            raise
 
     async def _close_quietly(self, judge: BackendStream, acc: StreamAccumulator) -> None:
         """Record the final decision of a stream cut by a deny (logged; best effort)."""
