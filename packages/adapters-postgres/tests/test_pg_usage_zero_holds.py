@@ -69,5 +69,6 @@ async def test_zero_holds_add_nothing_and_are_still_settled(
         # A 0 hold is remembered: its settlement knows its keys and records the spend.
         cur = await conn.execute("SELECT usage_settle('z7', 0.5, CURRENT_DATE)")
         row = await cur.fetchone()
-        assert row is not None and row[0] == [KEY]
+        assert row is not None
+        assert row[0] == [KEY]
         assert (await _fetch(conn, "z-after", 0.0, now))["budgets"] == [3.5]
