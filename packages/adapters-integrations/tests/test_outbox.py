@@ -362,3 +362,71 @@ def test_each_process_claims_its_own_slot(tmp_path: Path) -> None:
     assert again.path.name == "slot-0"  # what the first left is delivered by whoever takes it
     second.release()
     again.release()
+
+
+def test_a_claim_takes_over_the_segments_of_free_slots(tmp_path: Path) -> None:
+    """Fewer workers than last time: the segments of slots no one claims are not stranded."""
+    from policy_integrations.outbox import claim_slot
+
+    for n, keys in ((0, ["a"]), (1, ["b", "c"]), (2, ["d"])):
+        slot = tmp_path / f"slot-{n}"
+        slot.mkdir()
+        for seq, key in enumerate(keys, start=1):
+            (slot / f"{seq:012d}.seg").write_bytes(f'["{key}",{{}}]\n'.encode())
+    (tmp_path / "slot-1" / "000000000009.open").write_bytes(b'["e",{}]\n')  # cut by a crash
+    busy = claim_slot(tmp_path)  # slot-0, held by a live worker: left alone
+    mine = claim_slot(tmp_path, adopt=True)
+    assert mine.path.name == "slot-1"
+    assert mine.adopted == 1  # slot-2's one segment
+    got: list[str] = []
+
+    async def deliver(key: str, body: bytes) -> None:
+        got.append(key)
+
+    async def run() -> None:
+        box: Outbox[str] = Outbox("t", mine.path, encode=lambda s: (s, b"{}"), deliver=deliver)
+        await box.start()
+        assert await box.drain(30)
+        await box.close()
+
+    asyncio.run(run())
+    assert got == ["b", "c", "e", "d"]  # its own segments first, then the adopted ones
+    assert [p.name for p in (tmp_path / "slot-0").glob("*.seg")] == ["000000000001.seg"]
+    assert not list((tmp_path / "slot-2").glob("*.seg"))
+    busy.release()
+    mine.release()
+
+
+async def test_a_refused_disk_write_waits_in_memory_then_lands(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The disk refuses writes (full): submit neither raises nor drops; the writer retries."""
+    import errno
+    import os
+
+    got: list[str] = []
+    full = True
+    real_write = os.write
+
+    async def deliver(key: str, body: bytes) -> None:
+        got.append(key)
+
+    box: Outbox[str] = Outbox(
+        "t", tmp_path, encode=lambda s: (s, b"{}"), deliver=deliver, flush_interval=0.005
+    )
+
+    def write(fd: int, data: bytes) -> int:
+        if full and fd == box._fd:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(fd, data)
+
+    monkeypatch.setattr(os, "write", write)
+    box.submit("held-1")
+    box.submit("held-2")  # queued behind the first, not written on its own
+    assert list(box._queue) == ["held-1", "held-2"]
+    assert box.status().depth == 2
+    full = False
+    await box.start()
+    assert await box.drain(30)
+    await box.close()
+    assert got == ["held-1", "held-2"]

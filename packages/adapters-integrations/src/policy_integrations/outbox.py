@@ -1,27 +1,37 @@
-"""A durable outbox: events queued in memory, made durable on disk, delivered at least once.
+"""A durable outbox: each event written to disk before `submit` returns, delivered at least once.
 
-`submit(item)` is the whole cost on the caller's path: a deque append (no
-encoding, no I/O, no await). A background task (started by `start()`) takes
-what was queued every `flush_interval` seconds, encodes it (`encode` gives the
-idempotency key and the JSON body) and appends it to the open segment file in
-`directory` (JSON lines, like the decision log's spool); a segment is closed
-(renamed `*.seg`, then fsynced in a worker thread) when it holds `segment_events` events or has been
-open for `segment_seconds`. A second task delivers closed segments oldest
-first, `concurrency` events at a time, each with `deliver(key, body)`; an
-event that fails is retried (exponential backoff up to `retry_max` seconds)
-until it is acknowledged; a segment is deleted only once every event in it
-is. An event the receiver refuses for good (a 4xx other than 408/429:
-`Rejected`) is appended to `rejected.jsonl` for a human, never dropped.
+`submit(item)` is the whole cost on the caller's path: it encodes the event
+(`encode` gives the idempotency key and the JSON body) and appends it with
+one `os.write` to the open segment file in `directory` (JSON lines, like the
+decision log's spool). No fsync, no network, no await: once `submit` has
+returned, the event is in the kernel's page cache, which a killed process
+(SIGKILL, an OOM kill) does not lose; only a power loss or a kernel crash
+can. A segment is closed (renamed `*.seg`, then fsynced in a worker thread
+by a background task) when it holds `segment_events` events, has been open
+for `segment_seconds`, or the deliverer is idle (every `flush_interval`).
+So a power loss can lose the events of the open segment and of the segments
+closed in the last `flush_interval` (tens of milliseconds); a killed process
+loses none.
 
-Memory is bounded: when `memory_limit` events wait in the deque (the writer
-fell behind), `submit` writes them to the open segment itself (a buffered
-file append, still no network). A segment holds at most `segment_events`
-events in memory while it is delivered.
+A second task delivers closed segments oldest first, `concurrency` events at
+a time, each with `deliver(key, body)`; an event that fails is retried
+(exponential backoff up to `retry_max` seconds) until it is acknowledged; a
+segment is deleted only once every event in it is. An event the receiver
+refuses for good (a 4xx other than 408/429: `Rejected`) is appended to
+`rejected.jsonl` for a human, never dropped.
 
-At least once, across restarts: `close()` writes what is still queued to
-disk; a new Outbox over the same directory delivers every segment left (an
-interrupted segment is delivered again from its start: the receiver sees the
-same `Idempotency-Key` twice and keeps one).
+When the disk refuses a write (full, read-only, I/O error) the event waits in
+memory instead and the background task writes it once the disk takes writes
+again (an error is logged, and again each time another `memory_limit` events
+wait); such events are not durable until then. A segment holds at most
+`segment_events` events in memory while it is delivered.
+
+At least once, across restarts and crashes: a new Outbox over the same
+directory delivers every segment left, also the open one of a killed
+process (a line torn by a crash mid-write is kept aside). An interrupted
+segment is delivered again from its start: the receiver sees the same
+`Idempotency-Key` twice and keeps one. `claim_slot` gives each process its
+own directory and hands a dead process's slot to the next claimant.
 """
 
 from __future__ import annotations
@@ -34,7 +44,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import BinaryIO, Generic, TypeVar
+from typing import Generic, TypeVar
 
 import msgspec
 from policy_core.ports import OutboxStatus
@@ -47,6 +57,7 @@ T = TypeVar("T")
 
 _line = msgspec.json.Decoder(tuple[str, msgspec.Raw])
 _encoder = msgspec.json.Encoder()
+_OPEN_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_CLOEXEC", 0)
 
 
 def _fsync_files(paths: list[Path]) -> None:
@@ -62,11 +73,22 @@ def _fsync_files(paths: list[Path]) -> None:
             os.close(fd)
 
 
+def _segment_files(directory: Path) -> list[tuple[int, Path]]:
+    """(sequence number, path) of the segments in `directory`, closed (`.seg`) and open."""
+    return sorted(
+        (int(path.stem), path)
+        for path in directory.iterdir()
+        if path.suffix in (".seg", ".open") and path.stem.isdigit() and path.is_file()
+    )
+
+
 class Slot:
     """A directory this process owns exclusively while it holds the lock (see `claim_slot`)."""
 
-    def __init__(self, path: Path, fd: int) -> None:
+    def __init__(self, path: Path, fd: int, adopted: int = 0) -> None:
         self.path, self._fd = path, fd
+        #: segments moved here from slots no live process held (see `claim_slot`)
+        self.adopted = adopted
 
     def release(self) -> None:
         if self._fd >= 0:
@@ -74,28 +96,73 @@ class Slot:
             self._fd = -1
 
 
-def claim_slot(base: Path) -> Slot:
+def _try_lock(path: Path) -> int | None:
+    import fcntl
+
+    fd = os.open(path / ".lock", os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def _adopt(into: Path, orphan: Path) -> int:
+    """Move the segments of `orphan` (a slot we hold locked) into `into`, numbered after its own."""
+    mine = _segment_files(into)
+    seq = mine[-1][0] if mine else 0
+    moved = 0
+    for _, path in _segment_files(orphan):
+        seq += 1
+        os.rename(path, into / f"{seq:012d}.seg")
+        moved += 1
+    return moved
+
+
+def claim_slot(base: Path, *, adopt: bool = False) -> Slot:
     """The first `base/slot-N` no other live process holds (flock), locked for this one.
 
-    Several workers on one data directory each get their own outbox; after a
-    restart the same slots are free again, so what a process left behind is
-    delivered by whoever claims its slot next.
+    Several workers on one data directory each get their own outbox. A
+    process's lock goes with it however it ends (SIGKILL too), so its slot is
+    free again at once: a respawned worker or the next start claims it and
+    delivers what it left. With `adopt` (outbox segments only), the segments
+    of every other slot no live process holds are moved into the claimed one
+    as well, so nothing waits in a slot no one claims (fewer workers than
+    before). Claims on one `base` are serialized (a lock on `base/.claim`),
+    so a slot being emptied is never skipped by a worker starting alongside.
     """
     import fcntl
 
     base.mkdir(parents=True, exist_ok=True)
-    n = 0
-    while True:
-        path = base / f"slot-{n}"
-        path.mkdir(exist_ok=True)
-        fd = os.open(path / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(fd)
+    gate = os.open(base / ".claim", os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
+    try:
+        fcntl.flock(gate, fcntl.LOCK_EX)  # held for a few file operations by any claimant
+        n = 0
+        while True:
+            path = base / f"slot-{n}"
+            path.mkdir(exist_ok=True)
+            fd = _try_lock(path)
+            if fd is not None:
+                break
             n += 1
-            continue
-        return Slot(path, fd)
+        adopted = 0
+        if adopt:
+            for other in sorted(base.glob("slot-*")):
+                if other == path or not other.is_dir():
+                    continue
+                other_fd = _try_lock(other)
+                if other_fd is None:
+                    continue  # a live process holds it
+                try:
+                    adopted += _adopt(path, other)
+                finally:
+                    os.close(other_fd)
+            if adopted:
+                _log.info("outbox slot %s: took over %d segments of free slots", path, adopted)
+        return Slot(path, fd, adopted)
+    finally:
+        os.close(gate)
 
 
 class Rejected(Exception):
@@ -138,10 +205,12 @@ class Outbox(Generic[T]):
         self._concurrency = max(1, concurrency)
         self._retry_initial, self._retry_max = retry_initial, retry_max
         self._fsync = fsync
+        # Events the disk refused, waiting for the writer task (empty while the disk works).
         self._queue: deque[T] = deque()
+        self._warned_at = 0
         self._ready: deque[_Segment] = deque()
         self._open: _Segment | None = None
-        self._fh: BinaryIO | None = None
+        self._fd = -1  # the open segment's descriptor (O_APPEND)
         self._seq = 0
         self._on_disk = 0  # events in segments (open or closed), not yet delivered
         self._tasks: list[asyncio.Task[None]] = []
@@ -153,11 +222,30 @@ class Outbox(Generic[T]):
     # --- the caller's side ------------------------------------------------
 
     def submit(self, item: T) -> None:
-        """Queue one event (never blocks on the network, never raises, never drops)."""
-        queue = self._queue
-        queue.append(item)
-        if len(queue) >= self._limit:
-            self._spill()
+        """Write one event to the open segment (one `os.write`, no fsync); never raises or drops.
+
+        When this returns the event survives the process being killed. If the
+        disk refuses the write, the event waits in memory for the writer task.
+        """
+        if self._queue:  # the disk refused earlier writes: keep their order, do not insist
+            self._hold(item)
+            return
+        try:
+            key, body = self._encode(item)
+        except Exception:
+            _log.exception("outbox %s: an event could not be encoded; it is kept aside", self.sink)
+            self._keep_aside(repr(item).encode())
+            return
+        line = _encoder.encode((key, msgspec.Raw(body))) + b"\n"
+        try:
+            self._write(line, 1)
+        except OSError:
+            _log.exception(
+                "outbox %s: cannot write to %s; the event waits in memory",
+                self.sink,
+                self.directory,
+            )
+            self._hold(item)
 
     def status(self) -> OutboxStatus:
         """Events waiting (memory and disk), age of the oldest, deliveries by outcome."""
@@ -187,14 +275,22 @@ class Outbox(Generic[T]):
             ]
 
     async def close(self) -> None:
-        """Stop delivering and make everything still queued durable (delivered after a restart)."""
+        """Stop delivering and make everything durable (delivered after a restart)."""
         tasks, self._tasks = self._tasks, []
         for task in tasks:
             task.cancel()
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        self._spill()
+        try:
+            self._spill()
+        except OSError:
+            _log.exception(
+                "outbox %s: %d events could not be written to %s and are lost",
+                self.sink,
+                len(self._queue),
+                self.directory,
+            )
         self._close_segment(sync=True)
         if self._unsynced:
             _fsync_files(self._unsynced)
@@ -214,57 +310,83 @@ class Outbox(Generic[T]):
     def _recover(self) -> None:
         """Segments an earlier run left: closed ones, and an open one cut short by a crash."""
         self.directory.mkdir(parents=True, exist_ok=True)
-        found = [
-            (int(path.stem), path)
-            for path in self.directory.iterdir()
-            if path.suffix in (".seg", ".open") and path.stem.isdigit() and path.is_file()
-        ]
-        for seq, path in sorted(found):
+        for seq, found in _segment_files(self.directory):
+            path = found
             if path.suffix == ".open":
                 closed = path.with_suffix(".seg")
                 os.replace(path, closed)
                 path = closed
             with open(path, "rb") as fh:
                 count = sum(1 for line in fh if line.strip())
+            self._seq = max(self._seq, seq)
             if count == 0:
                 path.unlink(missing_ok=True)
                 continue
             self._ready.append(_Segment(path, count, path.stat().st_mtime))
             self._on_disk += count
-            self._seq = max(self._seq, seq)
 
-    def _spill(self) -> None:
-        """Encode what is queued and append it to the open segment."""
-        queue = self._queue
-        if not queue:
-            return
-        if self._open is None:
+    def _write(self, data: bytes, count: int) -> None:
+        """Append `count` encoded events to the open segment (opened if need be), then count them.
+
+        Raises OSError when the disk refuses; what a short write left is then
+        a torn line, which delivery keeps aside.
+        """
+        if self._fd < 0:
             self._seq += 1
             path = self.directory / f"{self._seq:012d}.open"
-            self._fh = open(path, "ab")  # noqa: SIM115 - kept open until the segment closes
+            self._fd = os.open(path, _OPEN_FLAGS, 0o600)
             self._open = _Segment(path, 0, time.time())
-        assert self._fh is not None
-        buf = bytearray()
-        count = 0
-        while queue:
-            item = queue.popleft()
-            try:
-                key, body = self._encode(item)
-            except Exception:
-                _log.exception(
-                    "outbox %s: an event could not be encoded; it is kept aside", self.sink
-                )
-                self._keep_aside(repr(item).encode())
-                continue
-            _encoder.encode_into((key, msgspec.Raw(body)), buf, len(buf))
-            buf += b"\n"
-            count += 1
-        self._fh.write(buf)
-        self._fh.flush()
-        self._open.count += count
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self._fd, view) :]
+        segment = self._open
+        assert segment is not None
+        segment.count += count
         self._on_disk += count
-        if self._open.count >= self._segment_events:
+        if segment.count >= self._segment_events:
             self._close_segment()
+
+    def _hold(self, item: T) -> None:
+        queue = self._queue
+        queue.append(item)
+        if len(queue) >= self._warned_at + self._limit:
+            self._warned_at = len(queue)
+            _log.error(
+                "outbox %s: %d events wait in memory, the disk at %s refuses writes",
+                self.sink,
+                len(queue),
+                self.directory,
+            )
+
+    def _spill(self) -> None:
+        """Write what waits in memory (the disk refused it earlier) to the open segment."""
+        queue = self._queue
+        while queue:
+            batch = bytearray()
+            count = 0
+            taken: list[T] = []
+            while queue and count < self._segment_events:
+                item = queue.popleft()
+                try:
+                    key, body = self._encode(item)
+                except Exception:
+                    _log.exception(
+                        "outbox %s: an event could not be encoded; it is kept aside", self.sink
+                    )
+                    self._keep_aside(repr(item).encode())
+                    continue
+                taken.append(item)
+                _encoder.encode_into((key, msgspec.Raw(body)), batch, len(batch))
+                batch += b"\n"
+                count += 1
+            if not count:
+                continue
+            try:
+                self._write(bytes(batch), count)
+            except OSError:
+                queue.extendleft(reversed(taken))  # retried later, in their order
+                raise
+        self._warned_at = 0
 
     def _close_segment(self, *, sync: bool = False) -> None:
         """Close the open segment for delivery; fsynced here with `sync`, else by the writer task.
@@ -275,12 +397,13 @@ class Outbox(Generic[T]):
         segment, self._open = self._open, None
         if segment is None:
             return
-        if self._fh is not None:
-            self._fh.flush()
-            if sync and self._fsync:
-                os.fsync(self._fh.fileno())
-            self._fh.close()
-            self._fh = None
+        fd, self._fd = self._fd, -1
+        if fd >= 0:
+            try:
+                if sync and self._fsync:
+                    os.fsync(fd)
+            finally:
+                os.close(fd)
         if segment.count == 0:
             segment.path.unlink(missing_ok=True)
             return
@@ -293,8 +416,11 @@ class Outbox(Generic[T]):
         self._segment_ready.set()
 
     def _keep_aside(self, line: bytes) -> None:
-        with open(self.directory / "rejected.jsonl", "ab") as fh:
-            fh.write(line.rstrip(b"\n") + b"\n")
+        try:
+            with open(self.directory / "rejected.jsonl", "ab") as fh:
+                fh.write(line.rstrip(b"\n") + b"\n")
+        except OSError:
+            _log.exception("outbox %s: cannot keep an event aside: %r", self.sink, line[:200])
 
     def _count(self, outcome: str, n: int = 1) -> None:
         self.delivered[outcome] = self.delivered.get(outcome, 0) + n

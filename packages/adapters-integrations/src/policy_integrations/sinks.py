@@ -72,11 +72,19 @@ _encoder = msgspec.json.Encoder()
 
 
 def _id(context: Mapping[str, Any], section: str, field: str = "id") -> str | None:
+    """`context[section][field]` as a string (numbers too), else None.
+
+    On the request path (the outbox encodes in `submit`): the exact-type
+    checks come first, the ABC checks (slow) only for other mappings and ints.
+    """
     part = context.get(section)
-    if isinstance(part, Mapping):
-        value = part.get(field)
-        if isinstance(value, str | int) and not isinstance(value, bool):
-            return str(value)
+    if type(part) is not dict and (part is None or not isinstance(part, Mapping)):
+        return None
+    value = part.get(field)
+    if type(value) is str:
+        return value
+    if isinstance(value, str | int) and not isinstance(value, bool):
+        return str(value)
     return None
 
 

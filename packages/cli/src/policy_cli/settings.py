@@ -102,7 +102,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     # sinks, admission and edge distribution (docs/integrations.md)
     governance_enforce: bool = False  # policy writes need Governance's compliance check
     outbox_dir: str | None = None  # durable outboxes; default <data_dir>/outbox
-    outbox_memory_events: int = 10_000  # events an outbox holds in memory before it spills to disk
+    outbox_memory_events: int = 10_000  # events held in memory while the disk refuses: log again
     edge_regions: str | None = None  # comma separated regions sent with each deployment
 
     @property
@@ -183,7 +183,8 @@ SETTING_HELP: dict[str, str] = {
     "(refused when non-compliant or Governance is unreachable)",
     "outbox_dir": "directory of the durable outboxes (Governance audit, CostOps track, Edge); "
     "default `<data_dir>/outbox`",
-    "outbox_memory_events": "events an outbox holds in memory before writing them to disk itself",
+    "outbox_memory_events": "while the disk refuses writes, events wait in memory; an error is "
+    "logged again each time this many more wait",
     "edge_regions": "comma-separated regions sent with every Edge deployment (empty: all)",
 }
 

@@ -400,8 +400,11 @@ async def sinks(settings: Settings, stats: CallStats, stack: AsyncExitStack) -> 
     outboxes: list[Any] = []
 
     async def open_outbox(sink: str, integration: str, make: Any, url: str, token: Any) -> Any:
-        """One sink's outbox: its claimed slot, its delivery, started; closed by `stack`."""
-        slot = claim_slot(base / sink)
+        """One sink's outbox: its claimed slot, its delivery, started; closed by `stack`.
+
+        The slot takes over what free slots hold (a worker killed, fewer workers now).
+        """
+        slot = claim_slot(base / sink, adopt=True)
         stack.callback(slot.release)
         outbox, delivery = make(
             url,

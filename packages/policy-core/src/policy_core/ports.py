@@ -825,8 +825,10 @@ class OutboxStatus(msgspec.Struct, frozen=True, kw_only=True):
 class GovernanceSink(Protocol):
     """Takes audited decision records to Governance `POST /api/v1/audit/log`.
 
-    `submit` only queues (no I/O, no await, a few hundred nanoseconds): the
-    adapter delivers at least once, durably, and never drops a record.
+    `submit` never awaits or touches the network (a few microseconds: the
+    outbox encodes the record and appends it to a file with one write, no
+    fsync, so a killed process loses none); the adapter delivers at least
+    once, durably, and never drops a record.
     """
 
     def submit(self, record: DecisionRecord) -> None:
