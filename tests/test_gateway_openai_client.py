@@ -24,6 +24,7 @@ from typing import Any
 import openai
 import pytest
 import uvicorn
+from hypothesis import HealthCheck, given, settings, strategies as st
 from policy_cli.testing import free_port, http_app, memory_settings
 from policy_core.memory import MemoryUsageStore
 from policy_http.testing import make_token
@@ -406,3 +407,61 @@ async def test_an_upstream_failure_releases_the_reservation(
     fact = ("budget.spent", f"team:{identity.team_id}", "day")
     spent = await store.fetch([fact], record=False)
     assert spent[fact] == pytest.approx(precall.reservation.amount)
+
+
+STREAM_PIECES = st.lists(
+    st.sampled_from(["lorem ipsum dolor ", "bob@example.com", " ", KEY, "y" * 50, "\n", "é"]),
+    min_size=1,
+    max_size=24,
+)
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(parts=STREAM_PIECES, size=st.integers(min_value=1, max_value=40))
+def test_a_remote_stream_passes_on_what_the_whole_completion_passes_on(
+    policy_server: ThreadedServer, parts: list[str], size: int
+) -> None:
+    """The remote stream (judged every 64 characters) against the same server's whole answer."""
+    text = "".join(parts)
+    pieces = [text[i : i + size] for i in range(0, len(text), size)]
+
+    def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+        return {
+            "id": "c",
+            "model": "gpt-4o",
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+        }
+
+    async def source() -> AsyncIterator[dict[str, Any]]:
+        for piece in pieces:
+            yield chunk({"content": piece})
+        yield chunk({}, "stop")
+
+    async def both() -> None:
+        guard = Guard.remote(policy_server.url, token=_token(), stream_window=64)
+        try:
+            precall = (await guard.before(ask("hi"), who())).check()
+            completion = {
+                "model": "gpt-4o",
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": text}}],
+            }
+            post = await guard.after(precall, completion)
+            out: list[str] = []
+            denied = None
+            try:
+                async for c in guard.stream(precall, source()):
+                    out.append(c["choices"][0]["delta"].get("content") or "")
+            except PolicyDenied as exc:
+                denied = exc
+        finally:
+            await guard.backend.close()
+        if post.denied:
+            assert denied is not None
+            assert KEY not in "".join(out)
+        else:
+            assert denied is None
+            assert "".join(out) == post.completion["choices"][0]["message"]["content"]
+
+    asyncio.run(both())

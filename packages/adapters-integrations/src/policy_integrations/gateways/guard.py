@@ -623,14 +623,11 @@ class PreCall:
     decision: Decision
     decision_id: str
     failure: str | None = None  # the backend's failure, when the fail mode decided
+    modified: bool = False  # whether the decision rewrote the request
 
     @property
     def denied(self) -> bool:
         return self.decision.decision == "deny"
-
-    @property
-    def modified(self) -> bool:
-        return self.request != dict(self.original)
 
     @property
     def warnings(self) -> tuple[str, ...]:
@@ -789,6 +786,7 @@ class Guard:
         except BackendError as exc:
             decision, failure = self._failed(exc), str(exc)
         send = apply_request_decision(request, decision)
+        modified = send != dict(request)
         if send.get("stream") and self.include_usage:
             options = dict(send.get("stream_options") or {})
             if not options.get("include_usage"):
@@ -801,6 +799,7 @@ class Guard:
             decision=decision,
             decision_id=rid,
             failure=failure,
+            modified=modified,
         )
 
     async def abandon(self, precall: PreCall) -> None:
