@@ -16,16 +16,14 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import openai
 import pytest
-import uvicorn
 from hypothesis import HealthCheck, given, settings, strategies as st
-from policy_cli.testing import free_port, http_app, memory_settings
+from policy_cli.testing import ThreadedHttpServer, free_port, http_app, memory_settings
 from policy_core.memory import MemoryUsageStore
 from policy_http.testing import make_token
 from policy_integrations.gateways.fake_upstream import Reply, ThreadedFakeUpstream
@@ -96,40 +94,10 @@ def upstream() -> Iterator[ThreadedFakeUpstream]:
         yield fake
 
 
-class ThreadedServer:
-    """The llm-policy HTTP app under uvicorn, on its own loop in a thread (127.0.0.1)."""
-
-    def __init__(self, app: Any) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(
-            app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on"
-        )
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        asyncio.run(self.server.serve())
-
-    def __enter__(self) -> ThreadedServer:
-        self.thread.start()
-        for _ in range(600):
-            if self.server.started:
-                return self
-            if not self.thread.is_alive():
-                raise RuntimeError("the policy server stopped while starting")
-            self.thread.join(0.05)
-        raise RuntimeError("the policy server did not start")
-
-    def __exit__(self, *_: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(30)
-
-
 @pytest.fixture(scope="module")
-def policy_server(policies_dir: Path) -> Iterator[ThreadedServer]:
+def policy_server(policies_dir: Path) -> Iterator[ThreadedHttpServer]:
     app = http_app(memory_settings(seed_policies=str(policies_dir)))
-    with ThreadedServer(app) as server:
+    with ThreadedHttpServer(app) as server:
         yield server
 
 
@@ -144,7 +112,7 @@ GuardFactory = Callable[[], Guard]
 def backend(request: pytest.FixtureRequest, policies_dir: Path) -> tuple[str, GuardFactory]:
     if request.param == "embedded":
         return "embedded", lambda: Guard.embedded(policies_dir)
-    server: ThreadedServer = request.getfixturevalue("policy_server")
+    server: ThreadedHttpServer = request.getfixturevalue("policy_server")
     # A small stream window, so that a streamed answer is released before it ends.
     return "remote", lambda: Guard.remote(server.url, token=_token(), stream_window=64)
 
@@ -373,7 +341,7 @@ async def test_fail_open_allows_with_a_warning(upstream: ThreadedFakeUpstream) -
 
 
 async def test_a_refused_token_denies_even_when_failing_open(
-    policy_server: ThreadedServer, upstream: ThreadedFakeUpstream
+    policy_server: ThreadedHttpServer, upstream: ThreadedFakeUpstream
 ) -> None:
     upstream.clear()
     auditor = make_token(roles=["auditor"], sub="gateway")  # no `evaluate` permission
@@ -421,7 +389,7 @@ STREAM_PIECES = st.lists(
 )
 @given(parts=STREAM_PIECES, size=st.integers(min_value=1, max_value=40))
 def test_a_remote_stream_passes_on_what_the_whole_completion_passes_on(
-    policy_server: ThreadedServer, parts: list[str], size: int
+    policy_server: ThreadedHttpServer, parts: list[str], size: int
 ) -> None:
     """The remote stream (judged every 64 characters) against the same server's whole answer."""
     text = "".join(parts)

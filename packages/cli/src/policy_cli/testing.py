@@ -15,11 +15,13 @@ serves HTTP) in a process group of its own until the block ends.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
@@ -42,6 +44,7 @@ from policy_cli.settings import Settings
 __all__ = [
     "NoDecisionCache",
     "ServerProcess",
+    "ThreadedHttpServer",
     "clean_env",
     "free_port",
     "grpc_server",
@@ -203,3 +206,43 @@ def serving(
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+
+
+class ThreadedHttpServer:
+    """An ASGI app (e.g. `http_app(...)`) under uvicorn on 127.0.0.1, on its own loop in a thread.
+
+    `with ThreadedHttpServer(app) as server:` serves `server.url` until the
+    block ends (the app's startup and shutdown run). For tests and benches
+    whose clients are in this process but must not share its event loop
+    (sync clients, a gateway's own loop).
+    """
+
+    def __init__(self, app: Any) -> None:
+        import uvicorn
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(
+            app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on"
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self._run, name="http-server", daemon=True)
+
+    def _run(self) -> None:
+        asyncio.run(self.server.serve())
+
+    def __enter__(self) -> ThreadedHttpServer:
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.server.started:
+                return self
+            if not self.thread.is_alive():
+                raise RuntimeError("the server stopped while starting")
+            self.thread.join(0.05)
+        self.server.should_exit = True
+        raise RuntimeError("the server did not start in 30 s")
+
+    def __exit__(self, *_: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(30)
