@@ -22,7 +22,7 @@ from typing import Any
 
 import psycopg
 from load import Load
-from stack import Stack
+from stack import Backends, Stack
 from tcp_proxy import ProxyControl
 
 
@@ -204,6 +204,7 @@ async def run_faults(
     hold: float,
     after: float,
     only: set[str] | None = None,
+    backends: Backends | None = None,
 ) -> list[dict[str, Any]]:
     results: list[dict[str, Any]] = []
     index = 0
@@ -213,7 +214,7 @@ async def run_faults(
         ]
         if not faults:
             continue
-        stack = Stack(deployment)
+        stack = Stack(deployment, backends=backends)
         try:
             await asyncio.to_thread(stack.start)
             for fault in faults:

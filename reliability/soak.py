@@ -1,153 +1,197 @@
 """Soak: the peak evaluation rate of a single deployment, then half of it for a long while.
 
-The peak is what `concurrency` closed-loop clients reach in `peak_seconds`. The soak is an
-open loop at half that rate (requests leave on schedule whether or not earlier ones
-answered, at most 64 in flight) for `seconds`. Sampled every 5 s: RSS and open file
-descriptors of the HTTP server and its workers. Reported: the growth of RSS and fds from
-the first sample of the soak (the server is warm by then: the peak run came first) to the
-last, and the p50/p99 latency of the first and the last minute.
+    uv run --frozen python reliability/soak.py --seconds 150            # a short one, by hand
+    uv run --frozen python reliability/soak.py --seconds 150 --spy DIR  # and py-spy both sides
+
+The load comes from reliability/loadgen.py in a process of its own (fixed keep-alive
+connections, an open loop measured from each request's scheduled time, its own event-loop
+lag reported). This process starts the deployment, follows the generator's phases, and
+samples RSS and open file descriptors of the HTTP server and its workers every 5 s.
+
+Reported: RSS and fd growth from the first sample of the measured soak (after the peak
+and the warm-up: every connection open, the pools full) to the last one before the
+generator closes its connections; the p50/p99 of each window (a minute, a third of a
+short run) and of the first and last; whether the generator kept up.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import json
+import subprocess
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
-import aiohttp
-from stack import Stack
+from stack import Backends, Stack
 
-TIMEOUT = aiohttp.ClientTimeout(total=15)
-
-
-def _pct(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+HERE = Path(__file__).resolve().parent
+SAMPLE_EVERY = 5.0
 
 
-async def _one(session: aiohttp.ClientSession, url: str, headers: dict[str, str], n: int) -> bool:
-    body = {"context": {"user": {"id": f"u{n % 50}"}, "team": {"id": "t1"}}, "request_id": f"s{n}"}
-    try:
-        async with session.post(url, json=body, headers=headers, timeout=TIMEOUT) as resp:
-            await resp.read()
-            return resp.status == 200
-    except (aiohttp.ClientError, TimeoutError):
-        return False
-
-
-async def soak(seconds: float, *, peak_seconds: float = 20, concurrency: int = 8) -> dict[str, Any]:
-    stack = Stack("single")
+async def soak(
+    seconds: float,
+    *,
+    peak_seconds: float = 20,
+    warmup: float = 30,
+    rate: float = 0,
+    connections: int = 32,
+    spy: Path | None = None,
+    backends: Backends | None = None,
+) -> dict[str, Any]:
+    stack = Stack("single", backends=backends)
     await asyncio.to_thread(stack.start)
     try:
-        return await _soak(stack, seconds, peak_seconds, concurrency)
+        return await _soak(stack, seconds, peak_seconds, warmup, rate, connections, spy)
     finally:
         await asyncio.to_thread(stack.close)
 
 
 async def _soak(
-    stack: Stack, seconds: float, peak_seconds: float, concurrency: int
+    stack: Stack,
+    seconds: float,
+    peak_seconds: float,
+    warmup: float,
+    rate: float,
+    connections: int,
+    spy: Path | None,
 ) -> dict[str, Any]:
     assert stack.http is not None
     server = stack.http
-    url = stack.http_url + "/api/v1/evaluate"
-    headers = {"Authorization": f"Bearer {stack.token}"}
-    counter = iter(range(10**12))
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64)) as session:
-        # 1. the peak, closed loop
-        done = 0
-        stop_at = time.monotonic() + peak_seconds
+    gen = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(HERE / "loadgen.py"),
+        "--port",
+        str(server.port),
+        "--token",
+        stack.token,
+        "--seconds",
+        str(seconds),
+        "--peak-seconds",
+        str(peak_seconds),
+        "--warmup",
+        str(warmup),
+        "--rate",
+        str(rate),
+        "--connections",
+        str(connections),
+        stdout=asyncio.subprocess.PIPE,
+    )
+    assert gen.stdout is not None
+    samples: list[tuple[float, int, int, int]] = []  # (monotonic, rss, fds, of which sockets)
+    schedule: dict[str, float] = {}
+    result: dict[str, Any] = {}
+    sampler: asyncio.Task[None] | None = None
+    spies: list[subprocess.Popen[bytes]] = []
 
-        async def closed() -> None:
-            nonlocal done
-            while time.monotonic() < stop_at:
-                if await _one(session, url, headers, next(counter)):
-                    done += 1
-
-        await asyncio.gather(*(closed() for _ in range(concurrency)))
-        peak = done / peak_seconds
-        rate = max(peak / 2, 1.0)
-
-        # 2. the soak, open loop at half the peak
-        samples: list[tuple[float, int, int, int]] = []  # (t, rss, fds, of which sockets)
-        latencies: list[tuple[float, float]] = []
-        failed = 0
-        inflight = 0  # a plain count: a Semaphore here once stopped waking its waiters
-        late = 0
-        start = time.monotonic()
-        end = start + seconds
-
-        async def sample() -> None:
-            while time.monotonic() < end:
-                samples.append((time.monotonic() - start, server.rss_bytes(), *server.fds()))
-                await asyncio.sleep(5)
-            samples.append((time.monotonic() - start, server.rss_bytes(), *server.fds()))
-
-        async def fire(n: int) -> None:
-            nonlocal failed, inflight
-            t0 = time.monotonic()
-            try:
-                ok = await _one(session, url, headers, n)
-            finally:
-                inflight -= 1
-            if ok:
-                latencies.append((t0 - start, time.monotonic() - t0))
-            else:
-                failed += 1
-
-        sampler = asyncio.create_task(sample())
-        tasks: set[asyncio.Task[None]] = set()
-        n = 0
+    async def sample() -> None:
+        await asyncio.sleep(max(0.0, schedule["soak_start"] - time.monotonic()))
         while True:
-            due = start + n / rate
-            now = time.monotonic()
-            if due >= end:
-                break
-            if due > now:
-                await asyncio.sleep(due - now)
-            if inflight >= 64:
-                late += 1
-                while inflight >= 64:  # noqa: ASYNC110 - polls a counter, no event to wait on
-                    await asyncio.sleep(0.001)
-            inflight += 1
-            task = asyncio.create_task(fire(next(counter)))
-            tasks.add(task)
-            task.add_done_callback(tasks.discard)
-            n += 1
-        await asyncio.gather(*tasks)
-        await sampler
-    elapsed = time.monotonic() - start
-    window = min(60.0, seconds / 4)  # the first and the last minute (a quarter of a short run)
-    first = [d for t, d in latencies if t < window]
-    last = [d for t, d in latencies if t >= seconds - window]
-    # The baseline is the first sample after the first window: the client's connections
-    # (at most 64) are open by then, so what grows afterwards is the server's own.
-    base = next((s for s in samples if s[0] >= window), samples[0])
-    rss0, rss1 = base[1], samples[-1][1]
-    fd0, fd1 = base[2], samples[-1][2]
+            samples.append((time.monotonic(), server.rss_bytes(), *server.fds()))
+            await asyncio.sleep(SAMPLE_EVERY)
+
+    async for line in gen.stdout:
+        event = json.loads(line)
+        if event["event"] == "schedule":
+            schedule = event
+            sampler = asyncio.create_task(sample())
+            if spy is not None:
+                spies = _start_spies(spy, stack, gen.pid, event, seconds)
+        elif event["event"] == "done" and sampler is not None:
+            sampler.cancel()  # the last sample is the one before the connections close
+        elif event["event"] == "result":
+            result = event
+    await gen.wait()
+    for proc in spies:
+        await asyncio.to_thread(proc.wait)
+    if not result or not samples:
+        raise RuntimeError(f"the load generator ended without a result (exit {gen.returncode})")
+    # The first sample of the measured soak: the generator's connections are all open and
+    # the server's pools have had the warm-up to fill, so what grows afterwards is a leak.
+    base, last = samples[0], samples[-1]
+    windows = result["windows"]
+    first, final = windows[0], windows[-1]
     return {
-        "seconds": round(elapsed, 1),
-        "peak_rps": round(peak, 1),
-        "rate_rps": round(rate, 1),
-        "sent": n,
-        "answered": len(latencies),
-        "failed": failed,
-        "achieved_rps": round(len(latencies) / elapsed, 1),
-        "rss_start_mb": round(rss0 / 2**20, 1),
-        "rss_end_mb": round(rss1 / 2**20, 1),
+        "seconds": result["seconds"],
+        "peak_rps": result["peak_rps"],
+        "rate_rps": result["rate_rps"],
+        "warmup_s": result["warmup_s"],
+        "connections": result["connections"],
+        "connections_opened": result["connections_opened"],
+        "answered": result["answered"],
+        "failed": result["failed"],
+        "achieved_rps": result["achieved_rps"],
+        "late": result["late"],
+        "generator_lag_p99_ms": result["generator_lag_p99_ms"],
+        "generator_lag_max_ms": result["generator_lag_max_ms"],
+        "rss_start_mb": round(base[1] / 2**20, 1),
+        "rss_end_mb": round(last[1] / 2**20, 1),
         "rss_max_mb": round(max(s[1] for s in samples) / 2**20, 1),
-        "rss_growth_pct": round(100 * (rss1 - rss0) / rss0, 2) if rss0 else None,
-        "fds_start": fd0,
-        "fds_end": fd1,
+        "rss_growth_pct": round(100 * (last[1] - base[1]) / base[1], 2) if base[1] else None,
+        "fds_start": base[2],
+        "fds_end": last[2],
+        "fds_max": max(s[2] for s in samples),
         "socket_fds_start": base[3],
-        "socket_fds_end": samples[-1][3],
-        "fds_max": max(x[2] for x in samples),
-        "window_s": window,
-        "p50_first_ms": round(1000 * _pct(first, 0.50), 2),
-        "p99_first_ms": round(1000 * _pct(first, 0.99), 2),
-        "p50_last_ms": round(1000 * _pct(last, 0.50), 2),
-        "p99_last_ms": round(1000 * _pct(last, 0.99), 2),
+        "socket_fds_end": last[3],
+        "window_s": result["window_s"],
+        "windows": windows,
+        "p50_first_ms": first["p50_ms"],
+        "p99_first_ms": first["p99_ms"],
+        "p50_last_ms": final["p50_ms"],
+        "p99_last_ms": final["p99_ms"],
+        "p99_worst_ms": max(w["p99_ms"] for w in windows),
         "server_alive": server.proc.poll() is None,
-        "late": late,
     }
+
+
+def _start_spies(
+    out: Path, stack: Stack, generator: int, schedule: dict[str, float], seconds: float
+) -> list[subprocess.Popen[bytes]]:
+    """py-spy (when installed) on the generator and each HTTP worker, for the measured soak."""
+    assert stack.http is not None
+    out.mkdir(parents=True, exist_ok=True)
+    targets = {"generator": generator} | {
+        f"worker-{pid}": pid for pid in stack.http.pids() if pid != stack.http.proc.pid
+    }
+    delay = max(0.0, schedule["soak_start"] - time.monotonic())
+    return [
+        subprocess.Popen(
+            [
+                "sh",
+                "-c",
+                f"sleep {delay:.1f}; exec py-spy record -p {pid} -d {int(seconds)} -r 50 -f raw "
+                f'--nonblocking --idle -o "{out}/{name}.txt"',
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for name, pid in targets.items()
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=150)
+    parser.add_argument("--peak-seconds", type=float, default=20)
+    parser.add_argument("--warmup", type=float, default=30)
+    parser.add_argument("--rate", type=float, default=0, help="default: half the peak")
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--spy", type=Path, help="write py-spy profiles (raw) to this dir")
+    args = parser.parse_args()
+    result = asyncio.run(
+        soak(
+            args.seconds,
+            peak_seconds=args.peak_seconds,
+            warmup=args.warmup,
+            rate=args.rate,
+            connections=args.connections,
+            spy=args.spy,
+        )
+    )
+    print(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()

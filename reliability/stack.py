@@ -273,13 +273,46 @@ rules:
 """
 
 
+class Backends:
+    """One PostgreSQL and one Redis of our own for a whole run, shared by its deployments
+    one after the other (each Stack gets a database of its own): initdb and a start per
+    deployment cost seconds each on a loaded machine, and a fault restarts them anyway."""
+
+    def __init__(self) -> None:
+        self.base = Path(tempfile.mkdtemp(prefix="llm-policy-rel-backends-"))
+        self.pg = OwnPostgres(self.base)
+        self.redis = OwnRedis(self.base)
+        self._databases = 0
+
+    def start(self) -> None:
+        os.chmod(self.base, 0o755)  # noqa: S103 - the postgres user reaches its data dir
+        self.pg.init()
+        self.pg.start()
+        self.redis.start()
+
+    def new_database(self, deployment: str) -> str:
+        self._databases += 1
+        name = f"llm_policy_{deployment}_{self._databases}"
+        self.pg.create_database(name)
+        return name
+
+    def stop(self) -> None:
+        self.redis.stop()
+        self.pg.stop("fast")
+        if os.environ.get("RELIABILITY_KEEP") != "1":
+            shutil.rmtree(self.base, ignore_errors=True)
+
+
 @dataclass
 class Stack:
-    """One deployment (single or cluster) under test, with its own PostgreSQL and Redis."""
+    """One deployment (single or cluster) under test, on its own PostgreSQL and Redis, or
+    on a database of the run's shared `backends`."""
 
     deployment: str
     base: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="llm-policy-rel-")))
     workers: int = 2
+    backends: Backends | None = None
+    database: str = "llm_policy"
     pg: OwnPostgres | None = None
     redis: OwnRedis | None = None
     proxies: Proxies | None = None
@@ -295,16 +328,20 @@ class Stack:
     @property
     def direct_database_url(self) -> str:
         assert self.pg is not None
-        return self.pg.url("llm_policy")
+        return self.pg.url(self.database)
 
     def start(self) -> None:
         os.chmod(self.base, 0o755)  # noqa: S103 - the postgres user reaches its data dir
-        self.pg = OwnPostgres(self.base)
-        self.pg.init()
-        self.pg.start()
-        self.pg.create_database("llm_policy")
-        self.redis = OwnRedis(self.base)
-        self.redis.start()
+        if self.backends is not None:
+            self.pg, self.redis = self.backends.pg, self.backends.redis
+            self.database = self.backends.new_database(self.deployment)
+        else:
+            self.pg = OwnPostgres(self.base)
+            self.pg.init()
+            self.pg.start()
+            self.pg.create_database(self.database)
+            self.redis = OwnRedis(self.base)
+            self.redis.start()
         self.proxies = Proxies(self.base, self.pg.port, self.redis.port)
         self.proxies.start()
         seed = self.base / "seed.yaml"
@@ -329,7 +366,9 @@ class Stack:
         env |= {
             "LLM_POLICY_ENV": "development",
             "LLM_POLICY_DEPLOYMENT": self.deployment,
-            "LLM_POLICY_DATABASE_URL": f"postgresql://postgres@127.0.0.1:{self.proxies.pg}/llm_policy",
+            "LLM_POLICY_DATABASE_URL": (
+                f"postgresql://postgres@127.0.0.1:{self.proxies.pg}/{self.database}"
+            ),
             "LLM_POLICY_RATE_LIMITS": "",
         }
         if self.deployment == "cluster":
@@ -418,10 +457,11 @@ class Stack:
                 out[f"{server.name}_non_json_lines"] = _non_json_lines(server.log)
         if self.proxies is not None:
             self.proxies.stop()
-        if self.redis is not None:
-            self.redis.stop()
-        if self.pg is not None:
-            self.pg.stop("fast")
+        if self.backends is None:  # shared ones are the run's to stop
+            if self.redis is not None:
+                self.redis.stop()
+            if self.pg is not None:
+                self.pg.stop("fast")
         if os.environ.get("RELIABILITY_KEEP") != "1":
             shutil.rmtree(self.base, ignore_errors=True)
         return out

@@ -52,11 +52,13 @@ def test_a_fault_holds_only_with_nothing_failed_or_lost() -> None:
         assert not run.fault_ok(fault(**broken)), broken
 
 
-def test_the_sigkill_record_loss_is_a_stated_limit_shown_in_the_table() -> None:
+def test_a_sigkill_that_loses_records_is_a_failure_not_a_stated_limit() -> None:
+    # The decision-log journal (5ddf192) keeps what a killed worker had answered: the
+    # SIGKILL fault held 0 lost in 5 runs out of 5 (2026-12-02), so a loss fails now.
     killed = fault(fault="HTTP worker SIGKILL", records_lost=14)
-    assert run.fault_ok(killed)
-    assert "14 records lost (known limit)" in run.table({"faults": [killed]})
-    assert not run.fault_ok(fault(fault="HTTP worker SIGKILL", failed_evaluations=1))
+    assert not run.fault_ok(killed)
+    assert "NO" in run.table({"faults": [killed]})
+    assert run.fault_ok(fault(fault="HTTP worker SIGKILL"))
 
 
 def test_the_soak_verdict() -> None:
@@ -77,8 +79,13 @@ def test_the_soak_verdict() -> None:
     assert run.soak_ok(soak)
     assert not run.soak_ok(soak | {"rss_growth_pct": 10.0})
     assert not run.soak_ok(soak | {"fds_end": 150 + run.FD_SLACK + 1})
-    assert not run.soak_ok(soak | {"p99_last_ms": 81})
+    # the last window's p99 within twice the first's plus a stated slack
+    assert run.soak_ok(soak | {"p99_last_ms": 2 * 40 + run.P99_SLACK_MS})
+    assert not run.soak_ok(soak | {"p99_last_ms": 2 * 40 + run.P99_SLACK_MS + 1})
     assert not run.soak_ok(soak | {"failed": 1})
+    # a server (or generator) that fell behind the schedule did not hold the rate
+    assert run.soak_ok(soak | {"achieved_rps": 195})
+    assert not run.soak_ok(soak | {"achieved_rps": 180})
     assert run.all_held({"soak": soak, "hostile": {"exit": 0}})
     assert not run.all_held({"soak": soak, "hostile": {"exit": 1}})
 
@@ -90,3 +97,15 @@ def test_the_documented_commands_exist_and_ci_runs_the_short_profile() -> None:
     for profile in re.findall(r"make reliability PROFILE=(\w+)", doc):
         assert profile in run.PROFILES
     assert "make reliability PROFILE=ci" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_the_table_ends_with_the_wall_time_of_each_part_and_the_whole_run() -> None:
+    results = {
+        "faults": [fault()],
+        "hostile": {"paths": ["tests/reliability"], "exit": 0, "summary": "66 passed"},
+        "part_seconds": {"fuzz": 75.0, "hostile": 60.2, "faults": 300.1},
+        "seconds": 441.0,
+    }
+    last = run.table(results).splitlines()[-1]
+    assert "total" in last
+    assert "441.0 s (fuzz 75.0 s, hostile 60.2 s, faults 300.1 s)" in last
