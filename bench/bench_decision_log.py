@@ -172,6 +172,63 @@ async def append_cost(n: int, *, journal: bool = True) -> dict[str, float]:
     }
 
 
+async def loop_lag(rate: int, seconds: float, *, sliced: bool) -> dict[str, float]:
+    """What the writer costs the event loop it shares with the requests (issue 16).
+
+    Records of the reference contexts are appended at `rate` per second in 1 ms
+    ticks while a heartbeat task measures how late each of its 1 ms sleeps wakes
+    up: the writer's turns show as lag. `sliced=False` is the writer before
+    slicing (a whole batch linked and encoded in one go), for the same-sitting
+    comparison.
+    """
+    import json
+
+    from policy_postgres import decision_log as module
+
+    contexts = json.loads((Path(__file__).parent / "reference_contexts.json").read_text())
+    contexts = [c.get("context", c) for c in contexts]
+    saved = module._BUDGET
+    if not sliced:
+        module._BUDGET = (float("inf"), float("inf"))
+    lags: list[float] = []
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            async with isolated_pool(database_url()) as (pool, _):
+                log = PostgresDecisionLog(pool, spool_path=Path(tmp) / "spool")
+                await log.start()
+                stop = asyncio.Event()
+
+                async def heartbeat() -> None:
+                    while not stop.is_set():
+                        t = time.perf_counter()
+                        await asyncio.sleep(0.001)
+                        lags.append((time.perf_counter() - t - 0.001) * 1000)
+
+                beat = asyncio.create_task(heartbeat())
+                per_tick, n = max(1, rate // 1000), 0
+                start = time.perf_counter()
+                while time.perf_counter() - start < seconds:
+                    due = int((time.perf_counter() - start) * rate)
+                    while n < due:
+                        ctx = contexts[n % len(contexts)]
+                        log.append(decision_record(f"l{n}", context=ctx))
+                        n += 1
+                    await asyncio.sleep(0.001 if per_tick else 0)
+                behind = log.counters().queued
+                stop.set()
+                await beat
+                await log.drain()
+                await log.close()
+    finally:
+        module._BUDGET = saved
+    name = "sliced" if sliced else "one_go"
+    return {
+        f"lag_{name}_p99_ms": percentile(lags, 0.99),
+        f"lag_{name}_max_ms": max(lags),
+        f"lag_{name}_queued_at_end": float(behind),
+    }
+
+
 def chain_cost(n: int) -> dict[str, float]:
     """Cost of linking one record into the hash chain (done by the writer, off the request path)."""
     chain = ChainWriter("bench")
@@ -191,7 +248,16 @@ async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--records", type=int, default=50_000)
     parser.add_argument("--evaluations", type=int, default=20_000)
+    parser.add_argument("--lag-rate", type=int, default=5_000, help="appends/s, loop-lag figure")
+    parser.add_argument("--lag-seconds", type=float, default=10)
+    parser.add_argument("--only-lag", action="store_true", help="the loop-lag figures alone")
     args = parser.parse_args()
+    lag = await loop_lag(args.lag_rate, args.lag_seconds, sliced=False)
+    lag |= await loop_lag(args.lag_rate, args.lag_seconds, sliced=True)
+    if args.only_lag:
+        for key, value in lag.items():
+            print(f"{key:>30}: {value:,.2f}")
+        return
     # The journal's cost on the request path: the same figures without it, same sitting.
     figures = await append_cost(args.records, journal=False)
     figures |= await append_cost(args.records)
@@ -199,6 +265,7 @@ async def main() -> None:
     figures |= chain_cost(args.evaluations)
     figures |= await logging_step(args.evaluations)
     figures |= await evaluation_overhead(args.evaluations)
+    figures |= lag
     for key, value in figures.items():
         print(f"{key:>30}: {value:,.2f}")
     added_p50 = figures["postgres_p50_us"] - figures["none_p50_us"]

@@ -9,9 +9,13 @@ ids already stored. When PostgreSQL is unreachable, batches go to the spool
 file and are replayed once a probe succeeds. Counters expose all of it.
 
 The writer shares the event loop with the requests, so it never holds it for
-long: it links, encodes and sends a batch in slices of `_SLICE` records and
-yields between slices (a batch of 2,000 linked in one go held the loop for
-tens of milliseconds, the single deployment's p99).
+long: it links, encodes and sends a batch in slices and yields to the loop
+once it has worked `_BUDGET` seconds (a batch of 2,000 linked in one go held
+the loop for tens of milliseconds, the single deployment's p99). The budget
+is time, not a count of records: on a loop busy with requests each yield
+costs a whole turn of the loop, and a writer yielding every few records fell
+behind its appends. When it is behind (`_BEHIND` batches queued) it takes a
+larger turn, so that the log keeps up under overload.
 """
 
 from __future__ import annotations
@@ -50,9 +54,12 @@ __all__ = ["DecisionLogCounters", "PostgresDecisionLog"]
 
 _log = logging.getLogger(__name__)
 
-# Records the writer links or encodes between two yields to the event loop: about
-# a millisecond of work (linking is ~11-30 µs a record, see docs/benchmarks.md).
-_SLICE = 64
+# The writer's work between two yields to the event loop, in seconds (normal, behind);
+# it checks the clock every `_SLICE` records (linking is ~11-30 µs a record, see
+# docs/benchmarks.md). Behind: `_BEHIND` batches or more are queued.
+_BUDGET = (0.002, 0.008)
+_BEHIND = 2
+_SLICE = 16
 
 
 class PostgresDecisionLog:
@@ -97,6 +104,7 @@ class PostgresDecisionLog:
         self._down = False
         self._next_probe = 0.0
         self._months: set[str] = set()
+        self._turn_ends = 0.0
         self._appended = self._settled = self._recovered = 0
         self._written = self._spooled = self._replayed = 0
         self._backpressure = self._dropped = self._rejected = self._outages = 0
@@ -339,13 +347,24 @@ class PostgresDecisionLog:
         if self._spool.pending() and self._may_try():
             await self._replay()
 
+    async def _pause(self) -> None:
+        """Yield to the event loop if this turn of the writer used up its budget."""
+        now = time.perf_counter()
+        if now < self._turn_ends:
+            return
+        if self._turn_ends:
+            await asyncio.sleep(0)
+            now = time.perf_counter()
+        behind = len(self._queue) >= _BEHIND * self._batch
+        self._turn_ends = now + _BUDGET[behind]
+
     async def _take(self, n: int) -> list[DecisionRecord]:
-        """The next `n` queued records, linked, yielding to the loop every `_SLICE`."""
+        """The next `n` queued records, linked, in slices (see `_pause`)."""
         popleft, link = self._queue.popleft, self.chain.link
         batch: list[DecisionRecord] = []
         while len(batch) < n:
+            await self._pause()
             batch.extend(link(popleft()) for _ in range(min(_SLICE, n - len(batch))))
-            await asyncio.sleep(0)
         return batch
 
     def _may_try(self) -> bool:
@@ -431,9 +450,9 @@ class PostgresDecisionLog:
             await self._ensure_partitions(conn, batch)
             await conn.execute(sql("decision_staging"))
             async with conn.cursor() as cur, cur.copy(COPY) as copy:
-                for start in range(0, len(batch), _SLICE):
-                    await copy.write(copy_data(batch[start : start + _SLICE]))
-                    await asyncio.sleep(0)
+                for start in range(0, len(batch), 4 * _SLICE):
+                    await self._pause()
+                    await copy.write(copy_data(batch[start : start + 4 * _SLICE]))
             await conn.execute(sql("decision_insert"))
 
     async def _ensure_partitions(
