@@ -11,6 +11,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "reliability"))
 
@@ -109,3 +111,42 @@ def test_the_table_ends_with_the_wall_time_of_each_part_and_the_whole_run() -> N
     last = run.table(results).splitlines()[-1]
     assert "total" in last
     assert "441.0 s (fuzz 75.0 s, hostile 60.2 s, faults 300.1 s)" in last
+
+
+def test_a_short_soak_by_hand_runs_end_to_end() -> None:
+    """docs/reliability.md's `reliability/soak.py` command, shortened: the deployment, the
+    generator in its own process, the samples and the windows all come back."""
+    import json
+    import os
+    import shutil
+    import subprocess
+
+    import stack
+
+    try:
+        stack._pg_bin("initdb")
+    except RuntimeError as exc:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"PostgreSQL's binaries are required in CI: {exc}")
+        pytest.skip(str(exc))
+    if shutil.which("redis-server") is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("redis-server is required in CI")
+        pytest.skip("redis-server is not installed")
+    args = ["--seconds", "3", "--peak-seconds", "2", "--warmup", "1", "--connections", "4"]
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "reliability" / "soak.py"), *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=ROOT,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout)
+    assert result["failed"] == 0
+    assert result["answered"] > 0
+    assert result["connections_opened"] == 4  # one each, none reopened
+    assert len(result["windows"]) == 3  # a third of the run each
+    assert result["fds_start"] > 0
+    assert result["server_alive"]
