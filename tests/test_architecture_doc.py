@@ -22,6 +22,8 @@ FAST_COPIES = [
     "packages/policy-core/src/policy_core/compiler/expr.py",
     "packages/policy-core/src/policy_core/compiler/facts.py",
     "packages/policy-core/src/policy_core/compiler/methods.py",
+    "packages/policy-core/src/policy_core/language/fast_source.py",
+    "packages/policy-core/src/policy_core/syntax/lexer.py",
     "packages/api-http/src/policy_http/_fastpath.py",
     "packages/api-grpc/src/policy_grpc/_wire.py",
     "packages/api-grpc/src/policy_grpc/_protobuf.py",

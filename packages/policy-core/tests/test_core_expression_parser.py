@@ -136,3 +136,40 @@ def test_a_regex_with_a_newline_is_shown_escaped_not_as_a_repr() -> None:
 
     assert quote_pattern("a\nb(") == '"a\\nb("'
     assert quote_pattern("(a)\\1") == "'(a)\\1'"
+
+
+def _tokens(tokenize: object, text: str) -> object:
+    try:
+        return ("ok", tokenize(text))  # type: ignore[operator]
+    except ExprSyntaxError as exc:
+        return ("error", exc.offset, exc.message)
+    except Exception as exc:  # the same failure either way, whatever it is
+        return ("raised", type(exc).__name__, str(exc))
+
+
+def test_fast_tokenizer_equals_slow() -> None:
+    """lexer.tokenize (one regex match per common token) is lexer.tokenize_slow's fast copy:
+    the same tokens, or the same error at the same offset, on the expression fuzz corpus,
+    the conditions of the examples and seeded random texts over the characters that
+    decide a token's end (digits of other scripts, dots, exponents, quotes, escapes)."""
+    import random
+    from pathlib import Path as FsPath
+
+    from policy_core.syntax.lexer import tokenize, tokenize_slow
+
+    root = FsPath(__file__).resolve().parents[3]
+    texts = [
+        p.read_bytes().decode("utf-8", "replace")
+        for p in sorted((root / "reliability" / "corpus" / "expression").iterdir())
+    ]
+    for path in sorted((root / "examples" / "policies").glob("*.yaml")):
+        texts += [line.split(":", 1)[1] for line in path.read_text().splitlines() if ":" in line]
+    rng = random.Random(16)
+    alphabet = [*"ab_Z019.eE+-\"'\\ \t\n([{}])!=&|<>,:%*/", "٣", "²", "é", "in", "u00e9"]
+    texts += [
+        "".join(rng.choice(alphabet) for _ in range(rng.randrange(1, 14))) for _ in range(20_000)
+    ]
+    texts += ["1.5e3", "1e", "1.x", "12.5.3", "007", "1_0", "x1.2", "a.0.b", "'a\\'b'", '"\\u00e9"']
+    mismatches = [t for t in texts if _tokens(tokenize, t) != _tokens(tokenize_slow, t)]
+    assert mismatches == []
+    assert sum(_tokens(tokenize, t)[0] == "ok" for t in texts) > 5_000

@@ -15,6 +15,8 @@ import re
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+import msgspec
+
 from policy_core.ir import (
     Binary,
     Call,
@@ -86,6 +88,8 @@ def phase_problems(
     obligations: Iterable[Obligation],
 ) -> Iterator[str]:
     """Every phase problem of one rule or exception, as a message."""
+    if phase == "request" and not _mentions_response(condition, action, obligations):
+        return  # a request-phase problem is a read or write of response.*
     seen: set[tuple[Any, ...]] = set()
     reads = list(expr_paths(condition))
     if action is not None:
@@ -124,6 +128,24 @@ def phase_problems(
             and segments[1] not in RESPONSE_FIELDS
         ):
             yield f"sets {key}, which the response section does not have"
+
+
+def _mentions_response(
+    condition: Expr | None, action: Action | None, obligations: Iterable[Obligation]
+) -> bool:
+    """False only if nothing the rule reads or sets can be under `response` (a quick
+    superset test: the word anywhere in the encoded condition, reason or keys)."""
+    if condition is not None and b"response" in msgspec.json.encode(condition):
+        return True
+    if action is not None:
+        if action.reason and "response" in action.reason:
+            return True
+        if any("response" in key for key in action.modifications):
+            return True
+    return any(
+        isinstance(o, RedactObligation) and any("response" in f for f in o.fields)
+        for o in obligations
+    )
 
 
 def check_phase(

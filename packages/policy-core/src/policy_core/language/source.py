@@ -14,9 +14,11 @@ from typing import Any
 from policy_core.errors import Issue
 
 __all__ = [
+    "FLOW_TOO_DEEP",
     "MAX_DOCUMENT_DEPTH",
     "MAX_DOCUMENT_VALUES",
     "SourceText",
+    "oversized",
     "parse_documents",
     "position",
     "to_plain",
@@ -115,7 +117,7 @@ def parse_documents(src: SourceText) -> tuple[list[Any], list[Issue]]:
     from ruamel.yaml import YAML
     from ruamel.yaml.error import MarkedYAMLError
 
-    if _FLOW_TOO_DEEP.search(src.text):
+    if FLOW_TOO_DEEP.search(src.text):
         # ruamel's pure-Python scanner is quadratic in flow nesting (10,000 `[` take
         # 20 s of CPU before the composer's RecursionError): refuse it from the text.
         return [], [src.issue(0, 0, _TOO_DEEP)]
@@ -135,7 +137,7 @@ def parse_documents(src: SourceText) -> tuple[list[Any], list[Issue]]:
         return [], [src.issue(0, 0, _TOO_DEEP)]
     except Exception as exc:
         return [], [src.issue(0, 0, f"invalid YAML/JSON: {exc}")]
-    problem = _oversized(raw)
+    problem = oversized(raw)
     if problem is not None:
         return [], [src.issue(0, 0, problem)]
     documents: list[Any] = []
@@ -157,10 +159,10 @@ _TOO_LARGE = (
 )
 # More than MAX_DOCUMENT_DEPTH flow openers with no closer between them: that deep at
 # least (brackets inside quoted strings can only make this refuse a weird document).
-_FLOW_TOO_DEEP = re.compile(r"(?:[\[{][^\]}\[{]*){" + str(MAX_DOCUMENT_DEPTH + 1) + "}")
+FLOW_TOO_DEEP = re.compile(r"(?:[\[{][^\]}\[{]*){" + str(MAX_DOCUMENT_DEPTH + 1) + "}")
 
 
-def _oversized(raw: list[Any]) -> str | None:
+def oversized(raw: list[Any]) -> str | None:
     """Why the parsed documents are too deep or too big, counting every use of an alias."""
     budget = MAX_DOCUMENT_VALUES
     stack: list[tuple[Any, int]] = [(doc, 1) for doc in raw]
@@ -192,8 +194,11 @@ def position(node: Any, kind: str, key: Any, default: tuple[int, int] = (0, 0)) 
     """0-based (line, column) of a mapping's `key` or its value (`kind` "key" or
     "value"), or of a sequence's item `key` ("item"), as ruamel recorded them;
     `default` when the node carries no positions (plain values, JSON arrays' scalars)."""
+    lc = getattr(node, "lc", None)
+    if lc is None:  # a plain value (the loader's fast path builds only those)
+        return default
     try:
-        line, col = getattr(node.lc, kind)(key)
+        line, col = getattr(lc, kind)(key)
         return int(line), int(col)
     except (AttributeError, KeyError, TypeError, IndexError):
         return default
@@ -208,12 +213,15 @@ def unwrap(doc: Any) -> tuple[Any, tuple[int, int] | None]:
 
 def to_plain(value: Any) -> Any:
     """ruamel's round-trip types -> plain JSON values (dates become ISO strings)."""
+    kind = type(value)
+    if kind is str or kind is int or kind is bool or kind is float or value is None:
+        return value  # already plain (every scalar of the fast path's documents)
     if isinstance(value, dict):
-        return {str(k): to_plain(v) for k, v in value.items()}
+        return {k if type(k) is str else str(k): to_plain(v) for k, v in value.items()}
     if isinstance(value, list):
         return [to_plain(v) for v in value]
-    if isinstance(value, bool) or value is None:
-        return bool(value) if value is not None else None
+    if isinstance(value, bool):
+        return bool(value)
     if isinstance(value, int):
         return int(value)
     if isinstance(value, float):

@@ -1,10 +1,16 @@
-"""Tokenizer of the expression language; every token carries its character offset."""
+"""Tokenizer of the expression language; every token carries its character offset.
+
+`tokenize` is the fast copy of `tokenize_slow` (the character-by-character
+definition): the common tokens take one regex match each. The parity test is
+packages/policy-core/tests/test_core_expression_parser.py::test_fast_tokenizer_equals_slow.
+"""
 
 from __future__ import annotations
 
+import re
 from typing import Any, NamedTuple
 
-__all__ = ["ExprSyntaxError", "Token", "tokenize"]
+__all__ = ["ExprSyntaxError", "Token", "tokenize", "tokenize_slow"]
 
 KEYWORDS = frozenset({"true", "false", "null", "and", "or", "not", "in"})
 _TWO_CHAR = frozenset({"==", "!=", "<=", ">=", "&&", "||"})
@@ -27,36 +33,92 @@ class Token(NamedTuple):
     offset: int
 
 
+# The common tokens in one regex match each: whitespace, ASCII names, operators,
+# ASCII numbers followed by neither a word character nor a dot, and strings without
+# a backslash. Anything else (escapes, non-ASCII names and digits, errors) takes the
+# character-by-character branch of `_slow_token`.
+_FAST_TOKEN = re.compile(
+    r"(?P<ws>[ \t\r\n]+)"
+    r"|(?P<ident>[A-Za-z_][A-Za-z0-9_]*)"
+    r"|(?P<int>[0-9]+)(?![\w.])"
+    r"|(?P<float>[0-9]+(?:\.[0-9]+(?:[eE][+-]?[0-9]+)?|[eE][+-]?[0-9]+))(?![\w.])"
+    r"|(?P<op>==|!=|<=|>=|&&|\|\||[<>!+\-*/%()\[\]{}.,:])"
+    r'|"(?P<dq>[^"\\]*)"'
+    r"|'(?P<sq>[^'\\]*)'"
+).match
+
+
 def tokenize(text: str) -> list[Token]:
+    """The tokens of `text`, ending with an `eof` token; ExprSyntaxError at the first bad one.
+
+    A fast copy of `tokenize_slow`: each token the regex `_FAST_TOKEN` recognises
+    is the one `_slow_token` would make at that offset, and everything else goes
+    to `_slow_token` itself (see the module docstring for the parity test).
+    """
+    tokens: list[Token] = []
+    i, n = 0, len(text)
+    fast = _FAST_TOKEN
+    append = tokens.append
+    make = tuple.__new__  # Token(...) without the Python-level __new__ of a NamedTuple
+    while i < n:
+        m = fast(text, i)
+        if m is None:
+            i = _slow_token(text, i, n, tokens)
+            continue
+        kind = m.lastgroup
+        if kind == "ident":
+            word = m.group()
+            append(make(Token, ("kw" if word in KEYWORDS else "ident", word, i)))
+        elif kind == "op":
+            append(make(Token, ("op", m.group(), i)))
+        elif kind == "int":
+            append(make(Token, ("num", int(m.group()), i)))
+        elif kind == "float":
+            append(make(Token, ("num", float(m.group()), i)))
+        elif kind == "dq" or kind == "sq":
+            append(make(Token, ("str", m.group(kind), i)))
+        elif kind != "ws":  # pragma: no cover - the regex has no other group
+            raise AssertionError(kind)
+        i = m.end()
+    tokens.append(Token("eof", None, n))
+    return tokens
+
+
+def tokenize_slow(text: str) -> list[Token]:
+    """The definition of `tokenize`, one character at a time (kept for the test pinning them)."""
     tokens: list[Token] = []
     i, n = 0, len(text)
     while i < n:
-        c = text[i]
-        if c in " \t\r\n":
-            i += 1
-        elif c.isdigit():
-            i = _number(text, i, tokens)
-        elif c == "'" or c == '"':
-            i = _string(text, i, tokens)
-        elif c.isalpha() or c == "_":
-            j = i + 1
-            while j < n and (text[j].isalnum() or text[j] == "_") and text[j].isascii():
-                j += 1
-            word = text[i:j]
-            tokens.append(Token("kw" if word in KEYWORDS else "ident", word, i))
-            i = j
-        elif text[i : i + 2] in _TWO_CHAR:
-            tokens.append(Token("op", text[i : i + 2], i))
-            i += 2
-        elif c in _ONE_CHAR:
-            tokens.append(Token("op", c, i))
-            i += 1
-        elif c in "&|=":
-            raise ExprSyntaxError(i, f"unexpected {c!r}; did you mean {c * 2!r}?")
-        else:
-            raise ExprSyntaxError(i, f"unexpected character {c!r}")
+        i = _slow_token(text, i, n, tokens)
     tokens.append(Token("eof", None, n))
     return tokens
+
+
+def _slow_token(text: str, i: int, n: int, tokens: list[Token]) -> int:
+    """Skip the whitespace character or read the token at `i`; the offset after it."""
+    c = text[i]
+    if c in " \t\r\n":
+        return i + 1
+    if c.isdigit():
+        return _number(text, i, tokens)
+    if c == "'" or c == '"':
+        return _string(text, i, tokens)
+    if c.isalpha() or c == "_":
+        j = i + 1
+        while j < n and (text[j].isalnum() or text[j] == "_") and text[j].isascii():
+            j += 1
+        word = text[i:j]
+        tokens.append(Token("kw" if word in KEYWORDS else "ident", word, i))
+        return j
+    if text[i : i + 2] in _TWO_CHAR:
+        tokens.append(Token("op", text[i : i + 2], i))
+        return i + 2
+    if c in _ONE_CHAR:
+        tokens.append(Token("op", c, i))
+        return i + 1
+    if c in "&|=":
+        raise ExprSyntaxError(i, f"unexpected {c!r}; did you mean {c * 2!r}?")
+    raise ExprSyntaxError(i, f"unexpected character {c!r}")
 
 
 def _number(text: str, i: int, out: list[Token]) -> int:

@@ -7,6 +7,7 @@ error points at the offending character.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 from policy_core.ir import (
@@ -40,7 +41,17 @@ RegexCheck = Callable[[str], str | None]
 
 
 def parse_expression(text: str, *, check_regex: RegexCheck | None = None) -> Expr:
-    """Parse one expression; raises ExprSyntaxError with the offending offset."""
+    """Parse one expression; raises ExprSyntaxError with the offending offset.
+
+    IR nodes are frozen, so a text parsed before is answered from a bounded cache
+    (reason templates such as `{{ llm.model }}` recur across thousands of rules);
+    errors are not cached and raise again.
+    """
+    return _parse_cached(text, check_regex)
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_cached(text: str, check_regex: RegexCheck | None) -> Expr:
     parser = _Parser(tokenize(text), check_regex)
     try:
         expr = parser.parse_or()
@@ -69,7 +80,10 @@ class _Parser:
         self.check_regex = check_regex
 
     def peek(self, ahead: int = 0) -> Token:
-        return self.tokens[min(self.pos + ahead, len(self.tokens) - 1)]
+        # `pos` never passes the final eof token; only a look-ahead can.
+        index = self.pos + ahead
+        tokens = self.tokens
+        return tokens[index] if index < len(tokens) else tokens[-1]
 
     def next(self) -> Token:
         tok = self.tokens[self.pos]
@@ -78,8 +92,8 @@ class _Parser:
         return tok
 
     def at(self, *values: str) -> bool:
-        tok = self.peek()
-        return tok.kind in ("op", "kw") and tok.value in values
+        tok = self.tokens[self.pos]
+        return tok.value in values and (tok.kind == "op" or tok.kind == "kw")
 
     def expect(self, value: str) -> Token:
         tok = self.next()

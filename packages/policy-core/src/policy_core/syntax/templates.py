@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from policy_core.ir import Expr
 from policy_core.syntax.lexer import ExprSyntaxError
 from policy_core.syntax.parser import RegexCheck, parse_expression
@@ -12,7 +14,16 @@ TemplatePart = str | Expr
 
 
 def parse_template(text: str, *, check_regex: RegexCheck | None = None) -> tuple[TemplatePart, ...]:
-    """Split a reason into text and parsed expressions; offsets in errors are into `text`."""
+    """Split a reason into text and parsed expressions; offsets in errors are into `text`.
+
+    The parts are immutable, so a reason seen before comes from a bounded cache
+    (the loader, its phase checks and the compiler each read every reason).
+    """
+    return _parse_template_cached(text, check_regex)
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_template_cached(text: str, check_regex: RegexCheck | None) -> tuple[TemplatePart, ...]:
     parts: list[TemplatePart] = []
     pos = 0
     while True:
