@@ -6,6 +6,8 @@ decision logs drain, and the run counts, from the database itself (not through t
 
 - failed evaluations (HTTP, batch items, gRPC stream): anything but the right decision;
 - decision-log records lost: answered decisions whose request id is not in decision_log;
+- audit events lost: answered decisions whose event never reached the local Governance
+  (the servers' audit outboxes deliver to a Receiver of the run; repeats are counted apart);
 - acknowledged policy writes lost: answered revisions not in policy_revisions as written;
 - recovery: seconds from the end of the fault to the first acknowledged policy write.
 """
@@ -119,6 +121,20 @@ async def _drained_ids(url: str, prefix: str, expected: set[str], wait: float) -
     return found
 
 
+async def _delivered_audit(stack: Stack, expected: set[str], wait: float) -> list[str]:
+    """The audit event keys of `expected` the local Governance got (repeats included), once
+    every one is there or the count stopped growing for 20 s (or after `wait` seconds)."""
+    deadline = time.monotonic() + wait
+    last, last_growth = -1, time.monotonic()
+    while True:
+        got = [k for k in stack.audit_keys() if k in expected]
+        if len(got) > last:
+            last, last_growth = len(got), time.monotonic()
+        if expected <= set(got) or time.monotonic() > min(deadline, last_growth + 20):
+            return got
+        await asyncio.sleep(0.5)
+
+
 async def _lost_writes(url: str, acked: list[tuple[str, int, str]]) -> int:
     if not acked:
         return 0
@@ -168,6 +184,7 @@ async def run_fault(
     expected = set(load.decision_ids)
     found = await _drained_ids(stack.direct_database_url, prefix, expected, wait=120)
     lost_records = len(expected - found)
+    audit = await _delivered_audit(stack, expected, wait=60)
     lost_writes = await _lost_writes(stack.direct_database_url, load.acked_writes)
     k = load.kinds
     evaluations = k["evaluate"].ok + k["batch"].ok + k["grpc"].ok
@@ -181,6 +198,9 @@ async def run_fault(
         "failed_evaluations": failed,
         "retried_after_reset": sum(t.retried for t in k.values()),
         "records_lost": lost_records,
+        # the Governance audit outbox: answered decisions whose event never arrived
+        "audit_lost": len(expected - set(audit)),
+        "audit_repeats": len(audit) - len(set(audit)),
         "writes_acked": k["write"].ok,
         "writes_503": k["write"].unavailable,
         "writes_failed": k["write"].failed,
@@ -214,7 +234,7 @@ async def run_faults(
         ]
         if not faults:
             continue
-        stack = Stack(deployment, backends=backends)
+        stack = Stack(deployment, backends=backends, audit=True)
         try:
             await asyncio.to_thread(stack.start)
             for fault in faults:

@@ -57,6 +57,7 @@ def fault_ok(r: dict[str, Any]) -> bool:
         r["failed_evaluations"] == 0
         and r["records_lost"] == 0
         and r["writes_lost"] == 0
+        and r.get("audit_lost", 0) == 0
         and r["writes_failed"] == 0
         and r["usage_failed"] == 0
         and r["recovery_s"] is not None
@@ -127,7 +128,8 @@ def table(results: dict[str, Any]) -> str:
     for r in results.get("faults", []):
         figures = (
             f"{r['evaluations']} decisions, {r['failed_evaluations']} failed; "
-            f"{r['records_lost']} records lost; writes {r['writes_acked']} acked/"
+            f"{r['records_lost']} records lost; {r.get('audit_lost', '-')} audit events lost; "
+            f"writes {r['writes_acked']} acked/"
             f"{r['writes_503']} 503/{r['writes_failed']} failed, {r['writes_lost']} lost; "
             f"usage {r['usage_ok']} ok/{r['usage_503']} 503/{r['usage_failed']} failed; "
             f"recovered in {r['recovery_s']} s"

@@ -20,6 +20,7 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 HERE = Path(__file__).resolve().parent
@@ -319,6 +320,10 @@ class Stack:
     http: Server | None = None
     grpc: Server | None = None
     token: str = ""
+    #: with `audit`, a local Governance (policy_integrations.receiver ThreadedReceiver) the
+    #: servers' audit outboxes deliver to (the faults count lost audit events; the soak not)
+    audit: bool = False
+    governance: Any = None
 
     @property
     def http_url(self) -> str:
@@ -344,6 +349,11 @@ class Stack:
             self.redis.start()
         self.proxies = Proxies(self.base, self.pg.port, self.redis.port)
         self.proxies.start()
+        if self.audit:
+            from policy_integrations.receiver import ThreadedReceiver
+
+            self.governance = ThreadedReceiver()
+            self.governance.__enter__()
         seed = self.base / "seed.yaml"
         seed.write_text(POLICIES)
         env = self._env()
@@ -373,7 +383,15 @@ class Stack:
         }
         if self.deployment == "cluster":
             env["LLM_POLICY_REDIS_URL"] = f"redis://127.0.0.1:{self.proxies.redis}/0"
+        if self.governance is not None:
+            env["LLM_POLICY_GOVERNANCE_URL"] = self.governance.url
         return env | extra
+
+    def audit_keys(self) -> list[str | None]:
+        """The Idempotency-Keys (request ids) the local Governance received, repeats included."""
+        if self.governance is None:
+            return []
+        return list(self.governance.receiver.keys("/api/v1/audit/log"))
 
     def _serve(self, name: str, command: list[str], seed: Path) -> Server:
         port = free_port()
@@ -455,6 +473,8 @@ class Stack:
             if server is not None:
                 out[f"{server.name}_exit"] = server.stop()
                 out[f"{server.name}_non_json_lines"] = _non_json_lines(server.log)
+        if self.governance is not None:
+            self.governance.__exit__(None, None, None)
         if self.proxies is not None:
             self.proxies.stop()
         if self.backends is None:  # shared ones are the run's to stop

@@ -46,6 +46,7 @@ def test_a_fault_holds_only_with_nothing_failed_or_lost() -> None:
         {"failed_evaluations": 1},
         {"records_lost": 1},
         {"writes_lost": 1},
+        {"audit_lost": 1},
         {"writes_failed": 1},
         {"usage_failed": 1},
         {"recovery_s": None},
