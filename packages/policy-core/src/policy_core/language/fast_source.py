@@ -35,7 +35,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from policy_core.language.source import MAX_DOCUMENT_DEPTH, MAX_DOCUMENT_VALUES
+from policy_core.language import source
 
 __all__ = ["plain_documents"]
 
@@ -144,7 +144,8 @@ class _Builder:
         self.seq_start, self.seq_end = events.SequenceStartEvent, events.SequenceEndEvent
         self.doc_start, self.stream_end = events.DocumentStartEvent, events.StreamEndEvent
         # what source.oversized allows: keys and values below the roots, and depth
-        self.budget = MAX_DOCUMENT_VALUES
+        # (read at each parse, as parse_documents does: a caller may change the limit)
+        self.budget = source.MAX_DOCUMENT_VALUES
 
     def documents(self) -> list[Any]:
         get = self.get
@@ -177,7 +178,7 @@ class _Builder:
             return value
         if event.anchor is not None or event.tag is not None:
             raise _Decline  # an anchored or tagged collection, or an alias
-        if depth > MAX_DOCUMENT_DEPTH:
+        if depth > source.MAX_DOCUMENT_DEPTH:
             raise _Decline  # source.oversized refuses it
         get, node, inner = self.get, self.node, depth + 1
         if kind is self.map_start:

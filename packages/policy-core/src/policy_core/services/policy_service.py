@@ -25,6 +25,7 @@ from policy_core.errors import (
     Issue,
     PolicyLoadError,
     PolicyNotCompliant,
+    PolicyNotFound,
 )
 from policy_core.language import (
     ContextSchema,
@@ -134,8 +135,44 @@ class PolicyService:
             return engine
 
     async def _on_change(self, change: PolicyChange) -> None:
-        if change.origin != self.instance_id:
+        if change.origin == self.instance_id:
+            return
+        if change.policy_id == "*":  # a feed that may have missed changes (reconnected)
             await self.reload()
+            return
+        try:
+            await self.apply_change(change.policy_id)
+        except Exception:
+            # Whatever went wrong applying one policy, a full reload is the way back.
+            _log.exception("could not apply the change of policy %r; reloading", change.policy_id)
+            await self.reload()
+
+    async def apply_change(self, policy_id: str) -> PolicyEngine:
+        """Bring one policy up to its stored current revision (or drop it if deleted) and swap.
+
+        What a change notification from another instance does: it reads that
+        policy alone, not the whole store, and reuses every other parsed policy.
+        """
+        async with self._lock:
+            try:
+                record: PolicyRecord | None = await self._reader.get(policy_id)
+            except PolicyNotFound:
+                record = None
+            known = self._loaded.get(policy_id)
+            if record is None:
+                if known is None:
+                    return self._holder.current
+                remaining = {k: v[1] for k, v in self._loaded.items() if k != policy_id}
+                engine = self._compile(remaining)
+                self._loaded.pop(policy_id, None)
+                self._holder.swap(engine)
+                return engine
+            if known is not None and known[0] == record.revision:
+                return self._holder.current
+            policy = self._parse_stored(record)
+            engine = self._compile_with(policy)
+            self._install(engine, record, policy)
+            return engine
 
     # --- reads --------------------------------------------------------------
 
