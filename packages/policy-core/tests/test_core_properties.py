@@ -827,3 +827,35 @@ def test_cost_comparisons_at_the_exact_cost_and_its_neighbours(
     assert isinstance(exact, float)
     limit = exact if step == 0 else math.nextafter(exact, math.inf * step)
     assert compare_cost(Env(ctx, 0.0, None), op, limit) == COMPARE[op](exact, limit)
+
+
+@settings(
+    max_examples=1000,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(policies_strategy(), contexts, st.integers(0, 5))
+def test_indexed_engine_agrees_with_the_reference_interpreter(
+    policies: list[Policy], ctx: dict[str, Any], count: int
+) -> None:
+    """The rule index (compiler/index.py) on for every policy, however small: the same
+    decisions as the reference interpreter (test_core_index.py: large generated sets)."""
+    from policy_core.compiler import index as rule_index
+
+    facts: dict[Any, Any] = {
+        ("rate_limit.count", "a", "1m"): count,
+        ("rate_limit.count", "b", "1m"): count + 1,
+    }
+    saved = rule_index.INDEX_MIN_RULES
+    rule_index.INDEX_MIN_RULES = 1
+    try:
+        engine = PolicyEngine(policies)
+    finally:
+        rule_index.INDEX_MIN_RULES = saved
+    decision = msgspec.json.decode(
+        msgspec.json.encode(engine.evaluate(ctx, facts=facts, now=1000.0))
+    )
+    expected = ref_decide(policies, ctx, facts)
+    actual = {k: decision[k] for k in expected}
+    actual["errors"] = [{"policy": e["policy"], "rule": e["rule"]} for e in decision["errors"]]
+    assert actual == expected

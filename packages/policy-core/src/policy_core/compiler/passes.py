@@ -27,8 +27,9 @@ __all__ = ["PASSES", "compile_policies"]
 class _Build:
     """State threaded through the passes."""
 
-    def __init__(self, policies: Iterable[Policy]) -> None:
+    def __init__(self, policies: Iterable[Policy], index: bool = True) -> None:
         self.policies: list[Policy] = list(policies)
+        self.index = index
         self.cc = CompileContext(RegexTable())
         self.compiled: list[CompiledPolicy] = []
 
@@ -97,7 +98,7 @@ def generate_code(build: _Build) -> None:
     parts = [p for c in build.compiled for p in (c, c.response) if p is not None]
     for policy in parts:
         first_fact = len(cc.fact_calls)
-        policy.run = generate_rules_function(policy.rules, cc)
+        policy.run = generate_rules_function(policy.rules, cc, indexed=build.index)
         for rule in policy.rules:
             rule.regexes = cc.regexes
             if policy.run is None and rule.ir is not None:
@@ -159,8 +160,10 @@ PASSES: tuple[Callable[[_Build], None], ...] = (
 )
 
 
-def compile_policies(policies: Iterable[Policy]) -> CompiledSet:
-    build = _Build(policies)
+def compile_policies(policies: Iterable[Policy], *, index: bool = True) -> CompiledSet:
+    """The compiled set of `policies`. `index=False` runs every rule of every policy
+    (the rule index of compiler/index.py off: the tests compare both)."""
+    build = _Build(policies, index)
     for compiler_pass in PASSES:
         compiler_pass(build)
     cc = build.cc
