@@ -35,7 +35,15 @@ import asyncio
 import logging
 import os
 import threading
-from collections.abc import AsyncIterable, AsyncIterator, Coroutine, Iterable, Mapping, Sequence
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Callable,
+    Coroutine,
+    Iterable,
+    Mapping,
+    Sequence,
+)
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol, TypeVar
@@ -481,19 +489,19 @@ class RemoteBackend:
         self._window = max(1, stream_window)
         self._policies = list(policies) if policies else None
         self._namespace = namespace
-        self._session: aiohttp.ClientSession | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
+        # One session per event loop (a sync client runs one loop per calling thread).
+        self._sessions: dict[asyncio.AbstractEventLoop, aiohttp.ClientSession] = {}
 
     def _client(self) -> aiohttp.ClientSession:
         loop = asyncio.get_running_loop()
-        if self._session is None or self._session.closed or self._loop is not loop:
-            self._session = aiohttp.ClientSession(
+        session = self._sessions.get(loop)
+        if session is None or session.closed:
+            session = self._sessions[loop] = aiohttp.ClientSession(
                 headers=self._headers,
                 timeout=self._timeout,
                 connector=aiohttp.TCPConnector(limit=100),
             )
-            self._loop = loop
-        return self._session
+        return session
 
     async def _post(self, path: str, body: dict[str, Any]) -> bytes:
         if self._policies:
@@ -586,9 +594,10 @@ class RemoteBackend:
         return False
 
     async def close(self) -> None:
-        if self._session is not None and not self._session.closed:
-            await self._session.close()
-        self._session = None
+        """Close the session of the running loop (each loop's is closed on its own loop)."""
+        session = self._sessions.pop(asyncio.get_running_loop(), None)
+        if session is not None and not session.closed:
+            await session.close()
 
 
 def _problem_detail(data: bytes) -> str:
@@ -1041,25 +1050,59 @@ class GuardedStream:
 
 
 class SyncRunner:
-    """An event loop in a daemon thread, so sync code can drive a Guard (and its backend).
+    """Runs a Guard's coroutines for sync callers, on an event loop of the calling thread.
 
-    `run(coro)` runs a coroutine there and waits for it. One runner per
-    guarded sync client; `close()` stops the loop.
+    `run(coro)` runs it to completion on this thread's loop (made on first
+    use; no thread hand-off, so a call costs what the async one does). Called
+    from a thread whose own loop is running (sync code inside a coroutine),
+    it runs the coroutine on a loop in a helper thread instead and waits.
+    `close(final)` runs `final()` (e.g. the backend's close) on each loop it
+    made, then closes them; call it once the client is done.
     """
 
     def __init__(self) -> None:
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(
-            target=self._loop.run_forever, name="llm-policy-guard", daemon=True
-        )
-        self._thread.start()
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._loops: list[asyncio.AbstractEventLoop] = []
+        self._helper: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            loop = getattr(self._local, "loop", None)
+            if loop is None or loop.is_closed():
+                loop = self._local.loop = asyncio.new_event_loop()
+                with self._lock:
+                    self._loops.append(loop)
+            return loop.run_until_complete(coro)
+        return asyncio.run_coroutine_threadsafe(coro, self._helper_loop()).result()
 
-    def close(self) -> None:
-        if self._loop.is_closed():
-            return
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
-        self._loop.close()
+    def _helper_loop(self) -> asyncio.AbstractEventLoop:
+        with self._lock:
+            if self._helper is None:
+                self._helper = asyncio.new_event_loop()
+                self._thread = threading.Thread(
+                    target=self._helper.run_forever, name="llm-policy-guard", daemon=True
+                )
+                self._thread.start()
+            return self._helper
+
+    def close(self, final: Callable[[], Coroutine[Any, Any, Any]] | None = None) -> None:
+        with self._lock:
+            loops, self._loops = self._loops, []
+            helper, thread, self._helper, self._thread = self._helper, self._thread, None, None
+        for loop in loops:
+            if loop.is_closed() or loop.is_running():
+                continue
+            if final is not None:
+                loop.run_until_complete(final())
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+        if helper is not None and thread is not None:
+            if final is not None:
+                asyncio.run_coroutine_threadsafe(final(), helper).result()
+            helper.call_soon_threadsafe(helper.stop)
+            thread.join(10)
+            helper.close()

@@ -30,7 +30,6 @@ Needs the `openai` extra: `llm-policy-adapters-integrations[openai]`.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -246,16 +245,9 @@ class GuardedAsyncOpenAI:
 # --- sync ----------------------------------------------------------------------------------
 
 
-_END = object()
-
-
 async def _pull(upstream: Any) -> AsyncIterator[dict[str, Any]]:
-    """The chunks of a sync SDK stream, read in a worker thread (the guard's loop stays free)."""
-    iterator = iter(upstream)
-    while True:
-        chunk = await asyncio.to_thread(next, iterator, _END)
-        if chunk is _END:
-            return
+    """The chunks of a sync SDK stream, read as the loop steps (it is the calling thread's)."""
+    for chunk in upstream:
         yield _dump(chunk)
 
 
@@ -352,9 +344,9 @@ class _Chat:
 class GuardedOpenAI:
     """An `openai.OpenAI` whose chat completions are judged by `guard`.
 
-    The guard runs on an event loop of its own (a `SyncRunner` thread), so
-    the guard and its backend are this client's: build one Guard per
-    GuardedOpenAI. `close()` stops that loop.
+    The guard runs on an event loop of the calling thread (a `SyncRunner`),
+    so the guard and its backend are this client's: build one Guard per
+    GuardedOpenAI. `close()` closes the backend on each of those loops.
     """
 
     def __init__(
@@ -372,8 +364,7 @@ class GuardedOpenAI:
     def close(self) -> None:
         """Close the wrapped client, the guard's backend and the guard's loop."""
         self.client.close()
-        self.runner.run(self.guard.backend.close())
-        self.runner.close()
+        self.runner.close(self.guard.backend.close)
 
     def __enter__(self) -> GuardedOpenAI:
         return self
