@@ -430,3 +430,37 @@ async def test_a_refused_disk_write_waits_in_memory_then_lands(
     assert await box.drain(30)
     await box.close()
     assert got == ["held-1", "held-2"]
+
+
+async def test_the_writer_opens_the_next_segment_ahead_of_submit(tmp_path: Path) -> None:
+    """Creating a file costs tens of µs: the writer task does it, not the request's submit."""
+    got: list[str] = []
+
+    async def deliver(key: str, body: bytes) -> None:
+        got.append(key)
+
+    box: Outbox[str] = Outbox(
+        "t", tmp_path, encode=lambda s: (s, b"{}"), deliver=deliver, flush_interval=0.005
+    )
+    await box.start()
+
+    def ready() -> bool:
+        return box._fd >= 0 and box._open is not None and not box._open.count
+
+    for round_ in range(3):
+        for _ in range(10_000):  # the writer opens one within a few turns; this only bounds it
+            if ready():
+                break
+            await asyncio.sleep(0.005)
+        assert box._open is not None
+        assert ready()
+        ahead = box._open.path
+        assert box.status().depth == 0
+        assert box.status().oldest_age_seconds == 0.0
+        box.submit(f"k{round_}")
+        assert box._open is not None
+        assert box._open.path == ahead  # written to the one opened ahead, none created
+        assert await box.drain(30)
+    await box.close()
+    assert got == ["k0", "k1", "k2"]
+    assert not [p for p in _files(tmp_path) if p.suffix == ".open"]  # the empty one is gone

@@ -32,6 +32,9 @@ process (a line torn by a crash mid-write is kept aside). An interrupted
 segment is delivered again from its start: the receiver sees the same
 `Idempotency-Key` twice and keeps one. `claim_slot` gives each process its
 own directory and hands a dead process's slot to the next claimant.
+
+One event loop owns an Outbox: `submit` is called from its thread (the
+services do), as the background tasks run there and rotate the segments.
 """
 
 from __future__ import annotations
@@ -250,7 +253,7 @@ class Outbox(Generic[T]):
     def status(self) -> OutboxStatus:
         """Events waiting (memory and disk), age of the oldest, deliveries by outcome."""
         oldest = self._ready[0].started if self._ready else None
-        if oldest is None and self._open is not None:
+        if oldest is None and self._open is not None and self._open.count:
             oldest = self._open.started
         if oldest is None and self._queue:
             oldest = time.time()
@@ -332,19 +335,26 @@ class Outbox(Generic[T]):
         a torn line, which delivery keeps aside.
         """
         if self._fd < 0:
-            self._seq += 1
-            path = self.directory / f"{self._seq:012d}.open"
-            self._fd = os.open(path, _OPEN_FLAGS, 0o600)
-            self._open = _Segment(path, 0, time.time())
+            self._open_segment()
         view = memoryview(data)
         while view:
             view = view[os.write(self._fd, view) :]
         segment = self._open
         assert segment is not None
+        if not segment.count:
+            segment.started = time.time()  # opened ahead by the writer task, maybe long ago
         segment.count += count
         self._on_disk += count
         if segment.count >= self._segment_events:
             self._close_segment()
+
+    def _open_segment(self) -> None:
+        """A new empty open segment (the writer task opens one ahead: a file creation costs
+        tens of µs, which `submit` then does not pay)."""
+        self._seq += 1
+        path = self.directory / f"{self._seq:012d}.open"
+        self._fd = os.open(path, _OPEN_FLAGS, 0o600)
+        self._open = _Segment(path, 0, time.time())
 
     def _hold(self, item: T) -> None:
         queue = self._queue
@@ -433,10 +443,14 @@ class Outbox(Generic[T]):
             try:
                 self._spill()
                 segment = self._open
-                if segment is not None and (
-                    time.time() - segment.started >= self._segment_seconds or not self._ready
+                if (
+                    segment is not None
+                    and segment.count
+                    and (time.time() - segment.started >= self._segment_seconds or not self._ready)
                 ):
                     self._close_segment()
+                if self._fd < 0:
+                    self._open_segment()  # ahead of the next submit
                 if self._unsynced:
                     paths, self._unsynced = self._unsynced, []
                     await asyncio.to_thread(_fsync_files, paths)
