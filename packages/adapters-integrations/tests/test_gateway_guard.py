@@ -9,8 +9,10 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 from policy_core.language import load_policy_text
+from policy_core.memory import MemoryUsageStore
+from policy_core.primitives.costs import estimate_cost
 from policy_integrations.gateways.guard import Guard, PolicyDenied, RemoteBackend
-from policy_integrations.gateways.mapping import Identity
+from policy_integrations.gateways.mapping import Identity, estimated_usage
 
 POLICY = """
 metadata: {id: answers}
@@ -207,3 +209,51 @@ def test_from_config() -> None:
         Guard.from_config({"policies": [], "fail_mode": "maybe"})
     with pytest.raises(ValueError, match="mode must be"):
         Guard.from_config({"mode": "grpc"})
+
+
+BUDGET = """
+metadata: {id: budget}
+config: {cache_ttl_seconds: 0}
+rules:
+  - id: cap
+    condition: "budget.spent('team:' + team.id, 'day') >= 100"
+    action: {decision: deny, reason: spent}
+"""
+
+
+async def test_a_stream_cut_by_a_deny_is_still_billed() -> None:
+    """No usage chunk comes after the cut: the reservation is settled at the estimate."""
+    store = MemoryUsageStore()
+    g = Guard.embedded([*load_policy_text(POLICY), *load_policy_text(BUDGET)], usage=store)
+    precall = (await g.before(REQUEST, Identity(user_id="u", team_id="t"))).check()
+    assert precall.reservation is not None
+    received = "lorem ipsum " * 60 + KEY + " tail"
+    pieces = [received[i : i + 7] for i in range(0, len(received), 7)]
+    with pytest.raises(PolicyDenied):
+        async for _ in g.stream(precall, source(chunks(pieces, usage=False))):
+            pass
+    fact = ("budget.spent", "team:t", "day")
+    spent = (await store.fetch([fact], record=False))[fact]
+    assert spent > 0
+    assert await store.settle(precall.reservation.id, 0.0) is None  # already settled
+    # Settled at the estimate of what was read: at least the text up to the key.
+    low = estimated_usage(precall.context, received[: received.index(KEY) + len(KEY)])
+    high = estimated_usage(precall.context, received)
+    cost_low = estimate_cost("gpt-4o", low["prompt_tokens"], low["completion_tokens"])
+    cost_high = estimate_cost("gpt-4o", high["prompt_tokens"], high["completion_tokens"])
+    assert cost_low is not None
+    assert cost_high is not None
+    assert cost_low <= spent <= cost_high
+
+
+async def test_a_completion_without_usage_is_settled_at_the_estimate() -> None:
+    store = MemoryUsageStore()
+    g = Guard.embedded(load_policy_text(BUDGET), usage=store)
+    precall = (await g.before({**REQUEST, "stream": False}, Identity(team_id="t2"))).check()
+    completion = whole("a short answer")
+    del completion["usage"]
+    post = await g.after(precall, completion)
+    assert post.usage_estimated
+    assert post.response["usage"] == estimated_usage(precall.context, "a short answer")
+    fact = ("budget.spent", "team:t2", "day")
+    assert (await store.fetch([fact], record=False))[fact] == pytest.approx(post.cost)

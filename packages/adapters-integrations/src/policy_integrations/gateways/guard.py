@@ -70,6 +70,7 @@ from policy_integrations.gateways.mapping import (
     StreamAccumulator,
     apply_request_decision,
     apply_response_decision,
+    estimated_usage,
     passed_text,
     request_context,
     response_section,
@@ -668,6 +669,7 @@ class PostCall:
     precall: PreCall
     cost: float | None = None  # response.cost: what the reservation was settled at
     failure: str | None = None
+    usage_estimated: bool = False  # the completion had no usage: `mapping.estimated_usage`
 
     @property
     def denied(self) -> bool:
@@ -836,6 +838,9 @@ class Guard:
         The reservation of the call is settled from the completion's `usage`.
         """
         response = response_section(completion)
+        estimated = "usage" not in response
+        if estimated:
+            response["usage"] = estimated_usage(precall.context, response["text"])
         reservation = precall.reservation.id if precall.reservation else None
         failure = None
         try:
@@ -860,6 +865,7 @@ class Guard:
             precall=precall,
             cost=response_cost(precall.context, response),
             failure=failure,
+            usage_estimated=estimated,
         )
 
     def stream(self, precall: PreCall, chunks: AsyncIterable[Mapping[str, Any]]) -> GuardedStream:
@@ -1006,7 +1012,7 @@ class GuardedStream:
                         self.released.append(out.text)
                         yield _with_content(chunk, out.text)
                     if judge is not None:
-                        await self._close_quietly(judge, acc)
+                        await self._close_quietly(judge, acc, "".join(raw))
                     raise self._deny(out.decision)
                 if out.text:
                     self.released.append(out.text)
@@ -1016,7 +1022,7 @@ class GuardedStream:
             if judge is not None:
                 try:
                     final = await judge.close(
-                        acc.usage,
+                        acc.usage or estimated_usage(precall.context, "".join(raw)),
                         finish_reason=acc.finish_reason,
                         tool_calls=acc.tool_calls,
                         model=acc.model,
@@ -1036,11 +1042,16 @@ class GuardedStream:
             if closer is not None:
                 await closer()
 
-    async def _close_quietly(self, judge: BackendStream, acc: StreamAccumulator) -> None:
-        """Record the final decision of a stream cut by a deny (logged; best effort)."""
+    async def _close_quietly(self, judge: BackendStream, acc: StreamAccumulator, text: str) -> None:
+        """Record the final decision of a stream cut by a deny (logged; best effort).
+
+        The upstream's usage never comes: the reservation is settled at the
+        estimate of what was received (`mapping.estimated_usage`).
+        """
+        usage = acc.usage or estimated_usage(self.precall.context, text)
         try:
             await judge.close(
-                acc.usage, finish_reason="policy_denied", tool_calls=acc.tool_calls, model=acc.model
+                usage, finish_reason="policy_denied", tool_calls=acc.tool_calls, model=acc.model
             )
         except Exception:
             _log.warning("recording the decision of a denied stream failed", exc_info=True)

@@ -27,7 +27,7 @@ from typing import Any
 
 from policy_core.model import Decision, RedactObligation
 from policy_core.primitives.redact import REDACTED, redact_text
-from policy_core.primitives.tokens import estimate_messages_tokens
+from policy_core.primitives.tokens import estimate_messages_tokens, estimate_tokens
 
 __all__ = [
     "HEADER_PREFIX",
@@ -35,6 +35,7 @@ __all__ = [
     "StreamAccumulator",
     "apply_request_decision",
     "apply_response_decision",
+    "estimated_usage",
     "identity_from_headers",
     "message_text",
     "passed_text",
@@ -368,6 +369,21 @@ class StreamAccumulator:
             {"name": name, "arguments": _arguments(args)}
             for _, (name, args) in sorted(self._calls.items())
         ]
+
+
+def estimated_usage(context: Mapping[str, Any], text: str) -> dict[str, int]:
+    """A `usage` for a response the upstream reported none for (or a stream cut short).
+
+    `prompt_tokens` is the context's `llm.estimated_tokens`, `completion_tokens`
+    the estimate of `text` (what was received): a lower bound of what the
+    upstream bills, so that the call's spend is settled rather than dropped.
+    """
+    llm = context.get("llm")
+    prompt = llm.get("estimated_tokens") if isinstance(llm, Mapping) else None
+    return {
+        "prompt_tokens": prompt if type(prompt) is int and prompt >= 0 else 0,
+        "completion_tokens": estimate_tokens(text),
+    }
 
 
 # --- decisions -> the request and the completion ---------------------------------------------
