@@ -1,0 +1,36 @@
+"""bench/bench_single_node_tail.py as docs/benchmarks.md shows it, at a rate this suite can afford.
+
+The bench starts the single-node default (`llm-policy serve` with its embedded
+PostgreSQL and the PostgreSQL decision log), offers an open-loop load and exits
+non-zero unless every acknowledged decision is in the decision log afterwards:
+that completeness is what this test checks (the latency figures are the bench's,
+not a test's).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_the_single_node_tail_bench_runs_and_finds_the_log_complete() -> None:
+    env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
+    bench = [sys.executable, "bench/bench_single_node_tail.py"]
+    run = subprocess.run(
+        [*bench, "--rate", "200", "--duration", "3", "--warmup", "1"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    row = next(line for line in run.stdout.splitlines() if line.startswith("| 200 "))
+    assert "| yes (" in row, run.stdout
+    answered = int(row.split("|")[2].strip().replace(",", ""))
+    assert answered > 0
