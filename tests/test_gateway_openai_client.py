@@ -433,3 +433,30 @@ def test_a_remote_stream_passes_on_what_the_whole_completion_passes_on(
             assert "".join(out) == post.completion["choices"][0]["message"]["content"]
 
     asyncio.run(both())
+
+
+async def test_with_options_stays_guarded_and_raw_responses_are_refused(
+    upstream: ThreadedFakeUpstream, policies_dir: Path
+) -> None:
+    upstream.clear()
+    caller = Caller("async", Guard.embedded(policies_dir), upstream)
+    sync = Caller("sync", Guard.embedded(policies_dir), upstream)
+    try:
+        for client in (caller.aclient, sync.sclient):
+            derived = client.with_options(timeout=5)
+            with pytest.raises(AttributeError, match="is not guarded"):
+                _ = client.chat.completions.with_raw_response
+            with pytest.raises(AttributeError, match="is not guarded"):
+                _ = client.with_streaming_response
+        with pytest.raises(PolicyDenied, match="forbidden"):
+            await caller.aclient.with_options(timeout=5).chat.completions.create(
+                identity=who(), **ask("forbidden")
+            )
+        with pytest.raises(PolicyDenied, match="forbidden"):
+            await asyncio.to_thread(
+                lambda: derived.chat.completions.create(identity=who(), **ask("forbidden"))
+            )
+    finally:
+        await caller.close()
+        await sync.close()
+    assert upstream.chat_requests == []

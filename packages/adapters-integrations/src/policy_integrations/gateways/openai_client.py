@@ -15,6 +15,11 @@ judged before and after the call by a `Guard`:
   comes out; a deny raises `PolicyDenied` before the offending span);
 - the call's budget reservation is settled from the completion's usage.
 
+Only `chat.completions.create` is judged (and `with_options(...)` gives a
+client still guarded); `with_raw_response` / `with_streaming_response`, which
+would bypass it, are refused. Every other API of the wrapped client
+(`responses`, `beta`, `embeddings`, ...) is passed through unjudged.
+
 Every result (a completion, a stream) has `llm_policy`: a `PolicyInfo` with
 the decision ids, the policy set and the warnings, so that application logs
 join the decision log. Everything else (`client.models`, `client.embeddings`,
@@ -51,6 +56,16 @@ __all__ = ["GuardedAsyncOpenAI", "GuardedOpenAI", "PolicyDenied", "PolicyInfo"]
 
 # The keyword arguments of `create` that are the SDK's, not the request body's.
 _OPTIONS = ("extra_headers", "extra_query", "extra_body", "timeout")
+# Ways to call create that would bypass the guard: refused rather than passed through.
+_UNGUARDED = frozenset({"with_raw_response", "with_streaming_response"})
+
+
+def _delegate(target: Any, name: str, where: str) -> Any:
+    if name in _UNGUARDED:
+        raise AttributeError(
+            f"{where}.{name} is not guarded; call {where}.create (its result has llm_policy)"
+        )
+    return getattr(target, name)
 
 
 @dataclass(kw_only=True)
@@ -186,6 +201,9 @@ class _AsyncCompletions:
     def __init__(self, owner: GuardedAsyncOpenAI) -> None:
         self._owner = owner
 
+    def __getattr__(self, name: str) -> Any:
+        return _delegate(self._owner.client.chat.completions, name, "chat.completions")
+
     async def create(self, *, identity: Identity | None = None, **kwargs: Any) -> Any:
         """`chat.completions.create`, judged (see the module doc); PolicyDenied on a deny."""
         owner = self._owner
@@ -213,7 +231,11 @@ class _AsyncCompletions:
 
 class _AsyncChat:
     def __init__(self, owner: GuardedAsyncOpenAI) -> None:
+        self._owner = owner
         self.completions = _AsyncCompletions(owner)
+
+    def __getattr__(self, name: str) -> Any:
+        return _delegate(self._owner.client.chat, name, "chat")
 
 
 class GuardedAsyncOpenAI:
@@ -228,7 +250,13 @@ class GuardedAsyncOpenAI:
         self.chat = _AsyncChat(self)
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(self.client, name)
+        return _delegate(self.client, name, "client")
+
+    def with_options(self, **options: Any) -> GuardedAsyncOpenAI:
+        """The wrapped client's `with_options(...)`, still guarded (same guard, same identity)."""
+        return GuardedAsyncOpenAI(
+            self.client.with_options(**options), self.guard, identity=self.identity
+        )
 
     async def close(self) -> None:
         """Close the wrapped client and the guard's backend."""
@@ -308,6 +336,9 @@ class _Completions:
     def __init__(self, owner: GuardedOpenAI) -> None:
         self._owner = owner
 
+    def __getattr__(self, name: str) -> Any:
+        return _delegate(self._owner.client.chat.completions, name, "chat.completions")
+
     def create(self, *, identity: Identity | None = None, **kwargs: Any) -> Any:
         """`chat.completions.create`, judged (see the module doc); PolicyDenied on a deny."""
         owner = self._owner
@@ -338,7 +369,11 @@ class _Completions:
 
 class _Chat:
     def __init__(self, owner: GuardedOpenAI) -> None:
+        self._owner = owner
         self.completions = _Completions(owner)
+
+    def __getattr__(self, name: str) -> Any:
+        return _delegate(self._owner.client.chat, name, "chat")
 
 
 class GuardedOpenAI:
@@ -350,16 +385,30 @@ class GuardedOpenAI:
     """
 
     def __init__(
-        self, client: openai.OpenAI, guard: Guard, *, identity: Identity | None = None
+        self,
+        client: openai.OpenAI,
+        guard: Guard,
+        *,
+        identity: Identity | None = None,
+        runner: SyncRunner | None = None,
     ) -> None:
         self.client = client
         self.guard = guard
         self.identity = identity
-        self.runner = SyncRunner()
+        self.runner = runner if runner is not None else SyncRunner()
         self.chat = _Chat(self)
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(self.client, name)
+        return _delegate(self.client, name, "client")
+
+    def with_options(self, **options: Any) -> GuardedOpenAI:
+        """The wrapped client's `with_options(...)`, still guarded (same guard and runner)."""
+        return GuardedOpenAI(
+            self.client.with_options(**options),
+            self.guard,
+            identity=self.identity,
+            runner=self.runner,
+        )
 
     def close(self) -> None:
         """Close the wrapped client, the guard's backend and the guard's loop."""
