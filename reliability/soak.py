@@ -80,7 +80,10 @@ async def _soak(
         stdout=asyncio.subprocess.PIPE,
     )
     assert gen.stdout is not None
-    samples: list[tuple[float, int, int, int]] = []  # (monotonic, rss, fds, of which sockets)
+    # (monotonic, rss, fds, of which sockets, of which connections to the database)
+    samples: list[tuple[float, int, int, int, int]] = []
+    assert stack.proxies is not None
+    db_port = stack.proxies.pg
     schedule: dict[str, float] = {}
     result: dict[str, Any] = {}
     sampler: asyncio.Task[None] | None = None
@@ -89,7 +92,8 @@ async def _soak(
     async def sample() -> None:
         await asyncio.sleep(max(0.0, schedule["soak_start"] - time.monotonic()))
         while True:
-            samples.append((time.monotonic(), server.rss_bytes(), *server.fds()))
+            fds = server.fds()
+            samples.append((time.monotonic(), server.rss_bytes(), *fds, server.sockets_to(db_port)))
             await asyncio.sleep(SAMPLE_EVERY)
 
     async for line in gen.stdout:
@@ -135,6 +139,11 @@ async def _soak(
         "fds_max": max(s[2] for s in samples),
         "socket_fds_start": base[3],
         "socket_fds_end": last[3],
+        # the database pools' connections: bounded by the pools' max_size, they may grow
+        # when a burst needs more at once; every other fd must not
+        "db_sockets_start": base[4],
+        "db_sockets_end": last[4],
+        "db_sockets_max": max(s[4] for s in samples),
         "window_s": result["window_s"],
         "windows": windows,
         "p50_first_ms": first["p50_ms"],

@@ -244,6 +244,26 @@ class Server:
                 pass
         return total, sockets
 
+    def sockets_to(self, port: int) -> int:
+        """How many of the process's and its workers' fds are TCP connections to
+        127.0.0.1:`port` (e.g. the database pools' connections through the proxy)."""
+        inodes: set[str] = set()
+        for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+            with contextlib.suppress(OSError):
+                for line in Path(table).read_text().splitlines()[1:]:
+                    cols = line.split()
+                    if int(cols[2].rpartition(":")[2], 16) == port:
+                        inodes.add(f"socket:[{cols[9]}]")
+        count = 0
+        for pid in self.pids():
+            try:
+                for fd in os.listdir(f"/proc/{pid}/fd"):
+                    with contextlib.suppress(OSError):
+                        count += os.readlink(f"/proc/{pid}/fd/{fd}") in inodes
+            except OSError:
+                pass
+        return count
+
     def stop(self) -> int | None:
         if self.proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):

@@ -82,6 +82,10 @@ def test_the_soak_verdict() -> None:
     assert run.soak_ok(soak)
     assert not run.soak_ok(soak | {"rss_growth_pct": 10.0})
     assert not run.soak_ok(soak | {"fds_end": 150 + run.FD_SLACK + 1})
+    # the database pools' connections grow within their bound; the other fds must not
+    pools = {"db_sockets_start": 10, "db_sockets_end": 20, "fds_end": 160}
+    assert run.soak_ok(soak | pools)
+    assert not run.soak_ok(soak | pools | {"fds_end": 160 + run.FD_SLACK + 1})
     # the last window's p99 within twice the first's plus a stated slack
     assert run.soak_ok(soak | {"p99_last_ms": 2 * 40 + run.P99_SLACK_MS})
     assert not run.soak_ok(soak | {"p99_last_ms": 2 * 40 + run.P99_SLACK_MS + 1})
@@ -150,4 +154,5 @@ def test_a_short_soak_by_hand_runs_end_to_end() -> None:
     assert result["connections_opened"] == 4  # one each, none reopened
     assert len(result["windows"]) == 3  # a third of the run each
     assert result["fds_start"] > 0
+    assert 0 < result["db_sockets_start"] < result["fds_start"]
     assert result["server_alive"]
