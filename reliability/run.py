@@ -4,9 +4,9 @@ then one summary table. Exits 1 when any part missed its target.
     uv run --frozen python reliability/run.py --profile full   # under 20 minutes on 2 cores
     uv run --frozen python reliability/run.py --profile ci     # about 6 minutes: what CI runs
 
-Profiles (seconds): full: faults held 10, the peak measured for 20, soak 600 after a 30 s
-warm-up, fuzzing 60 per target; ci: faults held 5, peak 10, soak 60 after 15, fuzzing 20
-per target. Both run every fault
+Profiles (seconds): full: faults held 10 (3 of load before and after), the peak measured
+for 20, soak 600 after a 20 s warm-up, fuzzing 60 per target; ci: faults held 5, peak 10,
+soak 60 after 15, fuzzing 20 per target. Both run every fault
 and the hostile-input tests. The two fuzz targets run side by side (one process each, one
 core each) before anything else starts; the rest runs one part at a time. The results
 also go to reliability/results/<profile>.json; the table ends with the wall time of each
@@ -35,11 +35,11 @@ sys.path.insert(0, str(HERE))
 PROFILES: dict[str, dict[str, float]] = {
     "full": {
         "hold": 10,
-        "before": 5,
-        "after": 5,
+        "before": 3,
+        "after": 3,
         "peak": 20,
         "soak": 600,
-        "warmup": 30,
+        "warmup": 20,
         "fuzz": 60,
     },
     "ci": {"hold": 5, "before": 3, "after": 3, "peak": 10, "soak": 60, "warmup": 15, "fuzz": 20},
