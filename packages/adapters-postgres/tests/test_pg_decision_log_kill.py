@@ -8,6 +8,7 @@ of both writers still verify.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -120,6 +121,14 @@ async def test_a_clean_close_leaves_no_journal(
         log.append(decision_record(f"c{i}"))
     assert segments(spool)  # written on append, before the writer ran
     await log.drain()
+    # Stored: their segment is gone; the writer opened the next one (no request
+    # creates a file), and idle flushes seal nothing.
+    (current,) = segments(spool)
+    assert current.stat().st_size == 0
+    for _ in range(3):
+        await log.flush()
+        await asyncio.sleep(0.06)  # a flush interval
+    assert segments(spool) == [current]
     await log.close()
     assert segments(spool) == []
     assert len(await _ids(pg_pool)) == 100

@@ -60,14 +60,20 @@ class Journal:
         self._next = (_number(found[-1]) + 1) if found else 0
         self._fd = -1
         self._current: Path | None = None
+        self._dirty = False  # the current segment holds a record
         self._sealed: list[Path] = []
+        self._buf = bytearray()
         self.errors = 0
 
     def write(self, record: DecisionRecord) -> None:
         """Append one record (one `os.write`, no fsync). Raises OSError if the disk refuses."""
         if self._fd < 0:
             self._open()
-        os.write(self._fd, _encoder.encode(record) + b"\n")
+        buf = self._buf
+        _encoder.encode_into(record, buf)
+        buf += b"\n"
+        os.write(self._fd, buf)
+        self._dirty = True
 
     def _open(self) -> None:
         path = self._spool.with_name(f"{self._spool.name}.journal.{self._next}")
@@ -76,14 +82,20 @@ class Journal:
         self._fd = os.open(path, _FLAGS, 0o600)
         self._current = path
 
-    def seal(self) -> None:
-        """End the current segment: later writes go to a new one."""
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
-            assert self._current is not None
-            self._sealed.append(self._current)
-            self._current = None
+    def seal(self, *, reopen: bool = True) -> None:
+        """End the current segment if it holds a record: later writes go to a new one,
+        opened here (by the writer) so that no request pays for creating a file."""
+        if self._fd < 0 or not self._dirty:
+            return
+        os.close(self._fd)
+        self._fd = -1
+        assert self._current is not None
+        self._sealed.append(self._current)
+        self._current = None
+        self._dirty = False
+        if reopen:
+            with contextlib.suppress(OSError):  # else the next write tries, and says so
+                self._open()
 
     def discard_sealed(self) -> None:
         """Delete the sealed segments (their records are stored or fsynced to the spool)."""
@@ -98,7 +110,13 @@ class Journal:
 
     def close(self, *, discard: bool) -> None:
         """Seal; with `discard`, delete every segment (all records are safe elsewhere)."""
-        self.seal()
+        self.seal(reopen=False)
+        if self._fd >= 0:  # opened, never written
+            os.close(self._fd)
+            self._fd = -1
+            if self._current is not None:
+                self._current.unlink(missing_ok=True)
+                self._current = None
         if discard:
             self.discard_sealed()
 
