@@ -284,3 +284,54 @@ def test_rule_functions_are_shared_between_rules_of_one_shape(seed: int) -> None
     assert len({id(function) for function, _ in units}) == 1
     assert units[7][1][0] is rules[7]  # each rule's own constants: the rule, its literals
     assert "p-7" in units[7][1]
+
+
+def _policy_text(pid: str, rules: int, cap: int, status: str = "active") -> str:
+    body = "\n".join(
+        f"  - id: r{i}\n    condition: 'team.id == \"t{i}\" && llm.max_tokens > {cap}'\n"
+        f"    action: {{decision: deny, reason: '{pid} r{i}'}}"
+        for i in range(rules)
+    )
+    return f"metadata: {{id: {pid}}}\nstatus: {status}\nrules:\n{body}\n"
+
+
+def test_an_engine_built_with_reuse_compiles_only_the_changed_policies() -> None:
+    from policy_core import load_policy_text
+
+    texts = {f"p{k}": _policy_text(f"p{k}", 80, 100 * k) for k in range(5)}
+    first = [p for t in texts.values() for p in load_policy_text(t)]
+    old = PolicyEngine(first)
+    texts["p2"] = _policy_text("p2", 80, 7)  # a new revision
+    texts["p3"] = _policy_text("p3", 80, 300, status="draft")  # same rules, another status
+    second = [p for t in texts.values() for p in load_policy_text(t)]  # new objects, all
+    new = PolicyEngine(second, reuse=old)
+    before = {p.policy_id: p for p in old._compiled.policies}
+    after = {p.policy_id: p for p in new._compiled.policies}
+    for pid in ("p0", "p1", "p4"):
+        assert after[pid].run is before[pid].run  # taken as it was: the index too
+        assert after[pid].policy is next(p for p in second if p.id == pid)  # rebound
+    for pid in ("p2", "p3"):
+        assert after[pid].run is not before[pid].run
+    scratch = PolicyEngine(second)
+    rng = random.Random(5)
+    for _ in range(200):
+        ctx = {"team": {"id": f"t{rng.randrange(90)}"}, "llm": {"max_tokens": rng.randrange(500)}}
+        assert _untimed(new.evaluate(ctx)) == _untimed(scratch.evaluate(ctx))
+    # The old engine still decides with the old policies.
+    ctx = {"team": {"id": "t1"}, "llm": {"max_tokens": 50}}
+    assert old.evaluate(ctx).matched_rules == ("p0/r1",)
+    assert new.evaluate(ctx).matched_rules == ("p0/r1", "p2/r1")
+
+
+def test_policies_without_a_digest_are_never_reused() -> None:
+    rule = Rule(
+        id="r", name="r", condition_ir=_ir('team.id == "a"'), action=Action(decision="deny")
+    )
+    policy = Policy(metadata=PolicyMetadata(id="p", name="p"), rules=(rule,))
+    old = PolicyEngine([policy])
+    changed = msgspec.structs.replace(
+        policy, rules=(msgspec.structs.replace(rule, condition_ir=_ir('team.id == "b"')),)
+    )
+    new = PolicyEngine([changed], reuse=old)
+    assert new.evaluate({"team": {"id": "b"}}).decision == "deny"
+    assert new.evaluate({"team": {"id": "a"}}).decision == "allow"

@@ -596,6 +596,14 @@ class PolicyEngine:
     """Compiles policies once; `evaluate` then answers in microseconds.
 
     `default_decision` is what a request gets when no rule of any policy matches.
+
+    `reuse`: the engine serving now, when this one replaces it after a change
+    (a policy created, updated, deleted, its status changed). Every policy whose
+    (id, digest, status) the old engine has compiled is taken from it as it is,
+    rule index and regex sets included, and only the others are compiled
+    (compiler.compile_policies). The old engine is not changed and may go on
+    serving until the new one replaces it. Decisions are the same as a build
+    from scratch. Policies built in code without a digest are always compiled.
     """
 
     def __init__(
@@ -603,6 +611,7 @@ class PolicyEngine:
         policies: Iterable[Policy] = (),
         *,
         default_decision: Literal["allow", "deny"] = "allow",
+        reuse: PolicyEngine | None = None,
     ) -> None:
         self._policies = tuple(policies)
         seen: set[str] = set()
@@ -616,7 +625,9 @@ class PolicyEngine:
             )
         self._default = default_decision
         self._loaded = frozenset(seen)
-        self._compiled: CompiledSet = compile_policies(self._policies)
+        self._compiled: CompiledSet = compile_policies(
+            self._policies, reuse=reuse._compiled if reuse is not None else None
+        )
         self._selections: dict[tuple[tuple[str, ...] | None, str | None], Selection] = {}
         self._everything = self._resolve(None, None)  # the unfiltered selection, most requests'
 

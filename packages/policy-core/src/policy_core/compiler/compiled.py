@@ -92,6 +92,7 @@ class CompiledException:
 class CompiledPolicy:
     __slots__ = (
         "default_match",
+        "derived",
         "exceptions",
         "fact_calls",
         "fail_open",
@@ -104,6 +105,7 @@ class CompiledPolicy:
         "run",
         "scope",
         "scope_ir",
+        "uses_now",
     )
 
     def __init__(
@@ -133,12 +135,25 @@ class CompiledPolicy:
         self.in_phase = True
         # The policy's response-phase part (its response rules and exceptions), if any.
         self.response: CompiledPolicy | None = None
+        # Of the policy's own compile (passes.compile_policy): derived facts it reads, now().
+        self.derived: frozenset[str] = frozenset()
+        self.uses_now = False
+
+    def rebound(self, policy: Policy) -> CompiledPolicy:
+        """A copy reading `policy` (another object of the same revision), parts shared."""
+        copy = object.__new__(CompiledPolicy)
+        for name in CompiledPolicy.__slots__:
+            object.__setattr__(copy, name, getattr(self, name))
+        copy.policy = policy
+        if self.response is not None:
+            copy.response = self.response.rebound(policy)
+        return copy
 
 
 class CompiledSet:
     """Every loaded policy in evaluation order, and what the set needs at run time."""
 
-    __slots__ = ("by_id", "derived", "fact_calls", "policies", "uses_now")
+    __slots__ = ("by_id", "by_key", "derived", "fact_calls", "policies", "uses_now")
 
     def __init__(
         self,
@@ -147,8 +162,11 @@ class CompiledSet:
         derived: frozenset[str],
         fact_calls: tuple[FactCall, ...],
         uses_now: bool,
+        by_key: dict[tuple[str, str, str], CompiledPolicy] | None = None,
     ) -> None:
         self.policies = policies
+        # (id, digest, status) -> compiled part, for compile_policies(reuse=...).
+        self.by_key = by_key if by_key is not None else {}
         self.by_id = {p.policy_id: p for p in policies}
         self.derived = derived
         self.fact_calls = fact_calls

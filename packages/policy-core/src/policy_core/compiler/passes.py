@@ -21,7 +21,7 @@ from policy_core.compiler.templates import compile_template
 from policy_core.model import DECISION_STRENGTH, Policy, PolicyStatus, Rule
 from policy_core.syntax.templates import parse_template
 
-__all__ = ["PASSES", "compile_policies"]
+__all__ = ["PASSES", "compile_policies", "compile_policy", "policy_key"]
 
 
 class _Build:
@@ -159,17 +159,72 @@ PASSES: tuple[Callable[[_Build], None], ...] = (
     build_regex_sets,
 )
 
+# What compiling one policy yields, keyed by what decides it (see compile_policies).
+PolicyKey = tuple[str, str, str]
 
-def compile_policies(policies: Iterable[Policy], *, index: bool = True) -> CompiledSet:
-    """The compiled set of `policies`. `index=False` runs every rule of every policy
-    (the rule index of compiler/index.py off: the tests compare both)."""
-    build = _Build(policies, index)
-    for compiler_pass in PASSES:
+
+def policy_key(policy: Policy) -> PolicyKey | None:
+    """(id, digest, status) of a policy, or None when it has no digest (built in code,
+    not loaded: nothing then tells two revisions apart, so it is never reused)."""
+    if not policy.digest:
+        return None
+    return (policy.metadata.id, policy.digest, policy.status.value)
+
+
+def compile_policy(policy: Policy, *, index: bool = True) -> CompiledPolicy:
+    """One policy on its own: its request part, with `.response` its response part.
+
+    Self-contained: its own regex table (one RE2 set per path for this policy),
+    its own derived facts and use of now() (`derived`, `uses_now`), its rule
+    index (compiler/index.py). A deprecated policy compiles too (the set leaves
+    it out).
+    """
+    build = _Build([policy], index)
+    for compiler_pass in PASSES[1:]:  # one policy: nothing to order
         compiler_pass(build)
-    cc = build.cc
+    part = build.compiled[0]
+    part.derived = frozenset(build.cc.derived)
+    part.uses_now = build.cc.uses_now
+    return part
+
+
+def compile_policies(
+    policies: Iterable[Policy], *, index: bool = True, reuse: CompiledSet | None = None
+) -> CompiledSet:
+    """The compiled set of `policies`, in evaluation order (spec 5.1; deprecated ones left out).
+
+    Each policy compiles on its own (`compile_policy`). With `reuse` (the set an
+    engine serves now), a policy whose (id, digest, status) is in that set is not
+    compiled again: its compiled part, index and regex sets are taken as they are
+    (they are immutable once built), so recompiling after one policy changed costs
+    that policy, plus a pass over the others. A reused part keeps the Policy
+    object it was compiled from unless the caller passed a different object of the
+    same revision, which it is then rebound to. Policies without a digest (built in
+    code) are always compiled. `index=False` runs every rule of every policy (the
+    tests compare both); a reused part keeps the index setting it was built with,
+    so pass `reuse` only from a set compiled with the same `index`.
+    """
+    ordered = _Build(policies, index)
+    order_policies(ordered)
+    previous = reuse.by_key if reuse is not None else {}
+    parts: list[CompiledPolicy] = []
+    by_key: dict[PolicyKey, CompiledPolicy] = {}
+    for policy in ordered.policies:
+        key = policy_key(policy)
+        part = previous.get(key) if key is not None else None
+        if part is None:
+            part = compile_policy(policy, index=index)
+        elif part.policy is not policy:
+            part = part.rebound(policy)
+        if key is not None:
+            by_key[key] = part
+        parts.append(part)
     return CompiledSet(
-        policies=tuple(build.compiled),
-        derived=frozenset(cc.derived),
-        fact_calls=tuple(cc.fact_calls),
-        uses_now=cc.uses_now,
+        policies=tuple(parts),
+        derived=frozenset().union(*(p.derived for p in parts)),
+        fact_calls=tuple(
+            c for p in parts for q in (p, p.response) if q is not None for c in q.fact_calls
+        ),
+        uses_now=any(p.uses_now for p in parts),
+        by_key=by_key,
     )
