@@ -386,7 +386,10 @@ class PostgresDecisionLog:
         self._settle(len(batch))
 
     async def _replay(self) -> None:
-        records = self._spool.begin_replay()
+        if not self._spool.prepare_replay():
+            return
+        # Decoding a spool of many records would hold the event loop: in a thread.
+        records = await asyncio.to_thread(self._spool.read_replay)
         try:
             for start in range(0, len(records), self._batch):
                 await self._insert_resilient(records[start : start + self._batch])

@@ -104,12 +104,24 @@ class Spool:
 
     def begin_replay(self) -> list[DecisionRecord]:
         """The records to replay (an interrupted replay first, else the current spool)."""
+        return self.read_replay() if self.prepare_replay() else []
+
+    def prepare_replay(self) -> bool:
+        """Move the spool aside for replay (unless an interrupted replay waits); False: nothing to replay.
+
+        Call it from the thread that writes the spool; `read_replay` may then run in
+        another (nothing writes the replay file).
+        """
         if not self.replay_path.exists():
             if not self.pending():
-                return []
+                return False
             self.close()
             os.replace(self.path, self.replay_path)
             self._oldest_replay, self._oldest = self._oldest, None
+        return True
+
+    def read_replay(self) -> list[DecisionRecord]:
+        """The records of the replay file, torn lines counted in `corrupt_lines`."""
         records = []
         with open(self.replay_path, "rb") as fh:
             for line in fh:
