@@ -417,9 +417,13 @@ class PolicyService:
         return self._compile(policies)
 
     def _compile(self, policies: dict[str, Policy]) -> PolicyEngine:
+        # reuse: every policy the serving engine has compiled (same id, digest and
+        # status) is taken from it as it is; only the changed one is compiled.
         try:
             return PolicyEngine(
-                [policies[k] for k in sorted(policies)], default_decision=self._default
+                [policies[k] for k in sorted(policies)],
+                default_decision=self._default,
+                reuse=self._holder.current,
             )
         except ValueError as exc:
             issue = Issue(file="<policy set>", line=1, column=1, message=str(exc))
