@@ -500,3 +500,18 @@ async def test_a_remote_window_shorter_than_a_pii_span_fails_safe(
     released = "".join(out)
     assert "y" in released  # the address's start went out before it was one
     assert "@example.com" not in released
+
+
+async def test_a_gateway_settles_at_its_own_price(backend: tuple[str, GuardFactory]) -> None:
+    """Guard.settle: the reservation replaced by the gateway's price, once (then 404 / unknown)."""
+    guard = backend[1]()
+    identity = who(daily_budget_usd=1.0)
+    try:
+        precall = (await guard.before(ask("hello"), identity)).check()
+        assert precall.reservation is not None
+        assert await guard.settle(precall, 2.0) is True
+        assert await guard.settle(precall, 2.0) is False
+        with pytest.raises(PolicyDenied, match=f"team {identity.team_id} has spent"):
+            (await guard.before(ask("hello"), identity)).check()
+    finally:
+        await guard.backend.close()

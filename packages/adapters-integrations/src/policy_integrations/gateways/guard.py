@@ -127,9 +127,16 @@ class PolicyDenied(Exception):
 
 
 class BackendError(Exception):
-    """The backend could not decide. `unavailable` errors follow the fail mode; others deny."""
+    """The backend could not decide. `unavailable` errors follow the fail mode; others deny.
+
+    `status` is the policy server's HTTP status, when it answered one.
+    """
 
     unavailable = False
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class BackendUnavailable(BackendError):
@@ -525,8 +532,12 @@ class RemoteBackend:
             return data
         detail = _problem_detail(data)
         if status >= 500 or status == 429:
-            raise BackendUnavailable(f"the policy server answered {status} on {path}: {detail}")
-        raise BackendError(f"the policy server refused {path} with {status}: {detail}")
+            raise BackendUnavailable(
+                f"the policy server answered {status} on {path}: {detail}", status=status
+            )
+        raise BackendError(
+            f"the policy server refused {path} with {status}: {detail}", status=status
+        )
 
     async def evaluate(self, context: Mapping[str, Any], request_id: str) -> Decision:
         data = await self._post(
@@ -585,7 +596,7 @@ class RemoteBackend:
         try:
             await self._post("/api/v1/usage", {"reservation": reservation, "usd": usd})
         except BackendError as exc:
-            if "404" in str(exc):
+            if exc.status == 404:  # reservation_not_found: unknown, or settled already
                 return False
             raise
         return True
