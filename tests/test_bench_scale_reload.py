@@ -1,4 +1,4 @@
-"""bench/bench_scale_reload.py runs as docs/benchmarks.md shows it (at a small size here).
+"""bench/bench_scale_reload.py and bench_scale_load.py run as docs/benchmarks.md shows them (small sizes).
 
 It starts `llm-policy serve` (memory deployment), seeds it, replaces one policy
 over the HTTP API a few times and waits for a probe request to show each
@@ -33,3 +33,16 @@ def test_the_reload_bench_runs_and_prints_its_table() -> None:
     for cell in cells[3:]:
         median, worst = (float(x) for x in cell.split(" / "))
         assert 0 < median <= worst
+
+
+def test_the_load_bench_runs_and_prints_its_table() -> None:
+    args = ["--rules", "100", "--policies", "2", "--slow"]
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "bench_scale_load.py"), *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=True,
+    ).stdout
+    rows = [line for line in out.splitlines() if line.startswith("| 100 (2) |")]
+    assert [r.split("|")[2].strip() for r in rows] == ["fast first", "round-trip only"], out
