@@ -9,7 +9,11 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from policy_core.engine import PolicyEngine as PolicyEngine, Selection as Selection
+    from policy_core.engine import (
+        PolicyEngine as PolicyEngine,
+        Selection as Selection,
+        freeze_after_load as freeze_after_load,
+    )
     from policy_core.errors import (
         Issue as Issue,
         PolicyAlreadyExists as PolicyAlreadyExists,
@@ -38,6 +42,7 @@ if TYPE_CHECKING:
 _EXPORTS = {
     "PolicyEngine": "policy_core.engine",
     "Selection": "policy_core.engine",
+    "freeze_after_load": "policy_core.engine",
     "FactRequest": "policy_core.model",
     "Decision": "policy_core.model",
     "Policy": "policy_core.model",
@@ -74,6 +79,7 @@ __all__ = [
     "Selection",
     "StoreUnavailable",
     "ValidationReport",
+    "freeze_after_load",
     "load_policies",
     "load_policy_text",
     "parse_expression",

@@ -29,7 +29,7 @@ __all__ = [
 ]
 
 
-class _Node(msgspec.Struct, frozen=True, tag_field="node", array_like=False):
+class _Node(msgspec.Struct, frozen=True, tag_field="node", array_like=False, gc=False):
     pass
 
 

@@ -93,7 +93,7 @@ AuditMode: TypeAlias = Literal["all", "decisions_other_than_allow", "none"]
 Phase: TypeAlias = Literal["request", "response"]
 
 
-class _Frozen(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+class _Frozen(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, gc=False):
     pass
 
 

@@ -109,11 +109,14 @@ def generate_code(build: _Build) -> None:
 def _rule(pid: str, rule: Rule, cc: CompileContext) -> CompiledRule:
     qualified = f"{pid}/{rule.id}"
     action = rule.action
-    reason = (
-        compile_template(parse_template(action.reason, check_regex=check_regex), cc)
-        if action.reason is not None
-        else None
-    )
+    text = action.reason
+    reason: Any
+    if text is None or "{{" not in text:
+        reason = text  # no hole: the text itself (what compile_template gives for it)
+    elif "(" not in text:
+        reason = _LazyReason(text)  # holes of paths only: no facts, no now(), no regexes
+    else:
+        reason = compile_template(parse_template(text, check_regex=check_regex), cc)
     return CompiledRule(
         qualified=qualified,
         rule_id=rule.id,
@@ -126,6 +129,33 @@ def _rule(pid: str, rule: Rule, cc: CompileContext) -> CompiledRule:
         metadata=dict(action.metadata),
         obligations=tuple(_with_rule(o, qualified) for o in rule.obligations),
     )
+
+
+class _LazyReason:
+    """A reason template compiled when a decision first renders it.
+
+    Most rules of a large set never match, and a compiled template is several
+    closures and cells; the compiled form is the same as compile_template's
+    (the loader has checked the template). Only for templates without a call
+    (a fact, now(), a method): compiling those registers facts with the set.
+    """
+
+    __slots__ = ("_render", "text")
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self._render: Any = None
+
+    def __call__(self, env: Any) -> str:
+        render = self._render
+        if render is None:
+            cc = CompileContext(RegexTable())
+            render = compile_template(parse_template(self.text, check_regex=check_regex), cc)
+            if type(render) is str:
+                text = render
+                render = lambda _env: text  # noqa: E731
+            self._render = render
+        return render(env)  # type: ignore[no-any-return]
 
 
 def _with_rule(obligation: Any, qualified: str) -> Any:
