@@ -830,7 +830,7 @@ def test_cost_comparisons_at_the_exact_cost_and_its_neighbours(
 
 
 @settings(
-    max_examples=1000,
+    max_examples=500,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
