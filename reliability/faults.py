@@ -248,4 +248,8 @@ async def run_faults(
             for r in results:
                 if r["deployment"] == deployment:
                     r["clean_exit"] = closed.get("http_exit") == 0 and closed.get("grpc_exit") == 0
+                    # Every line the servers logged (stderr) is JSON, a fault's included.
+                    r["non_json_log_lines"] = int(closed.get("http_non_json_lines", 0) or 0) + int(
+                        closed.get("grpc_non_json_lines", 0) or 0
+                    )
     return results

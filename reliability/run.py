@@ -74,6 +74,7 @@ def fault_ok(r: dict[str, Any]) -> bool:
         and r["recovery_s"] is not None
         and r["http_alive"]
         and r["grpc_alive"]
+        and r.get("non_json_log_lines", 0) == 0
     )
 
 
@@ -145,6 +146,11 @@ def table(results: dict[str, Any]) -> str:
             f"{r['writes_503']} 503/{r['writes_failed']} failed, {r['writes_lost']} lost; "
             f"usage {r['usage_ok']} ok/{r['usage_503']} 503/{r['usage_failed']} failed; "
             f"recovered in {r['recovery_s']} s"
+            + (
+                f"; {r['non_json_log_lines']} log lines not JSON"
+                if r.get("non_json_log_lines")
+                else ""
+            )
         )
         held = "yes" if fault_ok(r) else "NO"
         rows.append((f"fault ({r['deployment']})", r["fault"], figures, held))

@@ -427,13 +427,14 @@ class Stack:
                 else {"LLM_POLICY_GRPC_PORT": str(port)}
             ),
         )
+        # stderr carries the logs (every line JSON, issue 13); stdout the banner for people.
         log = self.base / f"{name}.log"
-        with log.open("wb") as out:
+        with log.open("wb") as err, log.with_suffix(".out").open("wb") as out:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "policy_cli", *command],
                 env=env,
                 stdout=out,
-                stderr=subprocess.STDOUT,
+                stderr=err,
                 cwd=ROOT,
                 start_new_session=True,
             )
@@ -510,9 +511,7 @@ class Stack:
 def _non_json_lines(log: Path) -> int:
     count = 0
     for line in log.read_text(errors="replace").splitlines():
-        if not line.strip() or line.startswith(
-            ("  ", "LLM Policy", "HTTP API", "OpenAPI", "export")
-        ):
+        if not line.strip():
             continue
         try:
             json.loads(line)

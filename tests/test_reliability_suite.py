@@ -51,6 +51,7 @@ def test_a_fault_holds_only_with_nothing_failed_or_lost() -> None:
         {"usage_failed": 1},
         {"recovery_s": None},
         {"http_alive": False},
+        {"non_json_log_lines": 2},
     ):
         assert not run.fault_ok(fault(**broken)), broken
 
