@@ -187,9 +187,9 @@ async def loop_lag(rate: int, seconds: float, *, sliced: bool) -> dict[str, floa
 
     contexts = json.loads((Path(__file__).parent / "reference_contexts.json").read_text())
     contexts = [c.get("context", c) for c in contexts]
-    saved = module._BUDGET
+    saved = module._BUDGET, module._MAX_TURN
     if not sliced:
-        module._BUDGET = (float("inf"), float("inf"))
+        module._BUDGET, module._MAX_TURN = (float("inf"), float("inf")), float("inf")
     lags: list[float] = []
     try:
         with tempfile.TemporaryDirectory() as tmp:
@@ -220,7 +220,7 @@ async def loop_lag(rate: int, seconds: float, *, sliced: bool) -> dict[str, floa
                 await log.drain()
                 await log.close()
     finally:
-        module._BUDGET = saved
+        module._BUDGET, module._MAX_TURN = saved
     name = "sliced" if sliced else "one_go"
     return {
         f"lag_{name}_p99_ms": percentile(lags, 0.99),
