@@ -19,13 +19,13 @@ source only contains names this module chose.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 from policy_core.compiler import methods, values as ops
 from policy_core.compiler.compiled import CompiledRule, RulesFunction
 from policy_core.compiler.context import CompileContext, FactCall
-from policy_core.compiler.expr import compile_expr
+from policy_core.compiler.expr import compile_expr, path_step
 from policy_core.compiler.facts import (
     DERIVED_FACTS,
     RESPONSE_FACTS,
@@ -65,17 +65,9 @@ _STR_METHODS = {
 }
 
 
-def _get(value: Any, key: Any) -> Any:
-    if type(key) is str:
-        return value.get(key) if isinstance(value, Mapping) else None
-    if type(key) is int and isinstance(value, list) and 0 <= key < len(value):
-        return value[key]
-    return None
-
-
 def _walk(value: Any, segs: tuple[str | int, ...]) -> Any:
     for seg in segs:
-        value = _get(value, seg)
+        value = path_step(value, seg)
     return value
 
 
@@ -347,7 +339,7 @@ def _helpers(cc: CompileContext) -> dict[str, Any]:
         "_NUM": _NUM,
         "_U": _UNSET,
         "_EvalError": (EvalError, RecursionError),
-        "_get": _get,
+        "_get": path_step,
         "_walk": _walk,
         "_as_bool": as_bool,
         "_eq": json_eq,

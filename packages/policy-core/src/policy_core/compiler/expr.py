@@ -85,7 +85,7 @@ def compile_expr(node: Expr, cc: CompileContext) -> Fn:
         return _call(node, cc)
     if isinstance(node, Index):
         target, index = compile_expr(node.target, cc), compile_expr(node.index, cc)
-        return lambda env: _get(target(env), index(env))
+        return lambda env: path_step(target(env), index(env))
     if isinstance(node, ListExpr):
         items = tuple(compile_expr(i, cc) for i in node.items)
         return lambda env: [item(env) for item in items]
@@ -97,7 +97,7 @@ def compile_expr(node: Expr, cc: CompileContext) -> Fn:
 # --- paths ---------------------------------------------------------------
 
 
-def _get(value: Any, key: Any) -> Any:
+def path_step(value: Any, key: Any) -> Any:
     """One path step with the spec 4.2 semantics: anything odd gives null, never an error."""
     if type(key) is str:
         return value.get(key) if isinstance(value, Mapping) else None
@@ -129,7 +129,7 @@ def _path(node: Path, cc: CompileContext) -> Fn:
 
             def path1(env: Env) -> Any:
                 v = env.ctx.get(root)
-                return v.get(a) if type(v) is dict else _get(v, a)
+                return v.get(a) if type(v) is dict else path_step(v, a)
 
             return path1
         if len(segs) == 2:
@@ -137,8 +137,8 @@ def _path(node: Path, cc: CompileContext) -> Fn:
 
             def path2(env: Env) -> Any:
                 v = env.ctx.get(root)
-                v = v.get(a) if type(v) is dict else _get(v, a)
-                return v.get(b) if type(v) is dict else _get(v, b)
+                v = v.get(a) if type(v) is dict else path_step(v, a)
+                return v.get(b) if type(v) is dict else path_step(v, b)
 
             return path2
     return lambda env: _walk(env.ctx.get(root), segs)
@@ -146,7 +146,7 @@ def _path(node: Path, cc: CompileContext) -> Fn:
 
 def _walk(value: Any, segs: tuple[str | int, ...]) -> Any:
     for seg in segs:
-        value = _get(value, seg)
+        value = path_step(value, seg)
         if value is None:
             return None
     return value

@@ -38,11 +38,12 @@ trace path (closures) never uses the index.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 from policy_core.compiler.compiled import CompiledRule, RulesFunction
 from policy_core.compiler.context import CompileContext
+from policy_core.compiler.expr import path_step
 from policy_core.compiler.facts import DERIVED_FACTS, RESPONSE_FACTS
 from policy_core.compiler.runtime import Env
 from policy_core.ir import Binary, Call, Expr, ListExpr, Lit, Method, Not, Path, flatten
@@ -134,20 +135,13 @@ def index_key(condition: Expr | None) -> list[Key]:
     return keys
 
 
-def _get(value: Any, key: Any) -> Any:
-    """codegen._get: one step of a path (a missing key, a wrong type: null)."""
-    if type(key) is str:
-        return value.get(key) if isinstance(value, Mapping) else None
-    if type(key) is int and isinstance(value, list) and 0 <= key < len(value):
-        return value[key]
-    return None
-
-
 def _walk(ctx: Any, root: str, segs: tuple[str | int, ...]) -> Any:
     """The context value at a path, as the generated code loads it (codegen._Gen.path)."""
     value = ctx.get(root)
     for seg in segs:
-        value = value.get(seg) if type(value) is dict and type(seg) is str else _get(value, seg)
+        value = (
+            value.get(seg) if type(value) is dict and type(seg) is str else path_step(value, seg)
+        )
     return value
 
 
