@@ -47,6 +47,7 @@ from policy_integrations.gateways.guard import (
     Guard,
     GuardedStream,
     PolicyDenied,
+    PostCall,
     PreCall,
     SyncRunner,
 )
@@ -150,6 +151,16 @@ def _finish(info: PolicyInfo, post_decision: Decision, warnings: tuple[str, ...]
         info.policy_set = post_decision.policy_set
 
 
+def _judged(info: PolicyInfo, post: PostCall) -> ChatCompletion:
+    """The completion as the response phase left it, carrying `info` (async and sync alike)."""
+    if post.failure:
+        info.failures.append(post.failure)
+    completion = ChatCompletion.model_validate(post.completion)
+    _finish(info, post.decision, post.warnings)
+    _set_info(completion, info)
+    return completion
+
+
 # --- async ---------------------------------------------------------------------------------
 
 
@@ -220,13 +231,7 @@ class _AsyncCompletions:
             raise
         if precall.request.get("stream"):
             return GuardedAsyncStream(result, guard.stream(precall, _chunks(result)), info)
-        post = (await guard.after(precall, _dump(result))).check()
-        if post.failure:
-            info.failures.append(post.failure)
-        completion = ChatCompletion.model_validate(post.completion)
-        _finish(info, post.decision, post.warnings)
-        _set_info(completion, info)
-        return completion
+        return _judged(info, (await guard.after(precall, _dump(result))).check())
 
 
 class _AsyncChat:
@@ -358,13 +363,7 @@ class _Completions:
             return GuardedSyncStream(
                 owner.runner, result, guard.stream(precall, _pull(result)), info
             )
-        post = run(guard.after(precall, _dump(result))).check()
-        if post.failure:
-            info.failures.append(post.failure)
-        completion = ChatCompletion.model_validate(post.completion)
-        _finish(info, post.decision, post.warnings)
-        _set_info(completion, info)
-        return completion
+        return _judged(info, run(guard.after(precall, _dump(result))).check())
 
 
 class _Chat:
