@@ -26,10 +26,11 @@ from pathlib import Path
 import msgspec
 from policy_core.ports import DecisionRecord
 
+from policy_postgres.spool import read_records
+
 __all__ = ["Journal", "segments"]
 
 _encoder = msgspec.json.Encoder(enc_hook=str)  # never fail on an odd value (as the spool)
-_decoder = msgspec.json.Decoder(DecisionRecord)
 _FLAGS = os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_CLOEXEC", 0)
 
 
@@ -127,11 +128,7 @@ class Journal:
         torn = 0
         for path in paths:
             with contextlib.suppress(FileNotFoundError), open(path, "rb") as fh:
-                for line in fh:
-                    if not line.strip():
-                        continue
-                    try:
-                        records.append(_decoder.decode(line))
-                    except msgspec.DecodeError:
-                        torn += 1  # a line cut short by a crash of the machine
+                more, cut = read_records(fh)
+                records += more
+                torn += cut
         return records, torn

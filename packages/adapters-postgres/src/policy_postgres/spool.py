@@ -10,6 +10,7 @@ idempotent on request_id).
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO
@@ -22,6 +23,21 @@ __all__ = ["Spool"]
 
 _encoder = msgspec.json.Encoder(enc_hook=str)  # never fail on an odd value
 _decoder = msgspec.json.Decoder(DecisionRecord)
+
+
+def read_records(lines: Iterable[bytes]) -> tuple[list[DecisionRecord], int]:
+    """The records of JSON lines (the spool's and the journal's format), in order, and how
+    many lines were torn (cut short by a crash mid-write: nothing left to recover)."""
+    records: list[DecisionRecord] = []
+    torn = 0
+    for line in lines:
+        if not line.strip():
+            continue
+        try:
+            records.append(_decoder.decode(line))
+        except msgspec.DecodeError:
+            torn += 1
+    return records, torn
 
 
 class _Stamp(msgspec.Struct):
@@ -122,16 +138,9 @@ class Spool:
 
     def read_replay(self) -> list[DecisionRecord]:
         """The records of the replay file, torn lines counted in `corrupt_lines`."""
-        records = []
         with open(self.replay_path, "rb") as fh:
-            for line in fh:
-                if not line.strip():
-                    continue
-                try:
-                    records.append(_decoder.decode(line))
-                except msgspec.DecodeError:
-                    # A line torn by a crash mid-write: nothing left to recover.
-                    self.corrupt_lines += 1
+            records, torn = read_records(fh)
+        self.corrupt_lines += torn
         return records
 
     def end_replay(self) -> None:
