@@ -157,3 +157,33 @@ async def test_values_json_cannot_hold_are_stored_as_text(
     await log.close()
     assert record.context == {"when": "<class 'set'>", "n": 1}
     assert log.counters().written == 2
+
+
+@pytest.mark.parametrize("first_batch", [True, False], ids=["first-batch", "later-batch"])
+async def test_a_refused_record_is_rejected_alone_and_the_writer_goes_on(
+    pg_pool: AsyncConnectionPool[Any], tmp_path: Path, first_batch: bool
+) -> None:
+    """PostgreSQL refuses a record (a NaN latency is JSON null, the column is NOT NULL):
+    that record alone is rejected, its batch and the batches after it are stored. In the
+    first batch, the failed transaction also took the staging table it created with it."""
+    log = PostgresDecisionLog(pg_pool, spool_path=tmp_path / "spool")
+    await log.start()
+    if not first_batch:
+        log.append(decision_record("before"))
+        await log.flush()
+    log.append(decision_record("good-1"))
+    log.append(decision_record("nan", latency_ms=float("nan")))
+    log.append(decision_record("good-2"))
+    await log.flush()
+    log.append(decision_record("after"))
+    await log.drain()
+    counters = log.counters()
+    await log.close()
+    assert counters.rejected == 1
+    assert counters.written == (4 if not first_batch else 3)
+    async with pg_pool.connection() as conn:
+        cur = await conn.execute("SELECT request_id FROM decision_log ORDER BY request_id")
+        stored = [r[0] for r in await cur.fetchall()]
+    assert stored == sorted(["good-1", "good-2", "after"] + ([] if first_batch else ["before"]))
+    kept = Spool(tmp_path / "spool").rejected_path.read_text()
+    assert '"request_id":"nan"' in kept

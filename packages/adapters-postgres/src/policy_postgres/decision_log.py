@@ -103,6 +103,7 @@ class PostgresDecisionLog:
         self._progress = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._conn: AsyncConnection[Any] | None = None
+        self._staging_on: AsyncConnection[Any] | None = None  # has the staging table
         self._closing = False
         self._flush_now = False
         self._down = False
@@ -444,6 +445,7 @@ class PostgresDecisionLog:
 
     async def _close_connection(self) -> None:
         conn, self._conn = self._conn, None
+        self._staging_on = None
         if conn is not None:
             with contextlib.suppress(*UNAVAILABLE):
                 await conn.close()
@@ -459,12 +461,21 @@ class PostgresDecisionLog:
     async def _insert_on(self, conn: AsyncConnection[Any], batch: Sequence[DecisionRecord]) -> None:
         async with conn.transaction():
             await self._ensure_partitions(conn, batch)
-            await conn.execute(sql("decision_staging"))
+            if conn is not self._staging_on:
+                # The temp table is the session's; created in this transaction, it goes
+                # if the transaction fails (the mark is set only once it committed).
+                self._staging_on = None
+                await conn.execute(sql("decision_staging"))
+                staged_now = True
+            else:
+                staged_now = False
             async with conn.cursor() as cur, cur.copy(COPY) as copy:
                 for start in range(0, len(batch), 4 * _SLICE):
                     await self._pause()
                     await copy.write(copy_data(batch[start : start + 4 * _SLICE]))
             await conn.execute(sql("decision_insert"))
+        if staged_now:
+            self._staging_on = conn
 
     async def _ensure_partitions(
         self, conn: AsyncConnection[Any], batch: Sequence[DecisionRecord]
