@@ -1,8 +1,8 @@
 """PostgresDecisionLog: a decision log that never makes an evaluation wait and loses nothing.
 
 `append` writes the record to the local journal (one `os.write`, see
-policy_postgres.journal: it survives a SIGKILL of the process) and puts it on
-an in-memory queue (bounded: beyond `queue_size` records go straight to the
+policy_postgres.journal: it survives a SIGKILL of the process) and puts that
+same line on an in-memory queue (bounded: beyond `queue_size` records go straight to the
 spool file). A background task writes batches with COPY into a staging
 table, then moves them into the partitioned `decision_log`, skipping request
 ids already stored. When PostgreSQL is unreachable, batches go to the spool
@@ -26,13 +26,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Sequence
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import psycopg
 from policy_core.cursors import decode_cursor, encode_cursor
 from policy_core.ports import (
@@ -50,7 +52,7 @@ from policy_postgres._connect import connect_args
 from policy_postgres._records import COPY, copy_data, from_row, instant
 from policy_postgres._sql import sql
 from policy_postgres.errors import UNAVAILABLE, translate_errors
-from policy_postgres.journal import Journal
+from policy_postgres.journal import Journal, encode_line
 from policy_postgres.spool import Spool
 
 __all__ = ["DecisionLogCounters", "PostgresDecisionLog"]
@@ -64,6 +66,41 @@ _BUDGET = (0.002, 0.008)
 _BEHIND = 2
 _MAX_TURN = 0.2
 _SLICE = 16
+_line_decoder = msgspec.json.Decoder(DecisionRecord)
+_RECORD_FIELDS = msgspec.structs.fields(DecisionRecord)
+
+
+def _from_line(line: bytes) -> DecisionRecord:
+    """The queued record again, from its journal line.
+
+    A record JSON cannot carry exactly (a NaN latency is written as null) comes
+    back field by field, the odd field as JSON gave it (a NaN number again): it is
+    then stored or, when PostgreSQL refuses it, rejected as it was before records
+    were queued as lines, and never lost on the way.
+    """
+    try:
+        return _line_decoder.decode(line)
+    except msgspec.ValidationError:
+        pass
+    raw = msgspec.json.decode(line)
+    fields: dict[str, Any] = {}
+    for field in _RECORD_FIELDS:
+        if field.name not in raw:
+            continue
+        value = raw[field.name]
+        try:
+            fields[field.name] = msgspec.convert(value, field.type, strict=False)
+        except msgspec.ValidationError:
+            fields[field.name] = math.nan if field.name == "latency_ms" else value
+    return DecisionRecord(**fields)
+
+
+_ZERO = timedelta(0)
+
+
+def _month(at: datetime) -> tuple[int, int]:
+    utc = at if at.utcoffset() == _ZERO else at.astimezone(UTC)
+    return utc.year, utc.month
 
 
 class PostgresDecisionLog:
@@ -93,7 +130,11 @@ class PostgresDecisionLog:
         # process loses the records its writer had not stored yet.
         self._journal = Journal(Path(spool_path)) if journal else None
         self._journal_failed = False
-        self._queue: deque[DecisionRecord] = deque()
+        # Records wait for the writer as their journal lines (bytes): a queue of record
+        # objects (a context is dozens of dicts and lists) was what the cyclic GC scanned
+        # when the writer fell behind, full collections of 200-400 ms at 5,000/s that
+        # slowed the worker further (docs/benchmarks.md, "Single-node tail").
+        self._queue: deque[bytes] = deque()
         # The hash chain of this writer: records are linked as they leave the queue
         # (off the request path), in the order they were appended.
         self.chain = ChainWriter(writer)
@@ -108,7 +149,7 @@ class PostgresDecisionLog:
         self._flush_now = False
         self._down = False
         self._next_probe = 0.0
-        self._months: set[str] = set()
+        self._months: set[tuple[int, int]] = set()  # (year, month) partitions made
         self._turn_ends = 0.0
         self._appended = self._settled = self._recovered = 0
         self._written = self._spooled = self._replayed = 0
@@ -129,7 +170,7 @@ class PostgresDecisionLog:
             await self._task
             self._task = None
         if self._queue:
-            self._spool_batch([self.chain.link(r) for r in self._queue])
+            self._spool_batch([self.chain.link(_from_line(b)) for b in self._queue])
             self._queue.clear()
         self._spool.close()
         if self._journal is not None:
@@ -143,16 +184,17 @@ class PostgresDecisionLog:
 
     def append(self, record: DecisionRecord) -> None:
         self._appended += 1
+        line = encode_line(record)
         if self._journal is not None:
             try:
-                self._journal.write(record)
+                self._journal.write_line(line)
             except OSError:
                 self._journal.errors += 1
                 if not self._journal_failed:
                     self._journal_failed = True
                     _log.exception("decision log: journal unwritable; a killed process may lose")
         if len(self._queue) < self._queue_size:
-            self._queue.append(record)
+            self._queue.append(line)
             if len(self._queue) >= self._batch:
                 self._wakeup.set()
             return
@@ -308,7 +350,7 @@ class PostgresDecisionLog:
             except UNAVAILABLE as exc:
                 _log.warning("decision log: cannot check the journal against the log (%s)", exc)
         fresh = [r for r in records if r.request_id not in stored]
-        self._queue.extendleft(reversed(fresh))
+        self._queue.extendleft(reversed([encode_line(r) for r in fresh]))
         self._recovered += len(fresh)
         journal.adopt_leftover()  # discarded with the first batch stored or spooled
         _log.info(
@@ -369,11 +411,11 @@ class PostgresDecisionLog:
 
     async def _take(self, n: int) -> list[DecisionRecord]:
         """The next `n` queued records, linked, in slices (see `_pause`)."""
-        popleft, link = self._queue.popleft, self.chain.link
+        popleft, link, decode = self._queue.popleft, self.chain.link, _from_line
         batch: list[DecisionRecord] = []
         while len(batch) < n:
             await self._pause()
-            batch.extend(link(popleft()) for _ in range(min(_SLICE, n - len(batch))))
+            batch.extend(link(decode(popleft())) for _ in range(min(_SLICE, n - len(batch))))
         return batch
 
     def _may_try(self) -> bool:
@@ -480,7 +522,8 @@ class PostgresDecisionLog:
     async def _ensure_partitions(
         self, conn: AsyncConnection[Any], batch: Sequence[DecisionRecord]
     ) -> None:
-        months = {r.created_at.strftime("%Y-%m"): r.created_at for r in batch}
+        # (year, month) of the UTC time, as the partitions are cut; no strftime per record.
+        months = {_month(r.created_at): r.created_at for r in batch}
         missing = [at for month, at in months.items() if month not in self._months]
         if missing:
             await conn.execute(

@@ -28,9 +28,16 @@ from policy_core.ports import DecisionRecord
 
 from policy_postgres.spool import read_records
 
-__all__ = ["Journal", "segments"]
+__all__ = ["Journal", "encode_line", "segments"]
 
 _encoder = msgspec.json.Encoder(enc_hook=str)  # never fail on an odd value (as the spool)
+
+
+def encode_line(record: DecisionRecord) -> bytes:
+    """A record as one journal line (JSON and a newline; `spool.read_records` reads it)."""
+    return _encoder.encode(record) + b"\n"
+
+
 _FLAGS = os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_CLOEXEC", 0)
 
 
@@ -63,17 +70,21 @@ class Journal:
         self._current: Path | None = None
         self._dirty = False  # the current segment holds a record
         self._sealed: list[Path] = []
-        self._buf = bytearray()
         self.errors = 0
 
-    def write(self, record: DecisionRecord) -> None:
-        """Append one record (one `os.write`, no fsync). Raises OSError if the disk refuses."""
+    def write(self, record: DecisionRecord) -> bytes:
+        """Append one record (one `os.write`, no fsync); returns the line written.
+
+        Raises OSError if the disk refuses."""
+        line = encode_line(record)
+        self.write_line(line)
+        return line
+
+    def write_line(self, line: bytes) -> None:
+        """Append one encoded record (`encode_line`). Raises OSError if the disk refuses."""
         if self._fd < 0:
             self._open()
-        buf = self._buf
-        _encoder.encode_into(record, buf)
-        buf += b"\n"
-        os.write(self._fd, buf)
+        os.write(self._fd, line)
         self._dirty = True
 
     def _open(self) -> None:
