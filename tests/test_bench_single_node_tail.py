@@ -34,3 +34,24 @@ def test_the_single_node_tail_bench_runs_and_finds_the_log_complete() -> None:
     assert "| yes (" in row, run.stdout
     answered = int(row.split("|")[2].strip().replace(",", ""))
     assert answered > 0
+
+
+def test_the_documented_variants_run() -> None:
+    """`--workers 2` (the log still complete across two writers) and `--deployment memory`."""
+    env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
+    bench = [sys.executable, "bench/bench_single_node_tail.py", "--rate", "200", "--duration", "2"]
+    for variant in (["--workers", "2"], ["--deployment", "memory"]):
+        run = subprocess.run(
+            [*bench, "--warmup", "1", *variant],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
+        assert run.returncode == 0, [*variant, run.stdout + run.stderr]
+        row = next(line for line in run.stdout.splitlines() if line.startswith("| 200 "))
+        answered = int(row.split("|")[2].strip().replace(",", ""))
+        assert answered > 0, row
+        assert "| yes (" in row, row
