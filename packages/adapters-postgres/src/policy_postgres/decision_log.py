@@ -26,15 +26,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import msgspec
 import psycopg
 from policy_core.cursors import decode_cursor, encode_cursor
 from policy_core.ports import (
@@ -52,8 +50,8 @@ from policy_postgres._connect import connect_args
 from policy_postgres._records import COPY, copy_data, from_row, instant
 from policy_postgres._sql import sql
 from policy_postgres.errors import UNAVAILABLE, translate_errors
-from policy_postgres.journal import Journal, encode_line
-from policy_postgres.spool import Spool
+from policy_postgres.journal import Journal
+from policy_postgres.spool import Spool, decode_line, encode_line
 
 __all__ = ["DecisionLogCounters", "PostgresDecisionLog"]
 
@@ -66,40 +64,10 @@ _BUDGET = (0.002, 0.008)
 _BEHIND = 2
 _MAX_TURN = 0.2
 _SLICE = 16
-_line_decoder = msgspec.json.Decoder(DecisionRecord)
-_RECORD_FIELDS = msgspec.structs.fields(DecisionRecord)
-
-
-def _from_line(line: bytes) -> DecisionRecord:
-    """The queued record again, from its journal line.
-
-    A record JSON cannot carry exactly (a NaN latency is written as null) comes
-    back field by field, the odd field as JSON gave it (a NaN number again): it is
-    then stored or, when PostgreSQL refuses it, rejected as it was before records
-    were queued as lines, and never lost on the way.
-    """
-    try:
-        return _line_decoder.decode(line)
-    except msgspec.ValidationError:
-        pass
-    raw = msgspec.json.decode(line)
-    fields: dict[str, Any] = {}
-    for field in _RECORD_FIELDS:
-        if field.name not in raw:
-            continue
-        value = raw[field.name]
-        try:
-            fields[field.name] = msgspec.convert(value, field.type, strict=False)
-        except msgspec.ValidationError:
-            fields[field.name] = math.nan if field.name == "latency_ms" else value
-    return DecisionRecord(**fields)
-
-
-_ZERO = timedelta(0)
 
 
 def _month(at: datetime) -> tuple[int, int]:
-    utc = at if at.utcoffset() == _ZERO else at.astimezone(UTC)
+    utc = at.astimezone(UTC)
     return utc.year, utc.month
 
 
@@ -170,7 +138,7 @@ class PostgresDecisionLog:
             await self._task
             self._task = None
         if self._queue:
-            self._spool_batch([self.chain.link(_from_line(b)) for b in self._queue])
+            self._spool_batch([self.chain.link(decode_line(b)) for b in self._queue])
             self._queue.clear()
         self._spool.close()
         if self._journal is not None:
@@ -187,7 +155,7 @@ class PostgresDecisionLog:
         line = encode_line(record)
         if self._journal is not None:
             try:
-                self._journal.write_line(line)
+                self._journal.write(line)
             except OSError:
                 self._journal.errors += 1
                 if not self._journal_failed:
@@ -411,7 +379,7 @@ class PostgresDecisionLog:
 
     async def _take(self, n: int) -> list[DecisionRecord]:
         """The next `n` queued records, linked, in slices (see `_pause`)."""
-        popleft, link, decode = self._queue.popleft, self.chain.link, _from_line
+        popleft, link, decode = self._queue.popleft, self.chain.link, decode_line
         batch: list[DecisionRecord] = []
         while len(batch) < n:
             await self._pause()
@@ -503,14 +471,12 @@ class PostgresDecisionLog:
     async def _insert_on(self, conn: AsyncConnection[Any], batch: Sequence[DecisionRecord]) -> None:
         async with conn.transaction():
             await self._ensure_partitions(conn, batch)
-            if conn is not self._staging_on:
+            staged_now = conn is not self._staging_on
+            if staged_now:
                 # The temp table is the session's; created in this transaction, it goes
                 # if the transaction fails (the mark is set only once it committed).
                 self._staging_on = None
                 await conn.execute(sql("decision_staging"))
-                staged_now = True
-            else:
-                staged_now = False
             async with conn.cursor() as cur, cur.copy(COPY) as copy:
                 for start in range(0, len(batch), 4 * _SLICE):
                     await self._pause()

@@ -23,19 +23,11 @@ import contextlib
 import os
 from pathlib import Path
 
-import msgspec
 from policy_core.ports import DecisionRecord
 
 from policy_postgres.spool import read_records
 
-__all__ = ["Journal", "encode_line", "segments"]
-
-_encoder = msgspec.json.Encoder(enc_hook=str)  # never fail on an odd value (as the spool)
-
-
-def encode_line(record: DecisionRecord) -> bytes:
-    """A record as one journal line (JSON and a newline; `spool.read_records` reads it)."""
-    return _encoder.encode(record) + b"\n"
+__all__ = ["Journal", "segments"]
 
 
 _FLAGS = os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_CLOEXEC", 0)
@@ -72,16 +64,10 @@ class Journal:
         self._sealed: list[Path] = []
         self.errors = 0
 
-    def write(self, record: DecisionRecord) -> bytes:
-        """Append one record (one `os.write`, no fsync); returns the line written.
+    def write(self, line: bytes) -> None:
+        """Append one encoded record (`spool.encode_line`, one `os.write`, no fsync).
 
         Raises OSError if the disk refuses."""
-        line = encode_line(record)
-        self.write_line(line)
-        return line
-
-    def write_line(self, line: bytes) -> None:
-        """Append one encoded record (`encode_line`). Raises OSError if the disk refuses."""
         if self._fd < 0:
             self._open()
         os.write(self._fd, line)

@@ -9,20 +9,54 @@ idempotent on request_id).
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import msgspec
 from policy_core.ports import DecisionRecord
 from policy_core.services import with_digest
 
-__all__ = ["Spool"]
+__all__ = ["Spool", "decode_line", "encode_line", "read_records"]
 
 _encoder = msgspec.json.Encoder(enc_hook=str)  # never fail on an odd value
 _decoder = msgspec.json.Decoder(DecisionRecord)
+
+
+def encode_line(record: DecisionRecord) -> bytes:
+    """A record as one line of this format (JSON and a newline), as the journal writes it."""
+    return _encoder.encode(record) + b"\n"
+
+
+_RECORD_FIELDS = msgspec.structs.fields(DecisionRecord)
+
+
+def decode_line(line: bytes) -> DecisionRecord:
+    """The record of a line `encode_line` wrote (the decision log's queue holds such lines).
+
+    A record JSON cannot carry exactly (a NaN latency is written as null) comes
+    back field by field, the odd field as JSON gave it (a NaN number again): it is
+    then stored or, when PostgreSQL refuses it, rejected as it was before records
+    were queued as lines, and never lost on the way.
+    """
+    try:
+        return _decoder.decode(line)
+    except msgspec.ValidationError:
+        pass
+    raw = msgspec.json.decode(line)
+    fields: dict[str, Any] = {}
+    for field in _RECORD_FIELDS:
+        if field.name not in raw:
+            continue
+        value = raw[field.name]
+        try:
+            fields[field.name] = msgspec.convert(value, field.type, strict=False)
+        except msgspec.ValidationError:
+            fields[field.name] = math.nan if field.name == "latency_ms" else value
+    return DecisionRecord(**fields)
 
 
 def read_records(lines: Iterable[bytes]) -> tuple[list[DecisionRecord], int]:
