@@ -3,20 +3,15 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 import msgspec
 from policy_core.model import Decision
 from policy_core.ports import ChainLink, DecisionRecord
-from policy_core.services import with_digest
 
-__all__ = ["COPY", "copy_data", "from_row", "instant"]
+__all__ = ["COPY", "copy_lines", "from_row", "instant"]
 
-# A context is JSON from the APIs; values a library caller passes that JSON cannot
-# hold are stored as their str() rather than failing the whole batch.
-_encoder = msgspec.json.Encoder(enc_hook=str)
 _context_decoder = msgspec.json.Decoder(dict[str, Any])
 _decision_decoder = msgspec.json.Decoder(Decision)
 _NUL_ESCAPE = re.compile(rb"(?<!\\)((?:\\\\)*)\\u0000")
@@ -30,21 +25,16 @@ def instant(text: str) -> datetime:
     return at
 
 
-def copy_data(batch: Sequence[DecisionRecord]) -> bytes:
-    """COPY text-format data: one JSON document per line.
+def copy_lines(lines: bytes) -> bytes:
+    """COPY text-format data of spool lines (`spool.encode_line`): one JSON document per line.
 
     msgspec escapes every control character, so a document never holds a raw
     newline or tab; only backslashes need doubling for COPY. jsonb refuses the
     NUL escape, so a NUL in a string is stored as U+FFFD.
     """
-    buf = bytearray()
-    for record in batch:
-        _encoder.encode_into(with_digest(record), buf, len(buf))  # linked by the writer
-        buf += b"\n"
-    data = bytes(buf)
-    if b"\\u0000" in data:
-        data = _NUL_ESCAPE.sub(rb"\1\\ufffd", data)
-    return data.replace(b"\\", b"\\\\")
+    if b"\\u0000" in lines:
+        lines = _NUL_ESCAPE.sub(rb"\1\\ufffd", lines)
+    return lines.replace(b"\\", b"\\\\")
 
 
 def from_row(row: Any) -> DecisionRecord:

@@ -28,8 +28,8 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Sequence
-from datetime import UTC, datetime
+from collections.abc import AsyncIterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -47,11 +47,20 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from policy_postgres._connect import connect_args
-from policy_postgres._records import COPY, copy_data, from_row, instant
+from policy_postgres._linker import (
+    Batch,
+    LinkHelper,
+    batch_of,
+    join,
+    link_lines,
+    month_of,
+    records_of,
+)
+from policy_postgres._records import COPY, copy_lines, from_row, instant
 from policy_postgres._sql import sql
 from policy_postgres.errors import UNAVAILABLE, translate_errors
 from policy_postgres.journal import Journal
-from policy_postgres.spool import Spool, decode_line, encode_line
+from policy_postgres.spool import Spool, encode_line
 
 __all__ = ["DecisionLogCounters", "PostgresDecisionLog"]
 
@@ -64,11 +73,7 @@ _BUDGET = (0.002, 0.008)
 _BEHIND = 2
 _MAX_TURN = 0.2
 _SLICE = 16
-
-
-def _month(at: datetime) -> tuple[int, int]:
-    utc = at.astimezone(UTC)
-    return utc.year, utc.month
+_COPY_CHUNK = 128 * 1024  # bytes of COPY data sent between two checks of the budget
 
 
 class PostgresDecisionLog:
@@ -90,6 +95,8 @@ class PostgresDecisionLog:
         connect_timeout: float = 2.0,
         writer: str | None = None,
         journal: bool = True,
+        link_helper: bool | LinkHelper = False,
+        helper_min_batch: int = 64,
     ) -> None:
         self._pool = pool
         self.owns_pool = owns_pool
@@ -106,6 +113,13 @@ class PostgresDecisionLog:
         # The hash chain of this writer: records are linked as they leave the queue
         # (off the request path), in the order they were appended.
         self.chain = ChainWriter(writer)
+        # Batches of `helper_min_batch` records or more are linked in a child process
+        # (policy_postgres._linker), off this process's event loop and GIL.
+        helper = LinkHelper() if link_helper is True else link_helper
+        self._helper = helper or None
+        self._helper_min = helper_min_batch
+        self._linking = False  # a batch is out at the helper: the chain's next link is its
+        self._held: list[bytes] = []  # lines spooled under backpressure meanwhile, to link after
         self._queue_size, self._batch = queue_size, batch_size
         self._interval, self._retry, self._timeout = flush_interval, retry_interval, connect_timeout
         self._wakeup = asyncio.Event()
@@ -129,6 +143,13 @@ class PostgresDecisionLog:
         """Start the writer (it first replays whatever an earlier run left in the spool)."""
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name="decision-log-writer")
+            if self._helper is not None:
+                self._helper.start()
+
+    @property
+    def helper(self) -> LinkHelper | None:
+        """The process linking large batches (None: every batch is linked in this one)."""
+        return self._helper
 
     async def close(self) -> None:
         """Write or spool everything queued, stop the writer, close an owned pool."""
@@ -138,8 +159,10 @@ class PostgresDecisionLog:
             await self._task
             self._task = None
         if self._queue:
-            self._spool_batch([self.chain.link(decode_line(b)) for b in self._queue])
+            self._spool_batch(self._link_now(list(self._queue)))
             self._queue.clear()
+        if self._helper is not None:
+            await self._helper.close()
         self._spool.close()
         if self._journal is not None:
             # Every record is stored or fsynced to the spool now (unless it was dropped).
@@ -168,7 +191,10 @@ class PostgresDecisionLog:
             return
         # Queue full: the writer is behind. The spool keeps the record without waiting.
         self._backpressure += 1
-        self._spool_batch([self.chain.link(record)], sync=False)
+        if self._linking:
+            self._held.append(line)  # linked and spooled as soon as the helper answers
+            return
+        self._spool_batch(self._link_now([line]), sync=False)
 
     async def flush(self) -> None:
         target = self._appended + self._recovered
@@ -377,19 +403,45 @@ class PostgresDecisionLog:
             budget = min(max(budget, away), _MAX_TURN)
         self._turn_ends = now + budget
 
-    async def _take(self, n: int) -> list[DecisionRecord]:
-        """The next `n` queued records, linked, in slices (see `_pause`)."""
-        popleft, link, decode = self._queue.popleft, self.chain.link, decode_line
-        batch: list[DecisionRecord] = []
-        while len(batch) < n:
+    async def _take(self, n: int) -> Batch:
+        """The next `n` queued records, linked: by the helper, else here in slices (see `_pause`)."""
+        popleft, chain, helper = self._queue.popleft, self.chain, self._helper
+        lines = [popleft() for _ in range(n)]
+        if helper is not None and n >= self._helper_min:
+            linked = None
+            self._linking = True
+            try:
+                linked = await helper.link(chain.writer, chain.seq, chain.head, lines)
+            except asyncio.CancelledError:
+                self._queue.extendleft(reversed(lines))  # not linked: back in order
+                raise
+            finally:
+                self._linking = False
+                if linked is not None:
+                    batch, chain.seq, chain.head = linked
+                self._spool_held()
+            if linked is not None:
+                return batch
+        parts = []
+        for start in range(0, n, _SLICE):
             await self._pause()
-            batch.extend(link(decode(popleft())) for _ in range(min(_SLICE, n - len(batch))))
+            parts.append(self._link_now(lines[start : start + _SLICE]))
+        return join(parts)
+
+    def _link_now(self, lines: list[bytes]) -> Batch:
+        chain = self.chain
+        batch, chain.seq, chain.head = link_lines(chain.writer, chain.seq, chain.head, lines)
         return batch
+
+    def _spool_held(self) -> None:
+        if self._held:
+            held, self._held = self._held, []
+            self._spool_batch(self._link_now(held), sync=False)
 
     def _may_try(self) -> bool:
         return not self._down or time.monotonic() >= self._next_probe
 
-    async def _write(self, batch: list[DecisionRecord]) -> None:
+    async def _write(self, batch: Batch) -> None:
         if not self._may_try():
             self._spool_batch(batch)
             return
@@ -401,39 +453,45 @@ class PostgresDecisionLog:
             self._spool_batch(batch)
             return
         self._mark_up()
-        self._written += len(batch) - (self._rejected - rejected)
-        self._settle(len(batch))
+        self._written += batch.count - (self._rejected - rejected)
+        self._settle(batch.count)
 
     async def _replay(self) -> None:
         if not self._spool.prepare_replay():
             return
         # Decoding a spool of many records would hold the event loop: in a thread.
-        records = await asyncio.to_thread(self._spool.read_replay)
+        batches = await asyncio.to_thread(self._replay_batches)
         try:
-            for start in range(0, len(records), self._batch):
-                await self._insert_resilient(records[start : start + self._batch])
+            for batch in batches:
+                await self._insert_resilient(batch)
         except UNAVAILABLE as exc:
             self._mark_down(exc)  # the .replay file stays; it is replayed again later
             return
         self._mark_up()
         self._spool.end_replay()
-        self._replayed += len(records)
-        _log.info("decision log: replayed %d spooled records", len(records))
+        replayed = sum(b.count for b in batches)
+        self._replayed += replayed
+        _log.info("decision log: replayed %d spooled records", replayed)
 
-    async def _insert_resilient(self, batch: list[DecisionRecord]) -> None:
+    def _replay_batches(self) -> list[Batch]:
+        records = self._spool.read_replay()
+        return [batch_of(records[i : i + self._batch]) for i in range(0, len(records), self._batch)]
+
+    async def _insert_resilient(self, batch: Batch) -> None:
         """Insert a batch; on a data error, row by row, rejecting the rows PostgreSQL refuses."""
         try:
             await self._insert(batch)
         except UNAVAILABLE:
             raise
         except Exception:
-            if len(batch) == 1:
+            records = records_of(batch)
+            if len(records) == 1:
                 self._rejected += 1
-                self._spool.reject(batch[0])
-                _log.exception("decision log: record %r rejected", batch[0].request_id)
+                self._spool.reject(records[0])
+                _log.exception("decision log: record %r rejected", records[0].request_id)
                 return
-            for record in batch:
-                await self._insert_resilient([record])
+            for record in records:
+                await self._insert_resilient(batch_of([record]))
 
     async def _connection(self) -> AsyncConnection[Any]:
         """The writer's own connection, made with the pool's settings.
@@ -460,7 +518,7 @@ class PostgresDecisionLog:
             with contextlib.suppress(*UNAVAILABLE):
                 await conn.close()
 
-    async def _insert(self, batch: Sequence[DecisionRecord]) -> None:
+    async def _insert(self, batch: Batch) -> None:
         conn = await self._connection()
         try:
             await self._insert_on(conn, batch)
@@ -468,45 +526,43 @@ class PostgresDecisionLog:
             await self._close_connection()
             raise
 
-    async def _insert_on(self, conn: AsyncConnection[Any], batch: Sequence[DecisionRecord]) -> None:
+    async def _insert_on(self, conn: AsyncConnection[Any], batch: Batch) -> None:
         async with conn.transaction():
-            await self._ensure_partitions(conn, batch)
+            await self._ensure_partitions(conn, batch.months)
             staged_now = conn is not self._staging_on
             if staged_now:
                 # The temp table is the session's; created in this transaction, it goes
                 # if the transaction fails (the mark is set only once it committed).
                 self._staging_on = None
                 await conn.execute(sql("decision_staging"))
+            data = memoryview(copy_lines(batch.lines))
             async with conn.cursor() as cur, cur.copy(COPY) as copy:
-                for start in range(0, len(batch), 4 * _SLICE):
+                for start in range(0, len(data), _COPY_CHUNK):
                     await self._pause()
-                    await copy.write(copy_data(batch[start : start + 4 * _SLICE]))
+                    await copy.write(data[start : start + _COPY_CHUNK])
             await conn.execute(sql("decision_insert"))
         if staged_now:
             self._staging_on = conn
 
-    async def _ensure_partitions(
-        self, conn: AsyncConnection[Any], batch: Sequence[DecisionRecord]
-    ) -> None:
-        # (year, month) of the UTC time, as the partitions are cut; no strftime per record.
-        months = {_month(r.created_at): r.created_at for r in batch}
-        missing = [at for month, at in months.items() if month not in self._months]
+    async def _ensure_partitions(self, conn: AsyncConnection[Any], months: list[datetime]) -> None:
+        """Make the partitions of these times (one per month of a batch) not made yet."""
+        missing = [at for at in months if month_of(at) not in self._months]
         if missing:
             await conn.execute(
                 b"SELECT decision_log_ensure_partition(m) FROM unnest(%s::timestamptz[]) AS m",
                 (missing,),
             )
-            self._months.update(m for m in months)
+            self._months.update(month_of(at) for at in missing)
 
-    def _spool_batch(self, batch: list[DecisionRecord], *, sync: bool = True) -> None:
+    def _spool_batch(self, batch: Batch, *, sync: bool = True) -> None:
         try:
-            self._spool.write(batch, sync=sync)
+            self._spool.write_lines(batch.lines, batch.oldest, sync=sync)
         except OSError:
-            self._dropped += len(batch)
-            _log.exception("decision log: spool unwritable, %d records dropped", len(batch))
+            self._dropped += batch.count
+            _log.exception("decision log: spool unwritable, %d records dropped", batch.count)
         else:
-            self._spooled += len(batch)
-        self._settle(len(batch))
+            self._spooled += batch.count
+        self._settle(batch.count)
 
     def _settle(self, n: int) -> None:
         self._settled += n

@@ -118,15 +118,19 @@ class Spool:
 
     def write(self, records: list[DecisionRecord], *, sync: bool = False) -> None:
         """Append records (buffered; `sync` flushes and fsyncs)."""
-        if self._fh is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._fh = open(self.path, "ab")  # noqa: SIM115 - kept open across calls
         buf = bytearray()
-        self._oldest = _earliest(self._oldest, *(r.created_at for r in records))
         for record in records:
             _encoder.encode_into(with_digest(record), buf, len(buf))
             buf += b"\n"
-        self._fh.write(buf)
+        self.write_lines(bytes(buf), _earliest(*(r.created_at for r in records)), sync=sync)
+
+    def write_lines(self, lines: bytes, oldest: datetime | None, *, sync: bool = False) -> None:
+        """Append lines of this format (`encode_line`), `oldest` their earliest `created_at`."""
+        if self._fh is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fh = open(self.path, "ab")  # noqa: SIM115 - kept open across calls
+        self._oldest = _earliest(self._oldest, oldest)
+        self._fh.write(lines)
         if sync:
             self.sync()
 

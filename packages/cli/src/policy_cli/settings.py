@@ -54,6 +54,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     seed_policies: str | None = None  # loaded into an empty store at start
     context_schema: str | None = None  # JSON Schema of the context: `validate` warns on paths
     migrate_on_start: bool = True  # apply pending migrations when a server starts
+    decision_log_helper: bool = (
+        True  # link the PostgreSQL decision log's batches in a child process
+    )
     default_decision: Literal["allow", "deny"] = "allow"
     reservation_ttl_seconds: float = 600.0  # unsettled budget reservations are released after it
     # HTTP server
@@ -139,6 +142,7 @@ SETTING_HELP: dict[str, str] = {
     "seed_policies": "file or directory of policies loaded when the store is empty at start",
     "context_schema": "JSON Schema file of the request context: validation warns about paths it lacks",
     "migrate_on_start": "apply pending database migrations when a server starts",
+    "decision_log_helper": "hash-chain the PostgreSQL decision log's batches in a child process of each worker",
     "default_decision": "decision when no rule of any policy matches: `allow` or `deny`",
     "reservation_ttl_seconds": "seconds a budget reservation of an allowed request is held unless settled",
     "host": "HTTP interface to listen on",

@@ -206,7 +206,7 @@ async def postgres(
                     hint="run `llm-policy db migrate`, or set LLM_POLICY_MIGRATE_ON_START=true",
                 )
     spool = _spool_slot(Path(settings.data_dir) / "spool", stack)
-    log = PostgresDecisionLog(pool, spool_path=spool)
+    log = PostgresDecisionLog(pool, spool_path=spool, link_helper=settings.decision_log_helper)
     await log.start()
     stack.push_async_callback(log.close)
 
