@@ -18,9 +18,15 @@ from policy_http.testing import TEST_SECRET, make_token
 pytestmark = pytest.mark.reliability
 
 SETTINGS = memory_settings(jwt_secret=TEST_SECRET, jwt_issuer=None, jwt_audience=None)
-ADMIN = {
-    "authorization": "Bearer " + make_token(roles=["admin"], claims={"iss": None, "aud": None})
-}
+
+
+def admin() -> dict[str, str]:
+    """Minted per request: a token made at import expired when the suite ran past its 300 s."""
+    return {
+        "authorization": "Bearer " + make_token(roles=["admin"], claims={"iss": None, "aud": None})
+    }
+
+
 EVALUATE = "/llm_policy.v1.PolicyService/EvaluatePolicy"
 
 
@@ -42,7 +48,7 @@ async def channel(server: GrpcServer) -> AsyncIterator[Channel]:
 
 async def _send(channel: Channel, body: bytes) -> RawMessage | None:
     async with channel.request(
-        EVALUATE, Cardinality.UNARY_UNARY, RawMessage, RawMessage, metadata=ADMIN
+        EVALUATE, Cardinality.UNARY_UNARY, RawMessage, RawMessage, metadata=admin()
     ) as stream:
         await stream.send_message(RawMessage(body), end=True)
         return await stream.recv_message()
@@ -86,7 +92,7 @@ async def test_a_truncated_frame_is_answered_and_the_server_stays_up(channel: Ch
     status: Status | None = None
     try:
         async with channel.request(
-            EVALUATE, Cardinality.UNARY_UNARY, RawMessage, RawMessage, metadata=ADMIN
+            EVALUATE, Cardinality.UNARY_UNARY, RawMessage, RawMessage, metadata=admin()
         ) as stream:
             await stream.send_request()
             await stream._stream.send_data(b"\x00\x00\x00\x01\x00abc", end_stream=True)
