@@ -118,11 +118,8 @@ class Spool:
 
     def write(self, records: list[DecisionRecord], *, sync: bool = False) -> None:
         """Append records (buffered; `sync` flushes and fsyncs)."""
-        buf = bytearray()
-        for record in records:
-            _encoder.encode_into(with_digest(record), buf, len(buf))
-            buf += b"\n"
-        self.write_lines(bytes(buf), _earliest(*(r.created_at for r in records)), sync=sync)
+        lines = b"".join([encode_line(with_digest(r)) for r in records])
+        self.write_lines(lines, _earliest(*(r.created_at for r in records)), sync=sync)
 
     def write_lines(self, lines: bytes, oldest: datetime | None, *, sync: bool = False) -> None:
         """Append lines of this format (`encode_line`), `oldest` their earliest `created_at`."""
