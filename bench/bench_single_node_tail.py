@@ -322,6 +322,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         python = args.server_python or sys.executable
         command = [python, "-m", "policy_cli", "serve", "--port", str(port),
                    "--seed", str(_policy_file(Path(tmp) / "gate.yaml"))]  # fmt: skip
+        if args.server_impl:
+            command += ["--server-impl", args.server_impl]
         log = Path(tmp) / "serve.log"
         out = Path(tmp) / "generator.json"
         with serving(command, port=port, env=env, log=log, cwd=ROOT, timeout=180) as srv:
@@ -368,6 +370,11 @@ def main() -> None:
         " against; its log is not checked)",
     )
     parser.add_argument("--workers", type=int, default=1, help="the server's worker processes")
+    parser.add_argument(
+        "--server-impl",
+        choices=["granian", "uvicorn"],
+        help="`serve --server-impl` (default: its own)",
+    )
     parser.add_argument("--keep-log", help="copy the server's output to this file")
     parser.add_argument("--generate", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)

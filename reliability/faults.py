@@ -24,6 +24,7 @@ from typing import Any
 
 import psycopg
 from load import Load
+from policy_cli.testing import server_workers
 from stack import Backends, Stack
 from tcp_proxy import ProxyControl
 
@@ -58,7 +59,9 @@ async def _redis_start(stack: Stack) -> None:
 
 async def _kill_worker(stack: Stack) -> None:
     assert stack.http is not None
-    workers = [p for p in stack.http.pids() if p != stack.http.proc.pid]
+    # A worker itself: not the parent's multiprocessing helper nor a worker's own child
+    # (the decision log's link helper), which any descendant could be.
+    workers = sorted(server_workers(stack.http.proc.pid))
     if not workers:
         raise RuntimeError("no HTTP worker to kill")
     os.kill(workers[-1], signal.SIGKILL)

@@ -210,7 +210,7 @@ class Server:
     port: int
 
     def pids(self) -> list[int]:
-        """The process and its descendants (granian's workers)."""
+        """The process and its descendants (its workers and theirs)."""
         out, todo = [], [self.proc.pid]
         while todo:
             pid = todo.pop()

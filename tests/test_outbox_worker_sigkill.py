@@ -3,7 +3,7 @@
 Governance (a local Receiver on 127.0.0.1) refuses every delivery (503) while
 audited evaluations are answered, so each worker's outbox slot holds events on
 disk; then, while 4 clients keep evaluating, a worker is killed with SIGKILL.
-granian respawns it, the new worker claims the dead one's slot (the only free
+The server (uvicorn's supervisor) respawns it, the new worker claims the dead one's slot (the only free
 one: checked through /proc, by the `.lock` each worker holds open), Governance
 starts accepting, and every answered decision's audit event arrives. No timing
 assertion: the waits only bound a hung test.
@@ -26,7 +26,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from policy_cli.testing import clean_env, free_port, llm_policy, serving
+from policy_cli.testing import clean_env, free_port, llm_policy, server_workers, serving
 from policy_integrations.receiver import ThreadedReceiver
 from policy_integrations.sinks import AUDIT_PATH
 from policy_postgres.testing import embedded_data_dir
@@ -40,21 +40,6 @@ rules:
     condition: "llm.model == 'gpt-3'"
     action: {decision: deny, reason: old model}
 """
-
-
-def workers(pid: int) -> set[int]:
-    """granian's worker processes: the Python children (not the embedded PostgreSQL)."""
-    out: set[int] = set()
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        out |= {int(c) for c in (task / "children").read_text().split()}
-    return {c for c in out if b"python" in _read(f"/proc/{c}/cmdline")}
-
-
-def _read(path: str) -> bytes:
-    try:
-        return Path(path).read_bytes()
-    except OSError:
-        return b""
 
 
 def audit_slot(pid: int) -> str | None:
@@ -107,7 +92,7 @@ def test_a_killed_workers_audit_events_are_delivered_by_its_replacement() -> Non
             llm_policy("serve"), port=port, env=env, log=data / "serve.log", cwd=ROOT
         ) as srv:
             deadline = time.monotonic() + 120
-            before = workers(srv.proc.pid)
+            before = server_workers(srv.proc.pid)
             assert len(before) == 2
             slots = {pid: audit_slot(pid) for pid in before}
             while None in slots.values() and time.monotonic() < deadline:
@@ -144,7 +129,7 @@ def test_a_killed_workers_audit_events_are_delivered_by_its_replacement() -> Non
                 os.kill(victim, signal.SIGKILL)
                 heir = None
                 while time.monotonic() < deadline:
-                    now = workers(srv.proc.pid) - before
+                    now = server_workers(srv.proc.pid) - before
                     if now and audit_slot(min(now)) is not None:
                         heir = min(now)
                         break

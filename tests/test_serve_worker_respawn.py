@@ -1,7 +1,8 @@
 """`llm-policy serve` with two workers outlives a worker killed with SIGKILL (issue 13).
 
 granian shut the whole server down when one worker died (an OOM kill takes a worker, the
-service stops); with respawn_failed_workers it starts a new worker and goes on answering.
+service stops) until told respawn_failed_workers; uvicorn's supervisor, the default server
+now, starts a new worker too. Both go on answering.
 Found by the reliability suite's SIGKILL fault (reliability/faults.py).
 """
 
@@ -13,25 +14,10 @@ import signal
 import urllib.request
 from pathlib import Path
 
-from policy_cli.testing import clean_env, free_port, llm_policy, serving
+from policy_cli.testing import clean_env, free_port, llm_policy, server_workers, serving
 from policy_postgres.testing import embedded_data_dir
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def children(pid: int) -> set[int]:
-    """granian's worker processes: the Python children (not the embedded PostgreSQL)."""
-    out: set[int] = set()
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        out |= {int(c) for c in (task / "children").read_text().split()}
-    return {c for c in out if b"python" in _cmdline(c)}
-
-
-def _cmdline(pid: int) -> bytes:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return b""
 
 
 def evaluate(url: str, token: str) -> str:
@@ -67,19 +53,19 @@ def _kill_a_worker(tmp_path: Path) -> None:
     with serving(
         llm_policy("serve"), port=port, env=env, log=tmp_path / "serve.log", cwd=ROOT
     ) as srv:
-        workers = children(srv.proc.pid)
+        workers = server_workers(srv.proc.pid)
         assert len(workers) == 2
         victim = max(workers)
         os.kill(victim, signal.SIGKILL)
         # Wait (no time assertion: the bound only stops a hung test) for the replacement.
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            now = children(srv.proc.pid)
+            now = server_workers(srv.proc.pid)
             if len(now) == 2 and victim not in now:
                 break
             time.sleep(0.2)
         assert srv.proc.poll() is None, (tmp_path / "serve.log").read_text()
-        now = children(srv.proc.pid)
+        now = server_workers(srv.proc.pid)
         assert len(now) == 2
         assert victim not in now
         # The new worker may still be starting: wait for /ready, then every answer is right.

@@ -1,4 +1,4 @@
-"""Hostile clients against a real `llm-policy serve` (granian, memory deployment): slow
+"""Hostile clients against a real `llm-policy serve` (its default server, memory deployment): slow
 headers, many idle connections and a stream of hostile bodies; the server keeps answering
 and its RSS stays bounded (issue 13). The figures go to docs/reliability.md (Hostile input).
 """
@@ -191,6 +191,6 @@ def test_responses_carry_no_server_banner(server: Server) -> None:
         headers = {k.lower(): v for k, v in r.headers.items()}
         body = json.loads(r.read())
     assert body
-    # granian always names itself (`server: granian`), never a version: no version banner.
+    # No version banner (granian names itself, `server: granian`; uvicorn is told not to).
     assert not any(ch.isdigit() for ch in headers.get("server", ""))
     assert headers["x-content-type-options"] == "nosniff"

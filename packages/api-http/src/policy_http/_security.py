@@ -3,7 +3,7 @@
 An API answers JSON, so nothing it sends should be sniffed as another type,
 framed or allowed to load anything; the reference page (the only HTML) gets
 a CSP of its own that allows only its same-origin stylesheet. The server
-announces no name or version (granian sends no `server` header; any that
+announces no name or version (uvicorn is told not to send its `server` header; any that
 an inner layer adds is dropped).
 """
 

@@ -69,7 +69,7 @@ def _json_sink(stream: IO[str]) -> Any:
 def configure_json_logging(level: str = "INFO", stream: IO[str] | None = None) -> int:
     """Replace loguru's handlers by one JSON-lines sink; returns the handler id.
 
-    The standard library's loggers (granian, grpclib, psycopg's pool, the
+    The standard library's loggers (uvicorn, granian, grpclib, psycopg's pool, the
     embedded PostgreSQL) write JSON lines of the same shape too, so that
     every line on stderr is JSON. Called by the composition root, never at
     import time.
@@ -109,7 +109,8 @@ class JsonLogFormatter(logging.Formatter):
 
 def stdlib_json_config(level: str = "INFO") -> dict[str, Any]:
     """A `logging.config.dictConfig` with every logger writing JSON lines to stderr
-    (granian's parent process takes one: its own default writes plain text)."""
+    (the HTTP server's processes take one: uvicorn's and granian's own defaults write
+    plain text)."""
     return {
         "version": 1,
         "disable_existing_loggers": False,
@@ -124,6 +125,13 @@ def stdlib_json_config(level: str = "INFO") -> dict[str, Any]:
         "root": {"handlers": ["stderr"], "level": level.upper()},
         "loggers": {
             name: {"handlers": ["stderr"], "level": level.upper(), "propagate": False}
-            for name in ("_granian", "granian.access", "granian")
+            for name in (
+                "uvicorn",
+                "uvicorn.error",
+                "uvicorn.access",
+                "_granian",
+                "granian.access",
+                "granian",
+            )
         },
     }

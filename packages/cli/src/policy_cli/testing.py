@@ -16,6 +16,7 @@ serves HTTP) in a process group of its own until the block ends.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
@@ -51,6 +52,7 @@ __all__ = [
     "http_app",
     "llm_policy",
     "memory_settings",
+    "server_workers",
     "serving",
     "wait_ready",
 ]
@@ -136,6 +138,29 @@ def clean_env(**extra: str) -> dict[str, str]:
     }
     env.update(extra)
     return env
+
+
+def server_workers(pid: int) -> set[int]:
+    """The HTTP worker processes of the `llm-policy serve` process `pid` (Linux /proc).
+
+    Its Python children, less multiprocessing's resource tracker (uvicorn's supervisor
+    spawns its workers, and spawning starts a tracker); the embedded PostgreSQL is not
+    Python, and each worker's own children (the decision log's link helper) are not
+    children of `pid`.
+    """
+    found: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):
+            found |= {int(c) for c in (task / "children").read_text().split()}
+    workers = set()
+    for child in found:
+        try:
+            cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"python" in cmdline and b"resource_tracker" not in cmdline:
+            workers.add(child)
+    return workers
 
 
 def free_port() -> int:

@@ -175,8 +175,8 @@ def banner(settings: Settings, store: str) -> str:
 )
 @click.option(
     "--server-impl",
-    type=click.Choice(["granian", "uvicorn"]),
-    default="granian",
+    type=click.Choice(["uvicorn", "granian"]),
+    default="uvicorn",
     show_default=True,
     help="The ASGI server.",
 )
@@ -222,7 +222,7 @@ def serve(state: State, /, server_impl: str, **flags: Any) -> None:
             host=effective.host,
             port=effective.port,
             workers=effective.workers,
-            impl="uvicorn" if server_impl == "uvicorn" else "granian",
+            impl="granian" if server_impl == "granian" else "uvicorn",
             log_level=effective.log_level,
         )
 
