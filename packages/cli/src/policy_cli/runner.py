@@ -109,13 +109,15 @@ def _uvicorn(
     from policy_http.logs import stdlib_json_config
     from uvicorn.supervisors import Multiprocess
 
+    from policy_cli.uvicorn_protocol import CoalescingHttpToolsProtocol
+
     config = uvicorn.Config(
         target,
         host=host,
         port=port,
         workers=workers,
         factory=True,
-        http="httptools",
+        http=CoalescingHttpToolsProtocol,  # httptools, a response in one write
         loop="uvloop",
         lifespan="on",
         access_log=False,  # the app logs requests itself when asked (never tokens)
