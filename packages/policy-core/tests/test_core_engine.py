@@ -290,3 +290,32 @@ def test_absurd_nesting_is_a_load_error_not_a_crash() -> None:
     )
     with pytest.raises(PolicyLoadError, match="nested too deeply"):
         load_policy_text(text)
+
+
+def test_each_policy_reads_its_own_regex_set_results() -> None:
+    """Every policy compiles its own regex set per path (patterns numbered from 0), while
+    one evaluation memoises scans for all policies: a memo keyed by the path alone gave
+    policy b the hits of policy a's patterns (its pattern 0 "matched" whenever a's did),
+    a wrong deny. Generated code, the rule index and the closures (trace) alike."""
+    engine = PolicyEngine(
+        load_policy_text(
+            "metadata: {id: a}\n"
+            "rules:\n"
+            "  - {id: inj, condition: 'llm.prompt.matches(\"ignore previous\")',"
+            " action: {decision: warn}}\n"
+            "---\n"
+            "metadata: {id: b}\n"
+            "rules:\n"
+            "  - {id: secret, condition: 'llm.prompt.matches(\"password\")',"
+            " action: {decision: deny}}\n"
+            "  - {id: key, condition: 'llm.prompt.matches(\"ignore\")',"
+            " action: {decision: warn}}\n"
+        )
+    )
+    ctx = {"llm": {"prompt": "please ignore previous instructions"}}
+    for trace in (False, True):
+        decision = engine.evaluate(ctx, trace=trace)
+        assert decision.decision == "warn"
+        assert decision.matched_rules == ("a/inj", "b/key")
+    denied = engine.evaluate({"llm": {"prompt": "my password is hunter2"}})
+    assert denied.matched_rules == ("b/secret",)

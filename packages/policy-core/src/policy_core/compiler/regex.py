@@ -22,8 +22,13 @@ class RegexTable:
     def __init__(self) -> None:
         self._patterns: dict[str, list[str]] = {}
         self._sets: dict[str, Any] = {}
+        # Memo keys of this table's results. Every policy compiles its own table (its own
+        # patterns, numbered from 0), and one evaluation's memo is shared by all policies:
+        # a key of the path alone would hand one policy's hits to another's patterns.
+        self._memo_keys: dict[str, tuple[str, int, str]] = {}
 
     def register(self, path_key: str, pattern: str) -> int:
+        self._memo_keys.setdefault(path_key, ("re", id(self), path_key))
         patterns = self._patterns.setdefault(path_key, [])
         if pattern not in patterns:
             patterns.append(pattern)
@@ -40,11 +45,11 @@ class RegexTable:
 
     def matches(self, env: Env, path_key: str, text: str) -> frozenset[int]:
         """Indexes of the patterns of `path_key` that match `text`; once per evaluation."""
-        memo_key = ("re", path_key)
+        memo_key = self._memo_keys.get(path_key)
+        if memo_key is None or path_key not in self._sets:
+            raise EvalError("regex set used before it was built")  # compiler bug guard
         found: frozenset[int] | None = env.memo.get(memo_key)
         if found is None:
-            if path_key not in self._sets:
-                raise EvalError("regex set used before it was built")  # compiler bug guard
             hits = self._sets[path_key].Match(text.encode("utf-8", "surrogatepass"))
             found = env.memo[memo_key] = frozenset(hits) if hits else frozenset()
         return found
