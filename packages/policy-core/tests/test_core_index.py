@@ -25,7 +25,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 from policy_core import PolicyEngine
 from policy_core.compiler import index as rule_index
-from policy_core.ir import Binary, Expr
+from policy_core.ir import Binary, Expr, Lit
 from policy_core.language import parse_expression
 from policy_core.model import (
     Action,
@@ -40,19 +40,23 @@ from policy_core.model import (
 
 
 @contextlib.contextmanager
-def index_threshold(rules: int) -> Iterator[None]:
-    """Policies of at least `rules` rules are indexed while the block runs."""
-    saved = rule_index.INDEX_MIN_RULES
+def index_threshold(rules: int, policies: int | None = None) -> Iterator[None]:
+    """Policies of at least `rules` rules are indexed while the block runs, and selections
+    of at least `policies` skippable policies (PolicyIndex; default: as it is)."""
+    saved = rule_index.INDEX_MIN_RULES, rule_index.INDEX_MIN_POLICIES
     rule_index.INDEX_MIN_RULES = rules
+    if policies is not None:
+        rule_index.INDEX_MIN_POLICIES = policies
     try:
         yield
     finally:
-        rule_index.INDEX_MIN_RULES = saved
+        rule_index.INDEX_MIN_RULES, rule_index.INDEX_MIN_POLICIES = saved
 
 
 def engines(policies: list[Policy]) -> tuple[PolicyEngine, PolicyEngine]:
-    """(indexed, unindexed) engines of the same policies."""
-    with index_threshold(1):
+    """(indexed, unindexed) engines of the same policies: the indexed one with the rule
+    index in every policy and the policy index over any selection of two or more."""
+    with index_threshold(1, policies=2):
         indexed = PolicyEngine(policies)
     with index_threshold(10**9):
         plain = PolicyEngine(policies)
@@ -114,11 +118,27 @@ def _condition(rng: random.Random) -> Expr | None:
     return node
 
 
-def make_policies(seed: int, total: int, count: int) -> list[Policy]:
+# The equality keys alone (no regex): a policy of only such rules is one PolicyIndex skips.
+EQ_KEYED = [k for k in KEYED if ".matches(" not in k]
+
+
+def _keyed_condition(rng: random.Random) -> Expr:
+    """An equality key first, then anything (conjuncts that raise included)."""
+    node = _ir(rng.choice(EQ_KEYED))
+    for _ in range(rng.choice((0, 1, 1, 2))):
+        node = Binary(op="and", left=node, right=_ir(rng.choice(KEYED + OTHER)))
+    return node
+
+
+def make_policies(seed: int, total: int, count: int, keyed: float = 0.0) -> list[Policy]:
+    """`count` policies of `total` rules in all; a share `keyed` of them (about) have only
+    rules keyed on an equality, no scope, no exceptions and no default decision (the
+    policies PolicyIndex can skip), unless a rule of theirs draws an `||` or no key."""
     rng = random.Random(seed)
     out = []
     per = max(1, total // count)
     for p in range(count):
+        skippable = rng.random() < keyed
         rules = []
         for r in range(per):
             decision = rng.choice(["allow", "deny", "warn", "modify", "deny"])
@@ -128,7 +148,11 @@ def make_policies(seed: int, total: int, count: int) -> list[Policy]:
                     name=f"r{r}",
                     priority=rng.choice((0, 0, 0, 1, 2)),
                     enabled=rng.random() > 0.05,
-                    condition_ir=_condition(rng),
+                    condition_ir=(
+                        _keyed_condition(rng)
+                        if skippable and rng.random() < 0.99
+                        else _condition(rng)
+                    ),
                     action=Action(
                         decision=decision,
                         reason=rng.choice([None, f"reason {r}", "model {{ llm.model }}"]),
@@ -140,17 +164,21 @@ def make_policies(seed: int, total: int, count: int) -> list[Policy]:
             )
         exceptions = tuple(
             PolicyException(id=f"e{e}", name=f"e{e}", condition_ir=_condition(rng))
-            for e in range(rng.choice((0, 0, 1, 2)))
+            for e in range(0 if skippable else rng.choice((0, 0, 1, 2)))
         )
         out.append(
             Policy(
                 metadata=PolicyMetadata(id=f"p{p}", name=f"p{p}", priority=rng.choice((0, 1))),
                 status=PolicyStatus.DRAFT if rng.random() < 0.15 else PolicyStatus.ACTIVE,
                 config=PolicyConfig(
-                    default_decision=rng.choice(["none", "none", "allow", "deny"]),
+                    default_decision="none"
+                    if skippable
+                    else rng.choice(["none", "none", "allow", "deny"]),
                     fail_open=rng.random() < 0.3,
                 ),
-                scope_ir=_ir(rng.choice(OTHER + KEYED)) if rng.random() < 0.15 else None,
+                scope_ir=_ir(rng.choice(OTHER + KEYED))
+                if not skippable and rng.random() < 0.15
+                else None,
                 rules=tuple(rules),
                 exceptions=exceptions,
                 digest=f"d{p}",
@@ -220,6 +248,79 @@ def test_indexed_and_unindexed_evaluation_agree(
         if expected["shadow"] is not None:
             expected["shadow"].pop("trace")
         assert traced == expected  # the traced closures decide like the generated code
+
+
+@settings(
+    max_examples=30,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(
+    st.integers(0, 2**32),
+    st.sampled_from([200, 700, 2000]),
+    st.sampled_from([4, 10, 40, 100]),
+    st.sampled_from([0.5, 0.9, 1.0]),
+    st.integers(0, 2**32),
+)
+def test_skipping_policies_that_cannot_match_changes_no_decision(
+    seed: int, total: int, count: int, keyed: float, ctx_seed: int
+) -> None:
+    """Many policies, most of them keyed only: the engine with PolicyIndex against the one
+    running every rule of every policy, decisions and traces."""
+    policies = make_policies(seed, total, count, keyed=keyed)
+    indexed, plain = engines(policies)
+    rng = random.Random(ctx_seed)
+    for _ in range(25):
+        ctx = make_context(rng)
+        expected = _untimed(plain.evaluate(ctx, now=1000.0))
+        assert _untimed(indexed.evaluate(ctx, now=1000.0)) == expected
+        traced = _untimed(indexed.evaluate(ctx, now=1000.0, trace=True))
+        assert traced == _untimed(plain.evaluate(ctx, now=1000.0, trace=True))
+
+
+def _team_policy(i: int, team: Any) -> Policy:
+    rules = tuple(
+        Rule(
+            id=f"r{k}",
+            name=f"r{k}",
+            condition_ir=Binary(
+                op="and",
+                left=Binary(op="==", left=_ir("team.id"), right=Lit(value=team)),
+                right=_ir(f"llm.max_tokens > {k}"),
+            ),
+            action=Action(decision="deny", reason=f"p{i} r{k}"),
+        )
+        for k in range(70)
+    )
+    return Policy(metadata=PolicyMetadata(id=f"p{i}", name=f"p{i}"), rules=rules, digest=f"d{i}")
+
+
+def test_the_policy_index_runs_only_the_policies_a_request_can_match() -> None:
+    """Not a vacuous pass: 20 keyed policies, one erroring candidate, equal keys of
+    different types (1, 1.0, true), and a policy that cannot be skipped."""
+    policies = [_team_policy(i, f"t{i}") for i in range(18)]
+    policies.append(_team_policy(18, 1))  # team.id == 1: also found by 1.0 and true
+    fallback = Policy(
+        metadata=PolicyMetadata(id="zz", name="zz"),
+        config=PolicyConfig(default_decision="warn"),  # a default: never skipped
+        rules=_team_policy(19, "t3").rules,
+        digest="dz",
+    )
+    engine = PolicyEngine([*policies, fallback])
+    index = engine._everything._index
+    assert index is not None
+    ids = [p.policy_id for p in index.policies_for({"team": {"id": "t3"}})]
+    assert ids == ["p3", "zz"]
+    assert [p.policy_id for p in index.policies_for({"team": {"id": "nobody"}})] == ["zz"]
+    assert [p.policy_id for p in index.policies_for({"team": {"id": ["t3"]}})] == ["zz"]
+    for one in (1, 1.0, True):
+        assert [p.policy_id for p in index.policies_for({"team": {"id": one}})] == ["p18", "zz"]
+    decision = engine.evaluate({"team": {"id": "t3"}, "llm": {"max_tokens": "x"}})
+    assert {e.policy for e in decision.errors} == {"p3", "zz"}  # the candidate ran and raised
+    assert engine.evaluate({"team": {"id": True}, "llm": {"max_tokens": 99}}).decision == "warn"
+    assert engine.evaluate({"team": {"id": 1.0}, "llm": {"max_tokens": 99}}).decision == "deny"
+    traced = engine.evaluate({"team": {"id": "t5"}, "llm": {"max_tokens": 0}}, trace=True)
+    assert {t.policy for t in traced.trace} >= {"p0", "p5", "p17", "zz"}  # trace runs them all
 
 
 def test_the_index_skips_rules_and_runs_erroring_ones() -> None:

@@ -29,6 +29,7 @@ import msgspec
 
 from policy_core.compiler import CompiledPolicy, CompiledRule, CompiledSet, compile_policies
 from policy_core.compiler.facts import derived_fact
+from policy_core.compiler.index import PolicyIndex
 from policy_core.compiler.methods import fact_key
 from policy_core.compiler.runtime import Env, EvalError
 from policy_core.errors import PolicyNotFound
@@ -203,6 +204,7 @@ class Selection:
         "_default_reason",
         "_drafts",
         "_fact_calls",
+        "_index",
         "_r_active",
         "_r_combined",
         "_r_drafts",
@@ -222,6 +224,7 @@ class Selection:
     )
 
     _active: tuple[CompiledPolicy, ...]
+    _index: PolicyIndex | None
     _combined: tuple[CompiledPolicy, ...]
     _default: str
     _default_reason: str | None
@@ -261,9 +264,12 @@ class Selection:
         ids = sorted(f"{p.policy_id}\0{p.policy.digest}\0{p.policy.status.value}" for p in combined)
         digest = hashlib.sha256("\n".join([default_decision, *ids]).encode()).hexdigest()
         modes = {p.policy_id: p.policy.config.audit for p in combined}
+        active = tuple(p for p in requesting if p.policy.status is PolicyStatus.ACTIVE)
         for name, value in (
             ("_combined", requesting),
-            ("_active", tuple(p for p in requesting if p.policy.status is PolicyStatus.ACTIVE)),
+            ("_active", active),
+            # Which active policies can match a request at all (None: too few to skip).
+            ("_index", PolicyIndex.build(active)),
             ("_drafts", tuple(p for p in requesting if p.policy.status is PolicyStatus.DRAFT)),
             ("_fact_calls", fact_calls),
             ("_r_combined", responding),
@@ -429,7 +435,9 @@ class Selection:
         env = Env(context, now, facts)
         if not self._drafts:
             outcome = _Outcome(trace)
-            for policy in self._active:
+            index = self._index
+            policies = self._active if index is None or trace else index.policies_for(context)
+            for policy in policies:
                 run = policy.run
                 if run is not None and policy.plain and not trace:
                     # _run_policy's path for a policy without scope or exceptions, inline.

@@ -49,10 +49,19 @@ from policy_core.compiler.runtime import Env
 from policy_core.ir import Binary, Call, Expr, ListExpr, Lit, Method, Not, Path, flatten
 from policy_core.syntax.printer import to_expression
 
-__all__ = ["INDEX_MIN_RULES", "index_key", "indexed_rules_function"]
+__all__ = [
+    "INDEX_MIN_POLICIES",
+    "INDEX_MIN_RULES",
+    "PolicyIndex",
+    "index_key",
+    "indexed_rules_function",
+    "keyed_paths",
+]
 
 # Policies with fewer enabled rules run them all (the index costs more than it saves there).
 INDEX_MIN_RULES = 64
+# A selection with fewer policies whose every rule is keyed runs each of them (PolicyIndex).
+INDEX_MIN_POLICIES = 8
 
 _SCALAR = (str, int, float, bool, type(None))
 
@@ -208,7 +217,23 @@ def indexed_rules_function(
         for key, (root, segs, by_pattern) in rx_groups.items()
     )
     position_of = {r.rule_id: i for i, r in enumerate(rules)}
-    return _runner(tuple(always), eq_paths, rx_paths, position_of, cc)
+    run = _runner(tuple(always), eq_paths, rx_paths, position_of, cc)
+    if not always and not rx_paths:
+        # Every rule is keyed on an equality: the policy runs no rule for a request whose
+        # values fall in none of its buckets (PolicyIndex skips it then).
+        run._keyed_paths = tuple(  # type: ignore[attr-defined]
+            (root, segs, frozenset(buckets)) for root, segs, buckets in eq_paths
+        )
+    return run
+
+
+KeyedPaths = tuple[tuple[str, tuple[str | int, ...], frozenset[Any]], ...]
+
+
+def keyed_paths(run: RulesFunction | None) -> KeyedPaths | None:
+    """The (path, key values) of an indexed policy whose every rule is keyed on an equality
+    (it has no unkeyed and no regex-keyed rule), else None."""
+    return getattr(run, "_keyed_paths", None)
 
 
 def _runner(
@@ -271,3 +296,71 @@ def _runner(
         return matched
 
     return run
+
+
+class PolicyIndex:
+    """Across the policies of a selection: which of them can match a request at all.
+
+    FAST COPY of running every policy of the selection in order (engine.Selection.evaluate).
+    A policy whose rules are all keyed on equalities (`keyed_paths`), with no scope,
+    exceptions or default decision, adds nothing to a decision, no match, error or
+    trace, when the request's value at each of its key paths is none of its keys: its
+    runner would look its buckets up, find none, and return. Such policies are looked
+    up here, once per path for all of them (one dict lookup instead of one call per
+    policy); the others always run. The policies to run come back in selection order,
+    so matches and errors keep their order. Equal values hash alike (1, 1.0 and true
+    share a key), so a lookup may find more policies than can match, never fewer.
+    Parity: packages/policy-core/tests/test_core_index.py (sets of up to 100 policies,
+    indexed engine against the one running every rule of every policy).
+    """
+
+    __slots__ = ("_active", "_fixed", "_fixed_at", "_paths")
+
+    def __init__(self, active: tuple[Any, ...], keyed: list[int]) -> None:
+        self._active = active
+        skippable = set(keyed)
+        self._fixed_at = tuple(i for i in range(len(active)) if i not in skippable)
+        self._fixed = tuple(active[i] for i in self._fixed_at)
+        tables: dict[tuple[str, tuple[str | int, ...]], dict[Any, set[int]]] = {}
+        for i in keyed:
+            for root, segs, keys in keyed_paths(active[i].run) or ():
+                table = tables.setdefault((root, segs), {})
+                for value in keys:
+                    table.setdefault(value, set()).add(i)
+        self._paths = tuple(
+            (root, segs, {value: frozenset(at) for value, at in table.items()})
+            for (root, segs), table in tables.items()
+        )
+
+    @classmethod
+    def build(cls, active: tuple[Any, ...]) -> PolicyIndex | None:
+        """The index of a selection's active policies, or None when too few can be skipped."""
+        keyed = [
+            i
+            for i, p in enumerate(active)
+            if p.plain
+            and p.default_match is None
+            and p.run is not None
+            and keyed_paths(p.run) is not None
+        ]
+        return cls(active, keyed) if len(keyed) >= INDEX_MIN_POLICIES else None
+
+    def policies_for(self, ctx: Any) -> tuple[Any, ...] | list[Any]:
+        """The policies that can add to the decision of `ctx`, in selection order."""
+        hit: set[int] | None = None
+        for root, segs, table in self._paths:
+            value = _walk(ctx, root, segs)
+            try:
+                found = table.get(value)
+            except TypeError:  # an unhashable value (list, map) equals no literal
+                continue
+            if found is not None:
+                if hit is None:
+                    hit = set(found)
+                else:
+                    hit |= found
+        if hit is None:
+            return self._fixed
+        hit.update(self._fixed_at)
+        active = self._active
+        return [active[i] for i in sorted(hit)]
