@@ -218,21 +218,9 @@ def _untimed(decision: Any) -> dict[str, Any]:
     return out
 
 
-@settings(
-    max_examples=40,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
-@given(
-    st.integers(0, 2**32),
-    st.sampled_from([1, 20, 70, 300, 2000]),
-    st.sampled_from([1, 1, 2, 3]),
-    st.integers(0, 2**32),
-)
-def test_indexed_and_unindexed_evaluation_agree(
-    seed: int, total: int, count: int, ctx_seed: int
-) -> None:
-    policies = make_policies(seed, total, count)
+def _assert_agree(policies: list[Policy], ctx_seed: int) -> None:
+    """The indexed engine decides 25 drawn contexts as the unindexed one, traced or not,
+    and its traced closures decide like its generated code."""
     indexed, plain = engines(policies)
     rng = random.Random(ctx_seed)
     for _ in range(25):
@@ -247,7 +235,24 @@ def test_indexed_and_unindexed_evaluation_agree(
         expected.pop("trace")
         if expected["shadow"] is not None:
             expected["shadow"].pop("trace")
-        assert traced == expected  # the traced closures decide like the generated code
+        assert traced == expected
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(
+    st.integers(0, 2**32),
+    st.sampled_from([1, 20, 70, 300, 2000]),
+    st.sampled_from([1, 1, 2, 3]),
+    st.integers(0, 2**32),
+)
+def test_indexed_and_unindexed_evaluation_agree(
+    seed: int, total: int, count: int, ctx_seed: int
+) -> None:
+    _assert_agree(make_policies(seed, total, count), ctx_seed)
 
 
 @settings(
@@ -267,15 +272,7 @@ def test_skipping_policies_that_cannot_match_changes_no_decision(
 ) -> None:
     """Many policies, most of them keyed only: the engine with PolicyIndex against the one
     running every rule of every policy, decisions and traces."""
-    policies = make_policies(seed, total, count, keyed=keyed)
-    indexed, plain = engines(policies)
-    rng = random.Random(ctx_seed)
-    for _ in range(25):
-        ctx = make_context(rng)
-        expected = _untimed(plain.evaluate(ctx, now=1000.0))
-        assert _untimed(indexed.evaluate(ctx, now=1000.0)) == expected
-        traced = _untimed(indexed.evaluate(ctx, now=1000.0, trace=True))
-        assert traced == _untimed(plain.evaluate(ctx, now=1000.0, trace=True))
+    _assert_agree(make_policies(seed, total, count, keyed=keyed), ctx_seed)
 
 
 def _team_policy(i: int, team: Any) -> Policy:
