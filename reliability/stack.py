@@ -439,7 +439,10 @@ class Stack:
                 start_new_session=True,
             )
         if name == "grpc":
-            time.sleep(1)  # the HTTP server seeds the store first: no race on the seed
+            # The HTTP server seeds the store first, mostly; when gRPC wins, seeding skips
+            # the policies the other created (packages/cli/tests/test_cli_seed.py). The
+            # soak of one CI run died here before that: "policy 'rel-deny' already exists".
+            time.sleep(1)
         return Server(name=name, proc=proc, log=log, port=port)
 
     def _wait_http(self, timeout: float = 120) -> None:

@@ -6,6 +6,7 @@ import json
 import logging
 from pathlib import Path
 
+from policy_core.errors import PolicyAlreadyExists
 from policy_core.language import load_policies
 from policy_core.services import PolicyService
 
@@ -26,7 +27,10 @@ async def seed_if_empty(service: PolicyService, root: Path) -> int:
     """Create every policy found under `root` when the store holds none; returns the count.
 
     Only an empty store is seeded, so a restart never resurrects a policy an
-    operator deleted. The whole set is validated first (PolicyLoadError: nothing stored).
+    operator deleted. The whole set is validated first (PolicyLoadError: nothing stored;
+    it rejects an id twice in the set). Instances starting together on one empty store
+    (the HTTP and gRPC servers, replicas) may all find it empty: a policy another one
+    created in the meantime is left as it is and not counted, instead of failing the start.
     """
     if (await service.list(limit=1)).items:
         return 0
@@ -40,7 +44,13 @@ async def seed_if_empty(service: PolicyService, root: Path) -> int:
         # the documents of a multi-document file are stored one by one as JSON.
         texts = [text] if len(policies) == 1 else [json.dumps(p.source) for p in policies]
         for item in texts:
-            await service.create(item, author="seed", file=str(path))
+            try:
+                await service.create(item, author="seed", file=str(path))
+            except PolicyAlreadyExists as exc:
+                _log.info(
+                    "policy %r was created meanwhile (another instance seeding)", exc.policy_id
+                )
+                continue
             created += 1
     _log.info("seeded %d policies from %s", created, root)
     return created
