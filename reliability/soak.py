@@ -42,8 +42,9 @@ async def soak(
     backends: Backends | None = None,
 ) -> dict[str, Any]:
     stack = Stack("single", backends=backends)
-    await asyncio.to_thread(stack.start)
     try:
+        # Inside: a start that fails half-way (a server exited) still stops what it started.
+        await asyncio.to_thread(stack.start)
         return await _soak(stack, seconds, peak_seconds, warmup, rate, connections, spy)
     finally:
         await asyncio.to_thread(stack.close)
