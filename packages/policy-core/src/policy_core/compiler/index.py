@@ -221,13 +221,12 @@ def indexed_rules_function(
     if not always and not rx_paths:
         # Every rule is keyed on an equality: the policy runs no rule for a request whose
         # values fall in none of its buckets (PolicyIndex skips it then).
-        run._keyed_paths = tuple(  # type: ignore[attr-defined]
-            (root, segs, frozenset(buckets)) for root, segs, buckets in eq_paths
-        )
+        run._keyed_paths = eq_paths  # type: ignore[attr-defined]
     return run
 
 
-KeyedPaths = tuple[tuple[str, tuple[str | int, ...], frozenset[Any]], ...]
+# (root, segments, {key value: bucket}) per path: the runner's own tables.
+KeyedPaths = tuple[tuple[str, tuple[str | int, ...], dict[Any, Bucket]], ...]
 
 
 def keyed_paths(run: RulesFunction | None) -> KeyedPaths | None:
@@ -323,9 +322,9 @@ class PolicyIndex:
         self._fixed = tuple(active[i] for i in self._fixed_at)
         tables: dict[tuple[str, tuple[str | int, ...]], dict[Any, set[int]]] = {}
         for i in keyed:
-            for root, segs, keys in keyed_paths(active[i].run) or ():
+            for root, segs, buckets in keyed_paths(active[i].run) or ():
                 table = tables.setdefault((root, segs), {})
-                for value in keys:
+                for value in buckets:
                     table.setdefault(value, set()).add(i)
         self._paths = tuple(
             (root, segs, {value: frozenset(at) for value, at in table.items()})
