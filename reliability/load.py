@@ -91,8 +91,14 @@ class Load:
         headers: dict[str, str] | None = None,
         method: str = "POST",
     ) -> tuple[int, Any, dict[str, str]] | None:
-        """One request, sent again once after a connection reset; None when it failed."""
+        """One request, sent again once after a connection reset; None when it failed.
+
+        The second try waits a moment first: a killed worker resets every connection it
+        held at once, and a retry sent in the same loop turn can be handed another pooled
+        connection to that worker whose reset the client has not read yet."""
         for attempt in (1, 2):
+            if attempt == 2:
+                await asyncio.sleep(0.05)
             try:
                 async with session.request(
                     method,

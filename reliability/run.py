@@ -147,6 +147,11 @@ def table(results: dict[str, Any]) -> str:
             f"usage {r['usage_ok']} ok/{r['usage_503']} 503/{r['usage_failed']} failed; "
             f"recovered in {r['recovery_s']} s"
             + (
+                "; failures: " + ", ".join(f"{n}x {why}" for why, n in r["reasons"].items())
+                if r.get("reasons")
+                else ""
+            )
+            + (
                 f"; {r['non_json_log_lines']} log lines not JSON"
                 if r.get("non_json_log_lines")
                 else ""

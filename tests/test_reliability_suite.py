@@ -65,6 +65,15 @@ def test_a_sigkill_that_loses_records_is_a_failure_not_a_stated_limit() -> None:
     assert run.fault_ok(fault(fault="HTTP worker SIGKILL"))
 
 
+def test_a_failed_fault_says_why_in_the_table() -> None:
+    # CI only keeps the table: a failure without its reason cannot be diagnosed afterwards.
+    failed = fault(failed_evaluations=1, reasons={"ServerDisconnectedError": 1})
+    row = run.table({"faults": [failed]}).splitlines()[-1]
+    assert "failures: 1x ServerDisconnectedError" in row
+    assert row.rstrip().endswith("NO")
+    assert "failures" not in run.table({"faults": [fault()]})
+
+
 def test_the_soak_verdict() -> None:
     soak = {
         "seconds": 600,
